@@ -1,0 +1,41 @@
+"""Socialjour's database: models, engine and sessions, migrations, and the `repo` functions.
+
+Callers write `from storage import repo` and pass a session they opened for one
+unit of work; nothing here knows about Matrix, HTTP or formatting.
+"""
+
+from storage import repo
+from storage.db import create_engine, normalise_url, session_factory
+from storage.errors import CaseNotFoundError, StorageError, UnsupportedDatabaseError
+from storage.migrate import current_revision, head_revision, upgrade
+from storage.models import (
+    AuditEntry,
+    Base,
+    BotState,
+    Case,
+    CaseParticipant,
+    CaseSequence,
+    ProcessedEvent,
+    TrustedMasterKey,
+)
+
+__all__ = [
+    "AuditEntry",
+    "Base",
+    "BotState",
+    "Case",
+    "CaseNotFoundError",
+    "CaseParticipant",
+    "CaseSequence",
+    "ProcessedEvent",
+    "StorageError",
+    "TrustedMasterKey",
+    "UnsupportedDatabaseError",
+    "create_engine",
+    "current_revision",
+    "head_revision",
+    "normalise_url",
+    "repo",
+    "session_factory",
+    "upgrade",
+]

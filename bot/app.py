@@ -1,0 +1,159 @@
+"""The composition root: builds every part from the settings and runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from typing import Any
+
+from aiohttp import web
+from nio import MatrixRoom, RoomMessageText
+
+from bot.matrix import MatrixConnection
+from bot.rooms import MatrixMessenger, RoomKeeper
+from config import Settings
+from handlers import i18n
+from handlers.case_state import CaseStatus
+from handlers.dispatcher import Dispatcher
+from handlers.messenger import IncomingMessage
+from signing.web import create_app
+from storage import create_engine, repo, session_factory, upgrade
+
+log = logging.getLogger(__name__)
+
+
+class Socialjour:
+    """One running installation: database, Matrix connection, rooms, handlers, web."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = create_engine(settings.storage.database_url)
+        self.sessions = session_factory(self.engine)
+        self.matrix = MatrixConnection(settings, self.sessions)
+        self.rooms = RoomKeeper(self.matrix)
+        self.messenger = MatrixMessenger(self.matrix, self.rooms)
+        self.dispatcher = Dispatcher(
+            settings=settings, sessions=self.sessions, messenger=self.messenger
+        )
+        self.events_handled = 0
+        self.started_at = time.monotonic()
+        self._runner: web.AppRunner | None = None
+        # Events that arrive while the rooms are still being set up wait for this.
+        self._ready = asyncio.Event()
+
+    async def start(self) -> None:
+        settings = self.settings
+        await upgrade(settings.storage.database_url)
+        await self.matrix.connect()
+        self.matrix.on_message = self._on_message
+        self.matrix.on_undecryptable = self._on_undecryptable
+        self.matrix.on_identity_changed = self._on_identity_changed
+        self.matrix.start()
+        duty = settings.duty
+        self.dispatcher.duty_room_id = await self.rooms.ensure_room(
+            alias=duty.room_alias, name="Socialjour", members=sorted(duty.allowed)
+        )
+        for m in settings.municipalities:
+            room_id = await self.rooms.ensure_room(
+                alias=m.intake_room_alias, name=f"Socialjour – {m.name}", members=m.intake_members
+            )
+            self.dispatcher.intake_rooms[room_id] = m.id
+        recovered = await self.dispatcher.cases.recover()
+        if recovered:
+            log.info("recovered %d case room(s) after an interruption", recovered)
+        await self._start_web()
+        self._ready.set()
+        log.info("ready")
+
+    async def _start_web(self) -> None:
+        app = create_app(health=self.health, metrics_source=self.metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner, self.settings.web.listen_host, self.settings.web.listen_port
+        )
+        await site.start()
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+        await self.matrix.stop()
+        await self.engine.dispose()
+
+    async def _on_message(self, room: MatrixRoom, event: RoomMessageText, trusted: bool) -> None:
+        await self._ready.wait()
+        self.events_handled += 1
+        await self.dispatcher.handle(
+            IncomingMessage(
+                room_id=room.room_id,
+                sender=event.sender,
+                event_id=event.event_id,
+                body=event.body,
+                trusted_device=trusted,
+            )
+        )
+
+    async def _on_undecryptable(self, room_id: str, event_id: str) -> None:
+        kind, _ = await self.dispatcher.locate(room_id)
+        if kind.value != "other":
+            await self.messenger.send(
+                room_id,
+                i18n.render(self.settings.duty.language, "error.undecryptable", reply_to=event_id),
+            )
+
+    async def _on_identity_changed(self, room_id: str, user_ids: list[str]) -> None:
+        for user_id in user_ids:
+            await self.messenger.send(
+                room_id,
+                i18n.render(
+                    self.settings.duty.language,
+                    "error.identity_changed",
+                    user=user_id,
+                    notice=False,
+                ),
+            )
+
+    async def health(self) -> dict[str, Any]:
+        last = self.matrix.last_sync_at
+        age = None if last is None else round(time.monotonic() - last, 1)
+        ok = age is not None and age < 120
+        return {
+            "status": "ok" if ok else "degraded",
+            "last_sync_age_s": age,
+            "device_id": self.matrix.client.device_id,
+        }
+
+    async def metrics(self) -> str:
+        async with self.sessions() as session:
+            open_cases = len(
+                await repo.list_cases(session, statuses=[s.value for s in CaseStatus if s.is_open])
+            )
+        lines = [
+            "# HELP socialjour_up 1 while the bot runs.",
+            "# TYPE socialjour_up gauge",
+            "socialjour_up 1",
+            "# TYPE socialjour_syncs_total counter",
+            f"socialjour_syncs_total {self.matrix.sync_count}",
+            "# TYPE socialjour_events_handled_total counter",
+            f"socialjour_events_handled_total {self.events_handled}",
+            "# TYPE socialjour_open_cases gauge",
+            f"socialjour_open_cases {open_cases}",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+async def run(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then stop cleanly without logging the device out."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    app = Socialjour(settings)
+    try:
+        await app.start()
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await app.stop()

@@ -1,0 +1,174 @@
+"""Creating and keeping the bot's rooms, and the Messenger the domain talks to.
+
+Every room the bot creates is private, invite-only and encrypted from its first
+event. Its state carries nothing about the person a case is about: the name is
+the case number (or a fixed label for the duty and intake rooms) and there is
+no topic or alias besides the configured ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from nio import (
+    JoinResponse,
+    RoomCreateResponse,
+    RoomInviteResponse,
+    RoomPreset,
+    RoomResolveAliasResponse,
+    RoomVisibility,
+)
+
+from bot.matrix import MatrixConnection, MatrixError
+from handlers.messenger import Message
+
+log = logging.getLogger(__name__)
+
+MEGOLM = "m.megolm.v1.aes-sha2"
+
+
+def secure_initial_state() -> list[dict[str, Any]]:
+    return [
+        {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": MEGOLM}},
+        # Someone added later does not see what was said before their invitation.
+        {
+            "type": "m.room.history_visibility",
+            "state_key": "",
+            "content": {"history_visibility": "invited"},
+        },
+        {"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}},
+    ]
+
+
+def power_levels() -> dict[str, Any]:
+    """Members may talk; only the bot changes the room (name, members, encryption).
+
+    ``users`` is left to the server: the creator gets 100 in room versions up to
+    11 and is above all levels from version 12 on, where listing it is an error.
+    """
+    admin_only = [
+        "m.room.name",
+        "m.room.topic",
+        "m.room.avatar",
+        "m.room.power_levels",
+        "m.room.history_visibility",
+        "m.room.canonical_alias",
+        "m.room.encryption",
+        "m.room.tombstone",
+        "m.room.server_acl",
+        "m.room.join_rules",
+        "m.room.pinned_events",
+    ]
+    return {
+        "users_default": 0,
+        "events_default": 0,
+        "state_default": 100,
+        "invite": 100,
+        "kick": 100,
+        "ban": 100,
+        "redact": 50,
+        "events": {t: 100 for t in admin_only},
+        "notifications": {"room": 100},
+    }
+
+
+class RoomKeeper:
+    def __init__(self, matrix: MatrixConnection) -> None:
+        self.matrix = matrix
+        self.client = matrix.client
+
+    async def create_private_room(
+        self, *, name: str, invite: Sequence[str], alias_localpart: str | None = None
+    ) -> str:
+        resp = await self.client.room_create(
+            visibility=RoomVisibility.private,
+            alias=alias_localpart,
+            name=name,
+            preset=RoomPreset.private_chat,
+            invite=list(invite),
+            initial_state=secure_initial_state(),
+            power_level_override=power_levels(),
+        )
+        if not isinstance(resp, RoomCreateResponse):
+            raise MatrixError(f"room creation failed: {getattr(resp, 'message', resp)}")
+        room_id = resp.room_id
+        log.debug("room %s created; waiting for the invitees", room_id)
+        # Until our own sync has seen the invitees, a message would be encrypted for
+        # nobody but us: wait for them (invited is enough).
+        await self.matrix.wait_for(
+            lambda: (
+                room_id in self.client.rooms
+                and self.client.rooms[room_id].encrypted
+                and all(u in self.client.rooms[room_id].users for u in invite)
+            )
+        )
+        return room_id
+
+    async def ensure_room(self, *, alias: str, name: str, members: Iterable[str]) -> str:
+        """The room behind ``alias``: joined, created if missing, configured members invited."""
+        members = list(dict.fromkeys(members))
+        resolved = await self.client.room_resolve_alias(alias)
+        if isinstance(resolved, RoomResolveAliasResponse):
+            room_id = resolved.room_id
+            if room_id not in self.client.rooms:
+                joined = await self.client.join(room_id)
+                if not isinstance(joined, JoinResponse):
+                    raise MatrixError(f"cannot join {alias}: {getattr(joined, 'message', joined)}")
+                await self.matrix.wait_for(lambda: room_id in self.client.rooms)
+            await self.invite_missing(room_id, members)
+            return room_id
+        localpart, _, server = alias[1:].partition(":")
+        own_server = self.client.user_id.partition(":")[2]
+        if server != own_server:
+            raise MatrixError(f"{alias} does not exist and is not on the bot's server {own_server}")
+        log.info("creating room %s", alias)
+        return await self.create_private_room(name=name, invite=members, alias_localpart=localpart)
+
+    async def invite_missing(self, room_id: str, members: Iterable[str]) -> None:
+        """Invite configured members who are neither joined nor invited. Never removes anyone."""
+        room = self.client.rooms[room_id]
+        if not room.members_synced:
+            await self.client.joined_members(room_id)
+        for user_id in members:
+            if user_id in room.users or user_id == self.client.user_id:
+                continue
+            resp = await self.client.room_invite(room_id, user_id)
+            if not isinstance(resp, RoomInviteResponse):
+                log.warning("could not invite %s: %s", user_id, getattr(resp, "message", resp))
+        await self.matrix.wait_for(
+            lambda: all(u in room.users for u in members if u != self.client.user_id), timeout=30
+        )
+
+
+class MatrixMessenger:
+    """The :class:`handlers.messenger.Messenger` over a real Matrix connection."""
+
+    def __init__(self, matrix: MatrixConnection, rooms: RoomKeeper) -> None:
+        self.matrix = matrix
+        self.rooms = rooms
+
+    async def send(self, room_id: str, message: Message) -> str:
+        return await self.matrix.send(room_id, message_content(message))
+
+    async def create_case_room(self, *, name: str, invite: Sequence[str]) -> str:
+        return await self.rooms.create_private_room(name=name, invite=invite)
+
+    async def invite(self, room_id: str, user_id: str) -> None:
+        await self.rooms.invite_missing(room_id, [user_id])
+
+
+def message_content(message: Message) -> dict[str, Any]:
+    content: dict[str, Any] = {
+        # An alert must be m.text with a mention: notices do not ring phones.
+        "msgtype": "m.notice" if message.notice and not message.mentions else "m.text",
+        "body": message.text,
+        "m.mentions": {"user_ids": list(message.mentions)} if message.mentions else {},
+    }
+    if message.html is not None:
+        content["format"] = "org.matrix.custom.html"
+        content["formatted_body"] = message.html
+    if message.reply_to:
+        content["m.relates_to"] = {"m.in_reply_to": {"event_id": message.reply_to}}
+    return content

@@ -1,0 +1,389 @@
+"""Read each section of the parsed config file into its settings dataclass.
+
+One function per section, in file order, each reporting to the shared ``Reader``
+and returning placeholders after a problem (the loader discards the result then).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from config._reader import (
+    HTTP_URL,
+    ROOM_ALIAS,
+    USER_ID,
+    Reader,
+    absolute,
+    describe,
+    is_email,
+    is_http_url,
+    is_phone,
+    is_room_alias,
+    is_user_id,
+    key_place,
+    split_host_port,
+)
+from config.durations import format_duration
+from config.settings import (
+    ACTIONS,
+    AUTH_METHODS,
+    LANGUAGES,
+    LOG_LEVELS,
+    ROLES,
+    STANDARD_POLICY,
+    TRUST_LEVELS,
+    DecisionMaker,
+    DutySettings,
+    EscalationPolicy,
+    EscalationStep,
+    LoggingSettings,
+    MatrixSettings,
+    Municipality,
+    Settings,
+    SigningSettings,
+    StorageSettings,
+    WebSettings,
+)
+
+__all__ = ["read_settings"]
+
+SQLITE_PREFIX = "sqlite+aiosqlite://"
+POSTGRES_PREFIX = "postgresql+asyncpg://"
+MAX_LINK_TTL = timedelta(days=7)
+
+_TOP_KEYS = (
+    "matrix",
+    "storage",
+    "web",
+    "duty",
+    "municipalities",
+    "escalation_policies",
+    "signing",
+    "logging",
+)
+_MATRIX_KEYS = ("homeserver", "user_id", "password", "device_name", "trust", "store_key")
+_DUTY_KEYS = ("room_alias", "members", "leads", "language", "case_prefix")
+_MUNICIPALITY_KEYS = (
+    "id",
+    "name",
+    "intake_room_alias",
+    "intake_members",
+    "escalation_policy",
+    "decision_makers",
+)
+_DECISION_MAKER_KEYS = ("user_id", "name", "role", "email", "phone")
+_MUNICIPALITY_ID = re.compile(r"[a-z0-9_-]+")
+_CASE_PREFIX = re.compile(r"[A-Z]{1,8}")
+_WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 - only mapped away
+
+
+def read_settings(r: Reader, root: dict[str, Any], config_path: Path) -> Settings:
+    """Build ``Settings`` from the parsed TOML, reporting every problem to ``r``."""
+    r.table("", root, _TOP_KEYS)
+    raw_policies = root.get("escalation_policies")
+    policy_names = {STANDARD_POLICY.name}
+    if isinstance(raw_policies, dict):
+        policy_names.update(raw_policies)
+    return Settings(
+        config_path=config_path,
+        matrix=_matrix(r, root),
+        storage=_storage(r, root),
+        web=_web(r, root),
+        duty=_duty(r, root),
+        municipalities=_municipalities(r, root, policy_names),
+        escalation_policies=_policies(r, root),
+        signing=_signing(r, root),
+        logging=_logging(r, root),
+    )
+
+
+def _matrix(r: Reader, root: dict[str, Any]) -> MatrixSettings:
+    table = r.section(root, "matrix", _MATRIX_KEYS, required=True)
+    if table is None:
+        return MatrixSettings(homeserver="", user_id="")
+    return MatrixSettings(
+        homeserver=r.required(table, "matrix", "homeserver", is_http_url, HTTP_URL).rstrip("/"),
+        user_id=r.required(table, "matrix", "user_id", is_user_id, USER_ID),
+        password=r.optional(table, "matrix", "password", secret=True),
+        device_name=r.optional(table, "matrix", "device_name") or "Socialjour",
+        trust=r.choice(table, "matrix", "trust", TRUST_LEVELS, "cross-signed"),
+        store_key=r.optional(table, "matrix", "store_key", secret=True),
+    )
+
+
+def _storage(r: Reader, root: dict[str, Any]) -> StorageSettings:
+    table = r.section(root, "storage", ("data_dir", "database_url"), required=True)
+    if table is None:
+        return StorageSettings(data_dir=Path(), database_url="")
+    data_dir = absolute(r.base_dir, r.required(table, "storage", "data_dir") or ".")
+    if "database_url" not in table:
+        default_url = f"{SQLITE_PREFIX}/{data_dir / 'socialjour.db'}"
+        return StorageSettings(data_dir=data_dir, database_url=default_url)
+    url = r.required(table, "storage", "database_url", secret=True)
+    return StorageSettings(data_dir=data_dir, database_url=_database_url(r, url))
+
+
+def _database_url(r: Reader, url: str) -> str:
+    """Accept the two async drivers and anchor a relative SQLite file at the config folder.
+
+    The URL is never echoed: a PostgreSQL URL may carry a password.
+    """
+    place = "storage.database_url"
+    if url == "":
+        return url
+    if url.startswith(POSTGRES_PREFIX):
+        if url == POSTGRES_PREFIX:
+            r.report(place, "expected postgresql+asyncpg://user@host/database")
+        return url
+    if not url.startswith(SQLITE_PREFIX):
+        scheme = url.partition("://")[0] if "://" in url else "none"
+        r.report(
+            place,
+            f"expected a {SQLITE_PREFIX}/ or {POSTGRES_PREFIX} URL, got scheme {scheme!r}",
+        )
+        return url
+    rest = url.removeprefix(SQLITE_PREFIX)
+    if rest == "":
+        return url
+    if not rest.startswith("/"):
+        r.report(place, f"a SQLite URL looks like {SQLITE_PREFIX}/data/socialjour.db")
+        return url
+    file_part, question, query = rest[1:].partition("?")
+    if file_part in ("", ":memory:"):
+        return url
+    return f"{SQLITE_PREFIX}/{absolute(r.base_dir, file_part)}{question}{query}"
+
+
+def _web(r: Reader, root: dict[str, Any]) -> WebSettings:
+    table = r.section(root, "web", ("listen", "public_base_url"), required=False)
+    if table is None:
+        return WebSettings()
+    listen = r.optional(
+        table,
+        "web",
+        "listen",
+        lambda text: split_host_port(text) is not None,
+        "host:port like 127.0.0.1:8080 or [::1]:8080",
+    )
+    host, port = split_host_port(listen or "") or ("127.0.0.1", 8080)
+    public_base_url = r.optional(table, "web", "public_base_url", is_http_url, HTTP_URL)
+    if public_base_url is None:
+        shown_host = _WILDCARD_HOSTS.get(host, host)
+        if ":" in shown_host:
+            shown_host = f"[{shown_host}]"
+        public_base_url = f"http://{shown_host}:{port}"
+    return WebSettings(
+        listen_host=host, listen_port=port, public_base_url=public_base_url.rstrip("/")
+    )
+
+
+def _duty(r: Reader, root: dict[str, Any]) -> DutySettings:
+    table = r.section(root, "duty", _DUTY_KEYS, required=True)
+    if table is None:
+        return DutySettings(room_alias="", members=())
+    room_alias = r.required(table, "duty", "room_alias", is_room_alias, ROOM_ALIAS)
+    if "members" not in table:
+        r.report("duty.members", "missing required key")
+    elif table["members"] == []:
+        r.report("duty.members", "list at least one person who may open and work cases")
+    members = r.strings(table, "duty", "members", is_user_id, USER_ID)
+    leads = r.strings(table, "duty", "leads", is_user_id, USER_ID)
+    language = r.choice(table, "duty", "language", LANGUAGES, "sv")
+    case_prefix = r.optional(
+        table,
+        "duty",
+        "case_prefix",
+        lambda text: _CASE_PREFIX.fullmatch(text) is not None,
+        "1 to 8 uppercase letters A-Z like SJ",
+    )
+    return DutySettings(
+        room_alias=room_alias,
+        members=members,
+        leads=leads,
+        language=language,
+        case_prefix=case_prefix or "SJ",
+    )
+
+
+def _municipalities(
+    r: Reader, root: dict[str, Any], policy_names: set[str]
+) -> tuple[Municipality, ...]:
+    if "municipalities" not in root:
+        return ()
+    municipalities: list[Municipality] = []
+    first_place_of_id: dict[str, str] = {}
+    for place, raw in r.tables("municipalities", root["municipalities"], "[[municipalities]]"):
+        table = r.table(place, raw, _MUNICIPALITY_KEYS)
+        if table is None:
+            continue
+        municipality_id = r.required(
+            table,
+            place,
+            "id",
+            lambda text: _MUNICIPALITY_ID.fullmatch(text) is not None,
+            "lowercase letters a-z, digits, _ or - like 'skovde'",
+        )
+        if municipality_id in first_place_of_id:
+            r.report(
+                key_place(place, "id"),
+                f"duplicate id {municipality_id!r} (also used by "
+                f"{first_place_of_id[municipality_id]})",
+            )
+        elif municipality_id:
+            first_place_of_id[municipality_id] = place
+        policy = r.optional(table, place, "escalation_policy") or STANDARD_POLICY.name
+        if policy not in policy_names:
+            r.report(
+                key_place(place, "escalation_policy"),
+                f"no escalation policy named {policy!r}; "
+                f"defined: {', '.join(sorted(policy_names))}",
+            )
+        municipalities.append(
+            Municipality(
+                id=municipality_id,
+                name=r.required(table, place, "name"),
+                intake_room_alias=r.required(
+                    table, place, "intake_room_alias", is_room_alias, ROOM_ALIAS
+                ),
+                intake_members=r.strings(table, place, "intake_members", is_user_id, USER_ID),
+                escalation_policy=policy,
+                decision_makers=_decision_makers(r, table, place),
+            )
+        )
+    return tuple(municipalities)
+
+
+def _decision_makers(
+    r: Reader, municipality: dict[str, Any], parent: str
+) -> tuple[DecisionMaker, ...]:
+    if "decision_makers" not in municipality:
+        return ()
+    makers: list[DecisionMaker] = []
+    first_place_of_user: dict[str, str] = {}
+    hint = "[[municipalities.decision_makers]]"
+    array_place = key_place(parent, "decision_makers")
+    for place, raw in r.tables(array_place, municipality["decision_makers"], hint):
+        table = r.table(place, raw, _DECISION_MAKER_KEYS)
+        if table is None:
+            continue
+        user_id = r.required(table, place, "user_id", is_user_id, USER_ID)
+        if user_id in first_place_of_user:
+            r.report(
+                key_place(place, "user_id"),
+                f"{user_id} is listed twice in this municipality "
+                f"(also at {first_place_of_user[user_id]})",
+            )
+        elif user_id:
+            first_place_of_user[user_id] = place
+        makers.append(
+            DecisionMaker(
+                user_id=user_id,
+                name=r.required(table, place, "name"),
+                role=r.choice(table, place, "role", ROLES, "ledamot", required=True),
+                email=r.optional(
+                    table, place, "email", is_email, "an email address like dag@example.org"
+                ),
+                phone=r.optional(
+                    table, place, "phone", is_phone, "a phone number like +46701234567"
+                ),
+            )
+        )
+    return tuple(makers)
+
+
+def _policies(r: Reader, root: dict[str, Any]) -> Mapping[str, EscalationPolicy]:
+    """The file's policies over the built-in ``standard`` one."""
+    policies = {STANDARD_POLICY.name: STANDARD_POLICY}
+    raw = root.get("escalation_policies", {})
+    if not isinstance(raw, dict):
+        r.report(
+            "escalation_policies",
+            f"expected tables like [escalation_policies.standard], got {describe(raw)}",
+        )
+        raw = {}
+    for name, spec in raw.items():
+        place = key_place("escalation_policies", name)
+        table = r.table(place, spec, ("steps", "repeat_every"))
+        if table is None:
+            continue
+        policies[name] = EscalationPolicy(
+            name=name,
+            steps=_steps(r, table, place),
+            repeat_every=r.duration(table, place, "repeat_every"),
+        )
+    return MappingProxyType(policies)
+
+
+def _steps(r: Reader, policy: dict[str, Any], parent: str) -> tuple[EscalationStep, ...]:
+    place = key_place(parent, "steps")
+    if "steps" not in policy:
+        r.report(place, "missing required key")
+        return ()
+    if policy["steps"] == []:
+        r.report(place, "list at least one step, or the decision is never escalated")
+    steps: list[EscalationStep] = []
+    hint = '[{ after = "5m", action = "remind" }, ...]'
+    for step_place, raw in r.tables(place, policy["steps"], hint):
+        table = r.table(step_place, raw, ("after", "action"))
+        if table is None:
+            continue
+        after = r.duration(table, step_place, "after", required=True)
+        action = r.choice(table, step_place, "action", ACTIONS, "remind", required=True)
+        if after is None:
+            continue
+        if steps and after <= steps[-1].after:
+            r.report(
+                key_place(step_place, "after"),
+                f"steps must come in increasing order of after; {format_duration(after)} "
+                f"is not later than the step before ({format_duration(steps[-1].after)})",
+            )
+        steps.append(EscalationStep(after=after, action=action))
+    return tuple(steps)
+
+
+def _signing(r: Reader, root: dict[str, Any]) -> SigningSettings:
+    table = r.section(root, "signing", ("auth_methods", "link_ttl"), required=False)
+    defaults = SigningSettings()
+    if table is None:
+        return defaults
+    auth_methods = defaults.auth_methods
+    if "auth_methods" in table:
+        auth_methods = r.strings(
+            table,
+            "signing",
+            "auth_methods",
+            lambda method: method in AUTH_METHODS,
+            f"one of {', '.join(AUTH_METHODS)}",
+        )
+        if table["auth_methods"] == []:
+            r.report(
+                "signing.auth_methods",
+                f"list at least one way for signers to identify: {', '.join(AUTH_METHODS)}",
+            )
+    link_ttl = r.duration(table, "signing", "link_ttl") or defaults.link_ttl
+    if link_ttl > MAX_LINK_TTL:
+        r.report(
+            "signing.link_ttl",
+            f"a signing link may stay valid at most {format_duration(MAX_LINK_TTL)}, "
+            f"got {format_duration(link_ttl)}",
+        )
+    return SigningSettings(auth_methods=auth_methods, link_ttl=link_ttl)
+
+
+def _logging(r: Reader, root: dict[str, Any]) -> LoggingSettings:
+    table = r.section(root, "logging", ("level",), required=False)
+    if table is None:
+        return LoggingSettings()
+    level = r.optional(
+        table,
+        "logging",
+        "level",
+        lambda text: text.upper() in LOG_LEVELS,
+        f"a log level: {', '.join(LOG_LEVELS)}",
+    )
+    return LoggingSettings(level=(level or "INFO").upper())

@@ -1,0 +1,193 @@
+"""The validated settings every other package reads.
+
+Frozen, slotted dataclasses with tuples and read-only mappings: once loaded, nothing
+in the running bot can change the configuration behind another component's back.
+Validation lives in ``config.loader``; these classes only hold the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+
+__all__ = [
+    "ACTIONS",
+    "AUTH_METHODS",
+    "LANGUAGES",
+    "LOG_LEVELS",
+    "ROLES",
+    "STANDARD_POLICY",
+    "TRUST_LEVELS",
+    "Action",
+    "DecisionMaker",
+    "DutySettings",
+    "EscalationPolicy",
+    "EscalationStep",
+    "Language",
+    "LoggingSettings",
+    "MatrixSettings",
+    "Municipality",
+    "Role",
+    "Settings",
+    "SigningSettings",
+    "StorageSettings",
+    "Trust",
+    "WebSettings",
+]
+
+Trust = Literal["cross-signed", "all"]
+Language = Literal["sv", "en"]
+Role = Literal["ordförande", "vice ordförande", "ledamot"]
+Action = Literal["remind", "next_signer", "alert_leads"]
+
+TRUST_LEVELS: tuple[Trust, ...] = ("cross-signed", "all")
+LANGUAGES: tuple[Language, ...] = ("sv", "en")
+ROLES: tuple[Role, ...] = ("ordförande", "vice ordförande", "ledamot")
+ACTIONS: tuple[Action, ...] = ("remind", "next_signer", "alert_leads")
+AUTH_METHODS = ("matrix-code", "bankid", "oidc")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True, slots=True)
+class MatrixSettings:
+    """How the bot logs in and whose devices it trusts with encrypted messages."""
+
+    homeserver: str
+    user_id: str
+    password: str | None = field(default=None, repr=False)
+    device_name: str = "Socialjour"
+    trust: Trust = "cross-signed"
+    store_key: str | None = field(default=None, repr=False)
+    """Optional passphrase protecting the E2EE store and the cross-signing keys."""
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    """Where state lives; both paths are absolute so the working directory never matters."""
+
+    data_dir: Path
+    database_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    """The signing web service: where it listens and the address people's phones open."""
+
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    public_base_url: str = "http://127.0.0.1:8080"
+
+
+@dataclass(frozen=True, slots=True)
+class DutySettings:
+    """The duty room and the people allowed to work cases in it."""
+
+    room_alias: str
+    members: tuple[str, ...]
+    leads: tuple[str, ...] = ()
+    language: Language = "sv"
+    case_prefix: str = "SJ"
+
+    @property
+    def allowed(self) -> frozenset[str]:
+        """Everyone who may use the duty room: leads need not repeat themselves in members."""
+        return frozenset(self.members) | frozenset(self.leads)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionMaker:
+    """A committee member who can sign urgent decisions for one municipality."""
+
+    user_id: str
+    name: str
+    role: Role
+    email: str | None = None
+    phone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Municipality:
+    """A home municipality: its intake room and its decision-makers in on-call order."""
+
+    id: str
+    name: str
+    intake_room_alias: str
+    intake_members: tuple[str, ...] = ()
+    escalation_policy: str = "standard"
+    decision_makers: tuple[DecisionMaker, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationStep:
+    """What to do when a decision is still unsigned ``after`` this long."""
+
+    after: timedelta
+    action: Action
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationPolicy:
+    """Steps in increasing ``after`` order; ``repeat_every`` repeats alert_leads afterwards."""
+
+    name: str
+    steps: tuple[EscalationStep, ...]
+    repeat_every: timedelta | None = None
+
+
+STANDARD_POLICY = EscalationPolicy(
+    name="standard",
+    steps=(
+        EscalationStep(after=timedelta(minutes=5), action="remind"),
+        EscalationStep(after=timedelta(minutes=10), action="next_signer"),
+        EscalationStep(after=timedelta(minutes=15), action="alert_leads"),
+    ),
+    repeat_every=timedelta(minutes=10),
+)
+"""Used when the config file defines no policy named ``standard``."""
+
+
+@dataclass(frozen=True, slots=True)
+class SigningSettings:
+    """How signers identify and how long a signing link stays valid."""
+
+    auth_methods: tuple[str, ...] = ("matrix-code",)
+    link_ttl: timedelta = timedelta(hours=12)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    """Log verbosity; a standard ``logging`` level name in upper case."""
+
+    level: str = "INFO"
+
+
+def _standard_policies() -> Mapping[str, EscalationPolicy]:
+    return MappingProxyType({STANDARD_POLICY.name: STANDARD_POLICY})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the bot needs, validated, with paths made absolute."""
+
+    config_path: Path
+    matrix: MatrixSettings
+    storage: StorageSettings
+    web: WebSettings
+    duty: DutySettings
+    municipalities: tuple[Municipality, ...] = ()
+    escalation_policies: Mapping[str, EscalationPolicy] = field(
+        default_factory=_standard_policies, hash=False
+    )
+    signing: SigningSettings = SigningSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    def municipality(self, id: str) -> Municipality | None:
+        """The municipality with this id, or None when the config does not list it."""
+        for municipality in self.municipalities:
+            if municipality.id == id:
+                return municipality
+        return None

@@ -1,0 +1,178 @@
+"""Commands that open, show and cancel cases."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from config import Settings
+from handlers import i18n
+from handlers.case_state import CaseStatus, check_transition
+from handlers.commands import RoomKind, command
+from handlers.context import LOCAL_TZ, Clock, Ctx, local_time
+from handlers.errors import CaseNotFound, ConcurrentChange, RoomCreationFailed
+from handlers.messenger import Messenger
+from storage import repo
+from storage.models import Case
+
+log = logging.getLogger(__name__)
+
+CANCEL_CONFIRM_WINDOW = timedelta(minutes=5)
+_YES = {"ja", "yes", "j", "y"}
+
+
+@dataclass
+class CaseCommands:
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    messenger: Messenger
+    clock: Clock
+
+    @property
+    def lang(self) -> str:
+        return self.settings.duty.language
+
+    # -- opening a case -------------------------------------------------------
+
+    @command("ny", "new", rooms={RoomKind.DUTY})
+    async def new_case(self, ctx: Ctx) -> None:
+        now = self.clock()
+        async with self.sessions() as session, session.begin():
+            case = await repo.create_case(
+                session,
+                prefix=self.settings.duty.case_prefix,
+                year=now.astimezone(LOCAL_TZ).year,
+                created_by=ctx.msg.sender,
+                status=CaseStatus.DRAFTING.value,
+                now=now,
+                form_id=ctx.args.split()[0] if ctx.args else None,
+            )
+        log.info("case %s opened", case.number)
+        try:
+            await self.open_room(case)
+        except Exception as exc:
+            log.warning("room for case %s not created yet: %s", case.number, type(exc).__name__)
+            raise RoomCreationFailed(number=case.number) from exc
+        await ctx.reply("case.created", number=case.number)
+
+    async def open_room(self, case: Case, *, resumed: bool = False) -> str:
+        """Create the case's room, invite its participants and welcome them.
+
+        Idempotent per case: a case that already has a room keeps it.
+        """
+        async with self.sessions() as session:
+            participants = [
+                p.user_id for p in await repo.list_participants(session, case_id=case.id)
+            ]
+        room_id = case.room_id
+        if room_id is None:
+            room_id = await self.messenger.create_case_room(name=case.number, invite=participants)
+            async with self.sessions() as session, session.begin():
+                await repo.set_case_room(session, case_id=case.id, room_id=room_id)
+                await repo.add_audit(
+                    session,
+                    case_id=case.id,
+                    actor="socialjour",
+                    action="room.created",
+                    now=self.clock(),
+                )
+        key = "case.resumed" if resumed else "case.welcome"
+        await self.messenger.send(
+            room_id, i18n.render(self.lang, key, number=case.number, mentions=tuple(participants))
+        )
+        return room_id
+
+    async def recover(self) -> int:
+        """Give every open case that lost its room in a crash its room. Returns how many."""
+        async with self.sessions() as session:
+            cases = await repo.list_cases(
+                session, statuses=[s.value for s in CaseStatus if s.is_open]
+            )
+        recovered = 0
+        for case in cases:
+            if case.room_id is not None:
+                continue
+            try:
+                await self.open_room(case, resumed=True)
+                recovered += 1
+            except Exception as exc:
+                log.warning("case %s: room still not created: %s", case.number, type(exc).__name__)
+        return recovered
+
+    # -- status ---------------------------------------------------------------
+
+    @command("status", rooms={RoomKind.DUTY, RoomKind.CASE})
+    async def status(self, ctx: Ctx) -> None:
+        if ctx.kind is RoomKind.CASE:
+            case = _require_case(ctx)
+            status = CaseStatus(case.status)
+            await ctx.reply(
+                "case.status",
+                number=case.number,
+                status=i18n.text(self.lang, f"status.{status.value}"),
+                created=local_time(case.created_at),
+                created_by=case.created_by,
+                next=i18n.text(self.lang, f"case.next.{status.value}"),
+            )
+            return
+        async with self.sessions() as session:
+            cases = await repo.list_cases(
+                session, statuses=[s.value for s in CaseStatus if s.is_open]
+            )
+        if not cases:
+            await ctx.reply("duty.status.none")
+            return
+        lines = [i18n.render(self.lang, "duty.status.header", count=len(cases))]
+        lines += [
+            i18n.render(
+                self.lang,
+                "duty.status.line",
+                number=c.number,
+                status=i18n.text(self.lang, f"status.{c.status}"),
+                created=local_time(c.created_at),
+            )
+            for c in cases
+        ]
+        await self.messenger.send(ctx.msg.room_id, i18n.join(lines, reply_to=ctx.msg.event_id))
+
+    # -- cancelling -----------------------------------------------------------
+
+    @command("avbryt", "cancel", rooms={RoomKind.CASE})
+    async def cancel(self, ctx: Ctx) -> None:
+        case = _require_case(ctx)
+        now = self.clock()
+        confirming = ctx.args.strip().casefold() in _YES
+        # Refuse at once if the case can no longer be cancelled, before asking to confirm.
+        check_transition(case.status, CaseStatus.CANCELLED)
+        if not confirming:
+            async with self.sessions() as session, session.begin():
+                await repo.request_cancel(session, case_id=case.id, user_id=ctx.msg.sender, now=now)
+            minutes = int(CANCEL_CONFIRM_WINDOW.total_seconds() // 60)
+            await ctx.reply("cancel.confirm", number=case.number, minutes=minutes)
+            return
+        requested = case.cancel_requested_at
+        if requested is None or now - requested > CANCEL_CONFIRM_WINDOW:
+            await ctx.reply("cancel.no_request")
+            return
+        async with self.sessions() as session, session.begin():
+            changed = await repo.change_status(
+                session,
+                case_id=case.id,
+                expected=case.status,
+                new=CaseStatus.CANCELLED.value,
+                actor=ctx.msg.sender,
+                now=now,
+            )
+        if not changed:
+            raise ConcurrentChange()
+        log.info("case %s cancelled", case.number)
+        await ctx.reply("cancel.done", number=case.number, user=ctx.msg.sender)
+
+
+def _require_case(ctx: Ctx) -> Case:
+    if ctx.case is None:
+        raise CaseNotFound()
+    return ctx.case

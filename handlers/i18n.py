@@ -1,0 +1,243 @@
+"""Every sentence the bot says, in Swedish and English.
+
+Templates use ``{name}`` placeholders and two light markers that render both as
+plain text and as HTML: ``**bold**`` and ```code```. Parameters are escaped for
+HTML, so user-controlled text can never inject markup.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any, Literal
+
+from handlers.messenger import Message
+
+Language = Literal["sv", "en"]
+
+_SV: dict[str, str] = {
+    "status.drafting": "utkast",
+    "status.awaiting_signature": "väntar på underskrift",
+    "status.signed": "undertecknat",
+    "status.declined": "avslaget av beslutsfattaren",
+    "status.executed": "verkställt",
+    "status.handed_over": "överlämnat",
+    "status.closed": "avslutat",
+    "status.cancelled": "avbrutet",
+    "case.created": (
+        "Ärende **{number}** är öppnat. Du har fått en inbjudan till ärenderummet "
+        "– det heter bara **{number}**."
+    ),
+    "case.welcome": (
+        "**Ärende {number}**\n"
+        "Det här rummet är krypterat och bara du och Socialjour är med.\n"
+        "Nästa steg: du dokumenterar ärendet här, en fråga i taget. Sedan skickar "
+        "du beslutet till jourhavande beslutsfattare för underskrift.\n"
+        "Skriv ```!hjälp``` för kommandona, ```!status``` för läget och "
+        "```!avbryt``` om ärendet inte ska drivas vidare."
+    ),
+    "case.resumed": "Ärende **{number}** återupptogs efter ett avbrott. Inget har gått förlorat.",
+    "case.status": "**Ärende {number}**\nLäge: {status}\nÖppnat: {created} av {created_by}\n{next}",
+    "case.next.drafting": "Nästa steg: handläggaren dokumenterar ärendet och skickar det med ```!skicka```.",
+    "case.next.awaiting_signature": "Nästa steg: beslutsfattaren undertecknar eller avslår.",
+    "case.next.signed": "Nästa steg: verkställ beslutet och skriv ```!verkställt```.",
+    "case.next.declined": "Beslutsfattaren avslog. Revidera underlaget eller avsluta ärendet.",
+    "case.next.executed": "Nästa steg: överlämna till hemkommunen med ```!överlämna```.",
+    "case.next.handed_over": "Överlämnat. Hemkommunen kvitterar med ```!mottaget```.",
+    "case.next.closed": "Ärendet är avslutat.",
+    "case.next.cancelled": "Ärendet är avbrutet.",
+    "duty.status.none": "Inga öppna ärenden just nu.",
+    "duty.status.header": "**Öppna ärenden ({count})**",
+    "duty.status.line": "• **{number}** – {status} – öppnat {created}",
+    "cancel.confirm": (
+        "Vill du avbryta ärende **{number}**? Det går inte att ångra. "
+        "Skriv ```!avbryt ja``` inom {minutes} minuter för att bekräfta."
+    ),
+    "cancel.done": "Ärende **{number}** är avbrutet av {user}. Rummet finns kvar som dokumentation.",
+    "cancel.no_request": "Det finns ingen begäran om att avbryta. Skriv ```!avbryt``` först.",
+    "help.duty": (
+        "**Kommandon i jourrummet**\n"
+        "```!ny``` – öppna ett nytt ärende (du bjuds in till ett eget krypterat rum)\n"
+        "```!status``` – öppna ärenden\n"
+        "```!jour``` – vem som har beslutsjour\n"
+        "```!hjälp``` – den här listan"
+    ),
+    "help.case": (
+        "**Kommandon i ärenderummet**\n"
+        "```!status``` – ärendets läge och vem som ska agera\n"
+        "```!tillbaka```, ```!ändra N```, ```!hoppa```, ```!sammanfattning``` – rapporten\n"
+        "```!skicka``` – skicka beslutet för underskrift\n"
+        "```!verkställt```, ```!överlämna``` – efter beslutet\n"
+        "```!logg``` – ärendets händelser\n"
+        "```!avbryt``` – avbryt ärendet (du får bekräfta)\n"
+        "```!hjälp``` – den här listan"
+    ),
+    "help.other": "Socialjour används i jourrummet och i ärenderummen. Skriv ```!hjälp``` där.",
+    "error.not_allowed": (
+        "Du har inte behörighet att använda Socialjour här. "
+        "Kontakta jourens samordnare om du behöver åtkomst."
+    ),
+    "error.untrusted_device": (
+        "Ditt meddelande kom från en enhet som inte är verifierad. Verifiera enheten "
+        "i Element (Inställningar → Sessioner) och försök igen."
+    ),
+    "error.unknown_command": "Okänt kommando ```{command}```. Skriv ```!hjälp``` för en lista.",
+    "error.wrong_room": "```{command}``` används i {where}.",
+    "error.case_not_found": "Det här rummet hör inte till något ärende.",
+    "error.illegal_transition": (
+        "Det går inte just nu: ärendet är {old_label} och kan inte bli {new_label}."
+    ),
+    "error.concurrent_change": "Ärendet ändrades samtidigt av någon annan. Skriv ```!status``` och försök igen.",
+    "error.room_creation_failed": (
+        "Ärende **{number}** är registrerat, men rummet kunde inte skapas just nu. "
+        "Socialjour försöker igen automatiskt – inget har gått förlorat."
+    ),
+    "error.internal": "Något gick fel hos Socialjour. Inget har gått förlorat; försök igen om en stund.",
+    "error.not_yet": "```{command}``` är inte tillgängligt i den här versionen ännu.",
+    "error.undecryptable": (
+        "Socialjour kunde inte läsa ditt senaste meddelande (krypteringsnyckeln kom aldrig fram). "
+        "Skicka det igen."
+    ),
+    "error.identity_changed": (
+        "Säkerhetsvarning: krypteringsidentiteten för {user} har ändrats. Socialjour skickar inga "
+        "krypterade meddelanden till den personen förrän en administratör har bekräftat den nya "
+        "identiteten (```socialjour trust accept {user}```)."
+    ),
+    "where.duty": "jourrummet",
+    "where.case": "ett ärenderum",
+}
+
+_EN: dict[str, str] = {
+    "status.drafting": "draft",
+    "status.awaiting_signature": "awaiting signature",
+    "status.signed": "signed",
+    "status.declined": "declined by the decision-maker",
+    "status.executed": "carried out",
+    "status.handed_over": "handed over",
+    "status.closed": "closed",
+    "status.cancelled": "cancelled",
+    "case.created": (
+        "Case **{number}** is open. You have been invited to its room, which is named "
+        "**{number}** and nothing else."
+    ),
+    "case.welcome": (
+        "**Case {number}**\n"
+        "This room is encrypted; only you and Socialjour are in it.\n"
+        "Next: you document the case here, one question at a time. Then you send the "
+        "decision to the on-call decision-maker for signature.\n"
+        "Type ```!help``` for commands, ```!status``` for the state and ```!cancel``` if the "
+        "case should not go ahead."
+    ),
+    "case.resumed": "Case **{number}** resumed after an interruption. Nothing was lost.",
+    "case.status": "**Case {number}**\nState: {status}\nOpened: {created} by {created_by}\n{next}",
+    "case.next.drafting": "Next: the worker documents the case and sends it with ```!submit```.",
+    "case.next.awaiting_signature": "Next: the decision-maker signs or declines.",
+    "case.next.signed": "Next: carry out the decision and type ```!executed```.",
+    "case.next.declined": "The decision-maker declined. Revise the report or close the case.",
+    "case.next.executed": "Next: hand over to the home municipality with ```!handover```.",
+    "case.next.handed_over": "Handed over. The home municipality acknowledges with ```!received```.",
+    "case.next.closed": "The case is closed.",
+    "case.next.cancelled": "The case is cancelled.",
+    "duty.status.none": "No open cases right now.",
+    "duty.status.header": "**Open cases ({count})**",
+    "duty.status.line": "• **{number}** – {status} – opened {created}",
+    "cancel.confirm": (
+        "Cancel case **{number}**? This cannot be undone. "
+        "Type ```!cancel yes``` within {minutes} minutes to confirm."
+    ),
+    "cancel.done": "Case **{number}** was cancelled by {user}. The room stays as a record.",
+    "cancel.no_request": "There is no request to cancel. Type ```!cancel``` first.",
+    "help.duty": (
+        "**Commands in the duty room**\n"
+        "```!new``` – open a new case (you are invited to its own encrypted room)\n"
+        "```!status``` – open cases\n"
+        "```!oncall``` – who is on call\n"
+        "```!help``` – this list"
+    ),
+    "help.case": (
+        "**Commands in the case room**\n"
+        "```!status``` – the case's state and who must act\n"
+        "```!back```, ```!edit N```, ```!skip```, ```!summary``` – the report\n"
+        "```!submit``` – send the decision for signature\n"
+        "```!executed```, ```!handover``` – after the decision\n"
+        "```!log``` – the case's events\n"
+        "```!cancel``` – cancel the case (asks to confirm)\n"
+        "```!help``` – this list"
+    ),
+    "help.other": "Socialjour is used in the duty room and the case rooms. Type ```!help``` there.",
+    "error.not_allowed": (
+        "You are not allowed to use Socialjour here. Contact the duty coordinator if you need access."
+    ),
+    "error.untrusted_device": (
+        "Your message came from a device that is not verified. Verify it in Element "
+        "(Settings → Sessions) and try again."
+    ),
+    "error.unknown_command": "Unknown command ```{command}```. Type ```!help``` for a list.",
+    "error.wrong_room": "```{command}``` is used in {where}.",
+    "error.case_not_found": "This room does not belong to a case.",
+    "error.illegal_transition": "Not possible now: the case is {old_label} and cannot become {new_label}.",
+    "error.concurrent_change": "Someone else changed the case at the same time. Type ```!status``` and try again.",
+    "error.room_creation_failed": (
+        "Case **{number}** is registered, but its room could not be created right now. "
+        "Socialjour retries by itself – nothing was lost."
+    ),
+    "error.internal": "Something went wrong in Socialjour. Nothing was lost; try again in a moment.",
+    "error.not_yet": "```{command}``` is not available in this version yet.",
+    "error.undecryptable": (
+        "Socialjour could not read your last message (its encryption key never arrived). "
+        "Please send it again."
+    ),
+    "error.identity_changed": (
+        "Security warning: the encryption identity of {user} has changed. Socialjour sends no "
+        "encrypted messages to them until an administrator confirms the new identity "
+        "(```socialjour trust accept {user}```)."
+    ),
+    "where.duty": "the duty room",
+    "where.case": "a case room",
+}
+
+CATALOGUES: dict[str, dict[str, str]] = {"sv": _SV, "en": _EN}
+
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_CODE = re.compile(r"```(.+?)```")
+
+
+def text(lang: str, key: str, **params: Any) -> str:
+    """The plain-text rendering of a message."""
+    template = CATALOGUES.get(lang, _SV)[key]
+    plain = _CODE.sub(r"\1", _BOLD.sub(r"\1", template))
+    return plain.format(**params)
+
+
+def render(
+    lang: str,
+    key: str,
+    *,
+    reply_to: str | None = None,
+    mentions: tuple[str, ...] = (),
+    notice: bool = True,
+    **params: Any,
+) -> Message:
+    """A message with a plain body and an HTML body whose parameters are escaped."""
+    template = CATALOGUES.get(lang, _SV)[key]
+    html_template = html.escape(template, quote=False)
+    html_template = _BOLD.sub(r"<strong>\1</strong>", html_template)
+    html_template = _CODE.sub(r"<code>\1</code>", html_template)
+    html_template = html_template.replace("\n", "<br>")
+    safe = {k: html.escape(str(v), quote=True) for k, v in params.items()}
+    return Message(
+        text=text(lang, key, **params),
+        html=html_template.format(**safe),
+        mentions=mentions,
+        notice=notice,
+        reply_to=reply_to,
+    )
+
+
+def join(messages: list[Message], *, reply_to: str | None = None) -> Message:
+    """Several rendered lines as one message (lists read better as one bubble on a phone)."""
+    return Message(
+        text="\n".join(m.text for m in messages),
+        html="<br>".join(m.html or html.escape(m.text) for m in messages),
+        reply_to=reply_to,
+    )

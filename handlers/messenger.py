@@ -1,0 +1,68 @@
+"""What the domain needs from a chat system, and nothing more.
+
+``bot/`` implements :class:`Messenger` over matrix-nio; unit tests use
+:class:`MemoryMessenger`. Handlers never import nio or aiohttp.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One outgoing message. ``html`` is already escaped and safe to send."""
+
+    text: str
+    html: str | None = None
+    mentions: tuple[str, ...] = ()
+    notice: bool = True
+    reply_to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    room_id: str
+    sender: str
+    event_id: str
+    body: str
+    #: False when the sender's device is not trusted under the trust policy.
+    trusted_device: bool = True
+
+
+class Messenger(Protocol):
+    async def send(self, room_id: str, message: Message) -> str:
+        """Send and return the event id."""
+
+    async def create_case_room(self, *, name: str, invite: Sequence[str]) -> str:
+        """Create a private, encrypted room named ``name`` and return its id."""
+
+    async def invite(self, room_id: str, user_id: str) -> None: ...
+
+
+@dataclass
+class MemoryMessenger:
+    """An in-memory messenger for unit tests of the code around it."""
+
+    sent: list[tuple[str, Message]] = field(default_factory=list)
+    rooms: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    fail_room_creation: bool = False
+
+    async def send(self, room_id: str, message: Message) -> str:
+        self.sent.append((room_id, message))
+        return f"$event{len(self.sent)}"
+
+    async def create_case_room(self, *, name: str, invite: Sequence[str]) -> str:
+        if self.fail_room_creation:
+            raise ConnectionError("homeserver unreachable")
+        room_id = f"!room{len(self.rooms) + 1}:test"
+        self.rooms[room_id] = (name, list(invite))
+        return room_id
+
+    async def invite(self, room_id: str, user_id: str) -> None:
+        self.rooms[room_id][1].append(user_id)
+
+    def texts(self, room_id: str | None = None) -> list[str]:
+        return [m.text for r, m in self.sent if room_id is None or r == room_id]

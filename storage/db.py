@@ -1,0 +1,100 @@
+"""Engines and sessions for the two supported databases: SQLite (one host) and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+
+from storage.errors import UnsupportedDatabaseError
+
+#: How long (ms) a SQLite connection waits for the write lock before failing.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+
+
+def normalise_url(url: str | URL) -> URL:
+    """Return `url` with the async driver filled in; refuse any other database.
+
+    Operators may write `sqlite:///...` or `postgresql://...`; the bot only has the
+    async drivers, so pick them rather than fail on a detail.
+    """
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    wanted = _ASYNC_DRIVERS.get(backend)
+    if wanted is None:
+        raise UnsupportedDatabaseError(f"unsupported database backend {backend!r}")
+    if parsed.drivername == backend:
+        parsed = parsed.set(drivername=wanted)
+    elif parsed.drivername != wanted:
+        raise UnsupportedDatabaseError(f"unsupported driver {parsed.drivername!r}; use {wanted!r}")
+    return parsed
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    """The database file of a SQLite URL, or None for in-memory and `file:` URI forms."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    """Configure each new SQLite connection.
+
+    WAL lets readers work while one writer writes; busy_timeout makes a writer wait
+    for the lock instead of failing at once; foreign keys are off by default in SQLite.
+    `isolation_level = None` stops the sqlite3 module from issuing its own (deferred)
+    BEGIN, so `_on_sqlite_begin` decides how transactions start.
+    """
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def _on_sqlite_begin(connection: Connection) -> None:
+    """Start every transaction with the write lock (`BEGIN IMMEDIATE`).
+
+    A deferred transaction that reads and then writes fails with "database is
+    locked" (SQLITE_BUSY_SNAPSHOT) if another writer committed in between, and
+    busy_timeout cannot wait that out. Taking the lock up front makes a concurrent
+    unit of work wait (up to busy_timeout) and then run as if alone: serialisable,
+    no lost updates. The cost is that SQLite runs one transaction at a time, which
+    a bot handling a few cases an hour never notices; keep sessions short.
+    """
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_engine(url: str | URL) -> AsyncEngine:
+    """Build the async engine for `url` (SQLite via aiosqlite or PostgreSQL via asyncpg).
+
+    For SQLite the database folder is created, so a fresh installation starts with
+    only a config file.
+    """
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        # pool_pre_ping: a restarted or failed-over server must not cost the next case.
+        return _create_async_engine(parsed, pool_pre_ping=True)
+
+    path = _sqlite_file(parsed)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = _create_async_engine(parsed)
+    event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
+    event.listen(engine.sync_engine, "begin", _on_sqlite_begin)
+    return engine
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for one unit of work each; objects stay readable after commit."""
+    return async_sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,185 @@
+"""The database tables of Socialjour as SQLAlchemy 2.0 declarative models.
+
+Every change here needs a matching hand-written migration in `migrations/versions/`;
+a test compares the migrated schema with these models.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+#: Deterministic constraint names, so later migrations can drop or alter them by name
+#: on both SQLite (batch mode) and PostgreSQL.
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: Matrix user and room ids are at most 255 bytes (spec: "Identifier Grammar").
+MATRIX_ID_LENGTH = 255
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that goes in and comes out as a timezone-aware UTC datetime.
+
+    SQLite has no timezone type and PostgreSQL's `timestamptz` returns the session's
+    zone; normalising to UTC on the way in and attaching UTC on the way out makes
+    both databases behave the same and lets stored values compare correctly.
+    Naive datetimes are refused: their zone is a guess, and a guess in an audit
+    trail is a bug.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}; pass a timezone-aware datetime")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            # SQLite stores the text without an offset; all stored values are UTC.
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base carrying the shared naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class BotState(Base):
+    """Small key/value facts the bot must remember across restarts (e.g. a sync token)."""
+
+    __tablename__ = "bot_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class ProcessedEvent(Base):
+    """A Matrix event already handled, so a restart or a re-sync never acts on it twice."""
+
+    __tablename__ = "processed_events"
+    __table_args__ = (Index("ix_processed_events_processed_at", "processed_at"),)
+
+    event_id: Mapped[str] = mapped_column(String(MATRIX_ID_LENGTH), primary_key=True)
+    room_id: Mapped[str] = mapped_column(String(MATRIX_ID_LENGTH))
+    processed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CaseSequence(Base):
+    """The last case number handed out per prefix and year; numbering restarts each year."""
+
+    __tablename__ = "case_sequences"
+
+    prefix: Mapped[str] = mapped_column(String(16), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last: Mapped[int] = mapped_column(Integer)
+
+
+class CaseParticipant(Base):
+    """A Matrix user taking part in a case, with the role that decides what they may do."""
+
+    __tablename__ = "case_participants"
+
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(String(MATRIX_ID_LENGTH), primary_key=True)
+    role: Mapped[str] = mapped_column(String(32))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Case(Base):
+    """One urgent case: its number, its status and its encrypted Matrix room.
+
+    `status` is a plain string here; the state machine that gives it meaning lives
+    in `handlers`. The number is the only thing about a case that the homeserver
+    sees unencrypted (as the room name), so it carries no personal data.
+    """
+
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    status: Mapped[str] = mapped_column(String(32))
+    room_id: Mapped[str | None] = mapped_column(String(MATRIX_ID_LENGTH), unique=True)
+    form_id: Mapped[str | None] = mapped_column(String(64))
+    municipality_id: Mapped[str | None] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(MATRIX_ID_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    cancel_requested_by: Mapped[str | None] = mapped_column(String(MATRIX_ID_LENGTH))
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    participants: Mapped[list[CaseParticipant]] = relationship(
+        lazy="selectin",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by=(CaseParticipant.added_at, CaseParticipant.user_id),
+    )
+
+
+class AuditEntry(Base):
+    """One line of the audit trail: who did what to which case, and when.
+
+    `detail` must never hold personal data (names, personal identity numbers, free
+    text from the report): only ids, statuses, counts and codes. The audit trail is
+    read by administrators and kept longer than the case content, so anything
+    personal belongs in the encrypted case room, not here.
+
+    The foreign key has no ON DELETE rule on purpose: a case with an audit trail
+    cannot be deleted silently. `case_id` is NULL for entries about the bot itself.
+    """
+
+    __tablename__ = "audit_entries"
+    __table_args__ = (Index("ix_audit_entries_case_id", "case_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(MATRIX_ID_LENGTH))
+    action: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class TrustedMasterKey(Base):
+    """A user's cross-signing master key as first seen (trust on first use).
+
+    A later, different key for the same user means a reset or an impostor; the bot
+    compares against this row before sending case content to that user's devices.
+    """
+
+    __tablename__ = "trusted_master_keys"
+
+    user_id: Mapped[str] = mapped_column(String(MATRIX_ID_LENGTH), primary_key=True)
+    master_key: Mapped[str] = mapped_column(String(128))
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime())

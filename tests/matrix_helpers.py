@@ -1,0 +1,288 @@
+"""Real E2EE Matrix users for the tests, and the bot as a real process.
+
+A :class:`MatrixUser` is a matrix-nio client with its own crypto store whose
+device is cross-signed exactly as the bot's is, and which trusts other devices
+by the same code (``bot.trust``), so the default trust policy is exercised from
+both sides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    InviteMemberEvent,
+    JoinResponse,
+    LoginResponse,
+    MatrixRoom,
+    MegolmEvent,
+    RoomMessageNotice,
+    RoomMessageText,
+    RoomSendResponse,
+    SyncResponse,
+)
+
+from bot.crosssigning import CrossSigningKeys, setup_cross_signing
+from bot.synapse_local import LocalSynapse, free_port
+from bot.trust import MemoryPins, TrustPolicy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Received:
+    room_id: str
+    sender: str
+    body: str
+    event: RoomMessageText | RoomMessageNotice
+
+
+class MatrixUser:
+    def __init__(
+        self, synapse: LocalSynapse, localpart: str, store: Path, *, cross_sign: bool = True
+    ) -> None:
+        self.synapse = synapse
+        self.password = secrets.token_urlsafe(12)
+        self.user_id = synapse.register_user(localpart, self.password)
+        self.localpart = localpart
+        store.mkdir(parents=True, exist_ok=True)
+        self.client = AsyncClient(
+            synapse.base_url,
+            self.user_id,
+            store_path=str(store),
+            config=AsyncClientConfig(
+                encryption_enabled=True, store_sync_tokens=True, max_timeout_retry_wait_time=2
+            ),
+        )
+        self.cross_sign = cross_sign
+        self.trust = TrustPolicy(self.client, mode="cross-signed", pins=MemoryPins())
+        self.received: list[Received] = []
+        self.invites: list[str] = []
+        #: Encrypted events this device could not decrypt, per room.
+        self.undecrypted: dict[str, list[MegolmEvent]] = {}
+        self._changed = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+        self.client.add_event_callback(self._on_text, (RoomMessageText, RoomMessageNotice))  # type: ignore[arg-type]
+        self.client.add_event_callback(self._on_invite, InviteMemberEvent)  # type: ignore[arg-type]
+        self.client.add_event_callback(self._on_undecrypted, MegolmEvent)  # type: ignore[arg-type]
+
+    async def start(self) -> MatrixUser:
+        resp = await self.client.login(self.password, device_name="test")
+        assert isinstance(resp, LoginResponse), resp
+        await self._sync(full_state=True)
+        if self.client.should_upload_keys:
+            await self.client.keys_upload()
+        if self.cross_sign:
+            await setup_cross_signing(
+                self.client, keys=CrossSigningKeys.generate(), password=self.password
+            )
+        self._task = asyncio.create_task(self._loop())
+        return self
+
+    async def _sync(self, *, full_state: bool = False, timeout: int = 0) -> None:
+        resp = await self.client.sync(timeout=timeout, full_state=full_state)
+        if isinstance(resp, SyncResponse):
+            self.trust.invalidate(resp.device_list.changed)
+        c = self.client
+        await c.send_to_device_messages()
+        if c.should_upload_keys:
+            await c.keys_upload()
+        if c.should_query_keys:
+            await c.keys_query()
+        if c.should_claim_keys:
+            await c.keys_claim(c.get_users_for_key_claiming())
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self._sync(timeout=1000)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                await asyncio.sleep(0.5)
+
+    async def _on_text(self, room: MatrixRoom, event: RoomMessageText | RoomMessageNotice) -> None:
+        if event.sender != self.user_id:
+            self.received.append(Received(room.room_id, event.sender, event.body, event))
+
+    async def _on_undecrypted(self, room: MatrixRoom, event: MegolmEvent) -> None:
+        self.undecrypted.setdefault(room.room_id, []).append(event)
+
+    async def _on_invite(self, room: MatrixRoom, event: InviteMemberEvent) -> None:
+        if event.state_key == self.user_id and event.membership == "invite":
+            if room.room_id not in self.invites:
+                self.invites.append(room.room_id)
+
+    async def wait(self, predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
+        """Wait until ``predicate()`` is truthy (checked after every sync) and return it."""
+        deadline = time.monotonic() + timeout
+        async with self._changed:
+            while not (result := predicate()):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"{self.localpart}: condition not met in {timeout} s")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+            return result
+
+    async def wait_message(
+        self,
+        room_id: str | None = None,
+        *,
+        contains: str = "",
+        after: int = 0,
+        timeout: float = 30.0,
+    ) -> Received:
+        def find() -> Received | None:
+            for r in self.received[after:]:
+                if (room_id is None or r.room_id == room_id) and contains in r.body:
+                    return r
+            return None
+
+        return await self.wait(find, timeout)  # type: ignore[no-any-return]
+
+    async def join(self, room_id: str) -> None:
+        resp = await self.client.join(room_id)
+        assert isinstance(resp, JoinResponse), resp
+        await self.wait(lambda: room_id in self.client.rooms)
+
+    async def send(self, room_id: str, body: str) -> str:
+        await self.trust.prepare_room(room_id)
+        resp = await self.client.room_send(
+            room_id, "m.room.message", {"msgtype": "m.text", "body": body}
+        )
+        assert isinstance(resp, RoomSendResponse), resp
+        return resp.event_id
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.client.close()
+
+
+@dataclass
+class BotProcess:
+    """The bot run exactly as an operator runs it: ``python -m bot run --config``."""
+
+    config_path: Path
+    env: dict[str, str]
+    web_port: int
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = field(default=0)
+
+    def start(self, timeout: float = 60) -> None:
+        self.starts += 1
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "run", "--config", str(self.config_path)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"bot exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if self.healthy():
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"bot not ready in {timeout} s:\n{self.log_tail()}")
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.web_port}/healthz", timeout=2
+            ) as r:
+                return bool(json.load(r).get("status") == "ok")
+        except OSError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def write_bot_config(
+    folder: Path,
+    *,
+    synapse: LocalSynapse,
+    bot_user: str,
+    duty_alias: str,
+    members: list[str],
+    leads: list[str],
+    web_port: int,
+    database_url: str | None = None,
+    extra: str = "",
+) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    db = database_url or "sqlite+aiosqlite:///data/socialjour.db"
+    path = folder / "socialjour.toml"
+    path.write_text(f"""
+[matrix]
+homeserver = "{synapse.base_url}"
+user_id = "{bot_user}"
+password = {{ env = "SOCIALJOUR_MATRIX_PASSWORD" }}
+device_name = "Socialjour test"
+
+[storage]
+data_dir = "data"
+database_url = "{db}"
+
+[web]
+listen = "127.0.0.1:{web_port}"
+public_base_url = "http://127.0.0.1:{web_port}"
+
+[duty]
+room_alias = "{duty_alias}"
+members = {json.dumps(members)}
+leads = {json.dumps(leads)}
+language = "sv"
+{extra}
+""")
+    return path
+
+
+def bot_env(password: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env["SOCIALJOUR_MATRIX_PASSWORD"] = password
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+__all__ = ["BotProcess", "MatrixUser", "Received", "bot_env", "free_port", "write_bot_config"]

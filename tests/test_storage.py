@@ -1,0 +1,247 @@
+"""Tests of the storage engine, migrations, case numbering and event dedupe.
+
+Each runs on SQLite and PostgreSQL: the migrations first, then the `repo`
+functions the way the bot uses them, one committed session per unit of work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import (
+    Base,
+    CaseNotFoundError,
+    CaseParticipant,
+    CaseSequence,
+    UnsupportedDatabaseError,
+    create_engine,
+    current_revision,
+    head_revision,
+    normalise_url,
+    repo,
+    session_factory,
+    upgrade,
+)
+from tests.storage_fixtures import NOW, WORKER, Sessions, in_session
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+# --- engine and migrations ---------------------------------------------------------------
+
+
+def _schema_differences(connection: sa.Connection, metadata: sa.MetaData) -> list[Any]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, metadata))
+
+
+async def test_upgrade_is_idempotent_and_schema_matches_models(database_url: str) -> None:
+    assert await current_revision(database_url) is None
+    await upgrade(database_url)
+    await upgrade(database_url)  # a second start-up changes nothing
+    assert await current_revision(database_url) == head_revision()
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            assert await connection.run_sync(_schema_differences, Base.metadata) == []
+            # The comparison can see a difference, so the empty result above means something.
+            changed = sa.MetaData()
+            for table in Base.metadata.tables.values():
+                table.to_metadata(changed)
+            sa.Table("bot_state", changed, sa.Column("extra", sa.Integer), extend_existing=True)
+            assert await connection.run_sync(_schema_differences, changed) != []
+    finally:
+        await engine.dispose()
+
+
+def test_migrations_ship_inside_the_package() -> None:
+    folder = importlib.resources.files("storage") / "migrations"
+    assert (folder / "env.py").is_file()
+    assert (folder / "script.py.mako").is_file()
+    assert (folder / "versions" / "0001_initial.py").is_file()
+
+
+def test_urls_get_the_async_driver_and_other_databases_are_refused() -> None:
+    assert normalise_url("sqlite:///x.db").drivername == "sqlite+aiosqlite"
+    assert normalise_url("postgresql://u@h/db").drivername == "postgresql+asyncpg"
+    with pytest.raises(UnsupportedDatabaseError):
+        create_engine("mysql+aiomysql://u@h/db")
+    with pytest.raises(UnsupportedDatabaseError):
+        create_engine("postgresql+psycopg2://u@h/db")
+
+
+async def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(tmp_path: Any) -> None:
+    path = tmp_path / "not" / "yet" / "there.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with engine.connect() as connection:
+            pragma = connection.exec_driver_sql
+            assert (await pragma("PRAGMA journal_mode")).scalar() == "wal"
+            assert (await pragma("PRAGMA busy_timeout")).scalar() == 30_000
+            assert (await pragma("PRAGMA foreign_keys")).scalar() == 1
+        assert path.exists()
+    finally:
+        await engine.dispose()
+
+
+async def test_foreign_keys_are_enforced(sessions: Sessions) -> None:
+    with pytest.raises(IntegrityError):
+        async with sessions() as session, session.begin():
+            session.add(CaseParticipant(case_id=999, user_id=WORKER, role="worker", added_at=NOW))
+    with pytest.raises(CaseNotFoundError):
+        async with sessions() as session:
+            await repo.add_participant(session, case_id=999, user_id=WORKER, role="x", now=NOW)
+
+
+async def test_sqlite_read_then_write_units_of_work_do_not_lock_or_lose_updates(
+    migrated_url: str, sessions: Sessions
+) -> None:
+    """Twenty concurrent read-modify-write units: none fails "database is locked", none is lost.
+
+    PostgreSQL (read committed) would lose updates here by design; SQLite, with
+    every transaction taking the write lock up front, runs them one after another.
+    """
+    if not is_sqlite(migrated_url):
+        pytest.skip("SQLite serialises transactions; PostgreSQL callers use CAS instead")
+
+    async def increment(session: AsyncSession) -> None:
+        current = int(await repo.get_state(session, key="counter") or "0")
+        await asyncio.sleep(0)  # let the others run between the read and the write
+        await repo.set_state(session, key="counter", value=str(current + 1))
+
+    await asyncio.gather(*(in_session(sessions, increment) for _ in range(20)))
+    assert await in_session(sessions, lambda s: repo.get_state(s, key="counter")) == "20"
+
+
+# --- case numbers ------------------------------------------------------------------------
+
+
+async def test_twenty_cases_opened_at_once_get_distinct_consecutive_numbers(
+    sessions: Sessions,
+) -> None:
+    async def one(session: AsyncSession) -> str:
+        case = await repo.create_case(
+            session, prefix="SJ", year=2026, created_by=WORKER, status="draft", now=NOW
+        )
+        return case.number
+
+    numbers = await asyncio.gather(*(in_session(sessions, one) for _ in range(20)))
+
+    assert len(set(numbers)) == 20, "no two cases share a number"
+    assert sorted(numbers) == [f"SJ-2026-{n:04d}" for n in range(1, 21)]
+    stored = await in_session(sessions, lambda s: repo.list_cases(s))
+    assert sorted(case.number for case in stored) == sorted(numbers)
+
+
+async def test_numbering_restarts_per_year_and_is_separate_per_prefix(sessions: Sessions) -> None:
+    async def take(prefix: str, year: int) -> str:
+        return await in_session(
+            sessions, lambda s: repo.next_case_number(s, prefix=prefix, year=year)
+        )
+
+    assert await take("SJ", 2026) == "SJ-2026-0001"
+    assert await take("SJ", 2026) == "SJ-2026-0002"
+    assert await take("SJ", 2027) == "SJ-2027-0001"
+    assert await take("LVM", 2026) == "LVM-2026-0001"
+    assert await take("SJ", 2026) == "SJ-2026-0003"
+
+
+async def test_number_grows_a_fifth_digit_after_9999(sessions: Sessions) -> None:
+    await in_session(sessions, lambda s: repo.next_case_number(s, prefix="SJ", year=2026))
+    await in_session(sessions, lambda s: s.execute(sa.update(CaseSequence).values(last=9998)))
+
+    def take(session: AsyncSession) -> Awaitable[str]:
+        return repo.next_case_number(session, prefix="SJ", year=2026)
+
+    assert await in_session(sessions, take) == "SJ-2026-9999"
+    assert await in_session(sessions, take) == "SJ-2026-10000"
+
+
+async def test_a_rolled_back_case_gives_its_number_back(sessions: Sessions) -> None:
+    async with sessions() as session:
+        await repo.next_case_number(session, prefix="SJ", year=2026)
+        await session.rollback()
+    assert (
+        await in_session(sessions, lambda s: repo.next_case_number(s, prefix="SJ", year=2026))
+        == "SJ-2026-0001"
+    )
+
+
+@pytest.mark.parametrize("prefix", ["", "SJ-X", "S J", "X" * 17])
+async def test_bad_prefixes_are_refused(sessions: Sessions, prefix: str) -> None:
+    async with sessions() as session:
+        with pytest.raises(ValueError, match="prefix"):
+            await repo.next_case_number(session, prefix=prefix, year=2026)
+
+
+# --- event dedupe ------------------------------------------------------------------------
+
+
+async def test_an_event_is_claimed_once(sessions: Sessions) -> None:
+    def claim(session: AsyncSession) -> Awaitable[bool]:
+        return repo.claim_event(session, event_id="$ev1", room_id="!room", now=NOW)
+
+    assert await in_session(sessions, claim) is True
+    assert await in_session(sessions, claim) is False
+
+
+async def test_an_event_delivered_to_twenty_listeners_at_once_is_acted_on_once(
+    sessions: Sessions,
+) -> None:
+    def claim(session: AsyncSession) -> Awaitable[bool]:
+        return repo.claim_event(session, event_id="$dup", room_id="!room", now=NOW)
+
+    results = await asyncio.gather(*(in_session(sessions, claim) for _ in range(20)))
+    assert results.count(True) == 1
+
+
+async def test_a_claim_survives_a_restart_and_is_released_by_rollback(migrated_url: str) -> None:
+    def claim(event_id: str) -> Callable[[AsyncSession], Awaitable[bool]]:
+        return lambda s: repo.claim_event(s, event_id=event_id, room_id="!room", now=NOW)
+
+    before = create_engine(migrated_url)
+    try:
+        assert await in_session(session_factory(before), claim("$kept")) is True
+        async with session_factory(before)() as session:
+            assert await claim("$rolled-back")(session) is True
+            await session.rollback()  # the handler failed: the event may be retried
+    finally:
+        await before.dispose()
+
+    after = create_engine(migrated_url)  # a new process
+    try:
+        assert await in_session(session_factory(after), claim("$kept")) is False
+        assert await in_session(session_factory(after), claim("$rolled-back")) is True
+    finally:
+        await after.dispose()
+
+
+async def test_old_events_are_pruned(sessions: Sessions) -> None:
+    async def record(session: AsyncSession) -> None:
+        for age_days in (1, 10, 40):
+            when = NOW - timedelta(days=age_days)
+            await repo.claim_event(session, event_id=f"$e{age_days}", room_id="!r", now=when)
+
+    await in_session(sessions, record)
+    cutoff = NOW - timedelta(days=7)
+    assert await in_session(sessions, lambda s: repo.prune_events(s, older_than=cutoff)) == 2
+    assert (
+        await in_session(
+            sessions, lambda s: repo.claim_event(s, event_id="$e1", room_id="!r", now=NOW)
+        )
+        is False
+    )
