@@ -99,7 +99,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
     _setup_logging("INFO")
-    return run_demo(Path(args.dir))
+    return run_demo(Path(args.dir), synapse_port=args.synapse_port, web_port=args.web_port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="a whole local installation: Synapse, demo users, the bot")
     p.add_argument("--dir", default="demo-data", help="where the demo keeps its state")
+    p.add_argument("--synapse-port", type=int, default=8008, help="0 for any free port")
+    p.add_argument("--web-port", type=int, default=8080, help="0 for any free port")
     p.set_defaults(func=cmd_demo)
 
     db = sub.add_parser("db", help="database maintenance")

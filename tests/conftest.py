@@ -45,7 +45,7 @@ async def make_user(synapse: LocalSynapse, tmp_path: Path) -> AsyncIterator[User
 
     async def make(name: str = "user", *, cross_sign: bool = True) -> MatrixUser:
         localpart = unique(name)
-        user = MatrixUser(
+        user = MatrixUser.register(
             synapse, localpart, tmp_path / "clients" / localpart, cross_sign=cross_sign
         )
         users.append(user)

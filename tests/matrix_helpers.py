@@ -54,15 +54,14 @@ class Received:
 
 class MatrixUser:
     def __init__(
-        self, synapse: LocalSynapse, localpart: str, store: Path, *, cross_sign: bool = True
+        self, base_url: str, user_id: str, password: str, store: Path, *, cross_sign: bool = True
     ) -> None:
-        self.synapse = synapse
-        self.password = secrets.token_urlsafe(12)
-        self.user_id = synapse.register_user(localpart, self.password)
-        self.localpart = localpart
+        self.password = password
+        self.user_id = user_id
+        self.localpart = user_id[1:].split(":", 1)[0]
         store.mkdir(parents=True, exist_ok=True)
         self.client = AsyncClient(
-            synapse.base_url,
+            base_url,
             self.user_id,
             store_path=str(store),
             config=AsyncClientConfig(
@@ -80,6 +79,14 @@ class MatrixUser:
         self.client.add_event_callback(self._on_text, (RoomMessageText, RoomMessageNotice))  # type: ignore[arg-type]
         self.client.add_event_callback(self._on_invite, InviteMemberEvent)  # type: ignore[arg-type]
         self.client.add_event_callback(self._on_undecrypted, MegolmEvent)  # type: ignore[arg-type]
+
+    @classmethod
+    def register(
+        cls, synapse: LocalSynapse, localpart: str, store: Path, *, cross_sign: bool = True
+    ) -> MatrixUser:
+        password = secrets.token_urlsafe(12)
+        user_id = synapse.register_user(localpart, password)
+        return cls(synapse.base_url, user_id, password, store, cross_sign=cross_sign)
 
     async def start(self) -> MatrixUser:
         resp = await self.client.login(self.password, device_name="test")

@@ -1,0 +1,173 @@
+"""``socialjour demo``: a whole installation on this machine, for trying it with Element.
+
+A Synapse on loopback with SQLite, demo users with generated passwords, a
+configuration with two municipalities and the bot itself. State is kept in one
+folder, so a second run finds the same users, rooms and encryption keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.synapse_local import LocalSynapse, free_port
+from config import load_settings
+
+BOT = "socialjour"
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    localpart: str
+    role: str
+
+
+DEMO_USERS = (
+    DemoUser("anna", "socialsekreterare i jouren, jourens samordnare (lead)"),
+    DemoUser("bo", "socialsekreterare i jouren"),
+    DemoUser("dag", "ordförande, socialnämnden i Skövde"),
+    DemoUser("disa", "vice ordförande, socialnämnden i Skövde"),
+    DemoUser("erik", "ordförande, socialnämnden i Mariestad"),
+    DemoUser("cecilia", "mottagningen i Skövde"),
+    DemoUser("maja", "mottagningen i Mariestad"),
+)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _pick(port: int) -> int:
+    return port if port and _port_free(port) else free_port()
+
+
+def prepare(
+    folder: Path, *, synapse_port: int = 8008, web_port: int = 8080
+) -> tuple[LocalSynapse, Path, dict[str, str]]:
+    """Start Synapse, create users (first run only) and write the bot's config."""
+    folder = folder.resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    synapse_dir = folder / "synapse"
+    first_run = not (synapse_dir / "homeserver.yaml").exists()
+    synapse = LocalSynapse(synapse_dir, port=_pick(synapse_port) if first_run else None)
+    synapse.start()
+    users_file = folder / "users.json"
+    passwords: dict[str, str] = json.loads(users_file.read_text()) if users_file.exists() else {}
+    for localpart in [BOT, *(u.localpart for u in DEMO_USERS)]:
+        if localpart not in passwords:
+            passwords[localpart] = secrets.token_urlsafe(9)
+            synapse.register_user(localpart, passwords[localpart])
+            users_file.write_text(json.dumps(passwords, indent=2))
+            users_file.chmod(0o600)
+    (folder / "bot.password").write_text(passwords[BOT])
+    (folder / "bot.password").chmod(0o600)
+    config = folder / "socialjour.toml"
+    config.write_text(_config_text(synapse, _pick(web_port)))
+    return synapse, config, passwords
+
+
+def _config_text(synapse: LocalSynapse, web_port: int) -> str:
+    s = synapse.server_name
+
+    def uid(localpart: str) -> str:
+        return f"@{localpart}:{s}"
+
+    return f"""# Written by `socialjour demo`; regenerated on every demo start.
+[matrix]
+homeserver = "{synapse.base_url}"
+user_id = "{uid(BOT)}"
+password = {{ file = "bot.password" }}
+device_name = "Socialjour (demo)"
+
+[storage]
+data_dir = "data"
+database_url = "sqlite+aiosqlite:///data/socialjour.db"
+
+[web]
+listen = "127.0.0.1:{web_port}"
+public_base_url = "http://127.0.0.1:{web_port}"
+
+[duty]
+room_alias = "#socialjour:{s}"
+members = ["{uid("anna")}", "{uid("bo")}"]
+leads = ["{uid("anna")}"]
+language = "sv"
+
+[[municipalities]]
+id = "skovde"
+name = "Skövde kommun"
+intake_room_alias = "#mottagning-skovde:{s}"
+intake_members = ["{uid("cecilia")}"]
+
+  [[municipalities.decision_makers]]
+  user_id = "{uid("dag")}"
+  name = "Dag Demo"
+  role = "ordförande"
+
+  [[municipalities.decision_makers]]
+  user_id = "{uid("disa")}"
+  name = "Disa Demo"
+  role = "vice ordförande"
+
+[[municipalities]]
+id = "mariestad"
+name = "Mariestads kommun"
+intake_room_alias = "#mottagning-mariestad:{s}"
+intake_members = ["{uid("maja")}"]
+
+  [[municipalities.decision_makers]]
+  user_id = "{uid("erik")}"
+  name = "Erik Demo"
+  role = "ordförande"
+"""
+
+
+def banner(synapse: LocalSynapse, passwords: dict[str, str], config: Path) -> str:
+    width = max(len(u.localpart) for u in DEMO_USERS)
+    lines = [
+        "",
+        "Socialjour demo is running.",
+        "",
+        f"  Homeserver:  {synapse.base_url}",
+        f"  Config:      {config}",
+        "",
+        "  Log in with Element Web or Element Desktop: choose 'Edit' under the",
+        f"  homeserver, enter {synapse.base_url}, then one of these users:",
+        "",
+    ]
+    for user in DEMO_USERS:
+        lines.append(f"    {user.localpart:<{width}}  {passwords[user.localpart]:<14}  {user.role}")
+    lines += [
+        "",
+        "  As anna or bo: accept the invitation to the room 'Socialjour' and type !ny.",
+        "  Element asks you to set up secure backup for the new login: do it, so that",
+        "  your device is cross-signed and Socialjour sends it its messages.",
+        "",
+        "  Stop with Ctrl-C. State is kept in the demo folder for the next run.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def run_demo(folder: Path, *, synapse_port: int = 8008, web_port: int = 8080) -> int:
+    from bot.app import run
+
+    synapse, config, passwords = prepare(folder, synapse_port=synapse_port, web_port=web_port)
+    try:
+        settings = load_settings(config)
+        print(banner(synapse, passwords, config), flush=True)
+        asyncio.run(run(settings))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        synapse.stop()
+    return 0
