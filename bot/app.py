@@ -9,15 +9,16 @@ import time
 from typing import Any
 
 from aiohttp import web
-from nio import MatrixRoom, RoomMessageText
+from nio import MatrixRoom, RoomMessageText, UnknownEvent
 
+from bot import events
 from bot.matrix import MatrixConnection
 from bot.rooms import MatrixMessenger, RoomKeeper
 from config import Settings
 from handlers import i18n
 from handlers.case_state import CaseStatus
 from handlers.dispatcher import Dispatcher
-from handlers.messenger import IncomingMessage
+from handlers.messenger import IncomingMessage, IncomingVote
 from signing.web import create_app
 from storage import create_engine, repo, session_factory, upgrade
 
@@ -48,6 +49,7 @@ class Socialjour:
         await upgrade(settings.storage.database_url)
         await self.matrix.connect()
         self.matrix.on_message = self._on_message
+        self.matrix.on_vote = self._on_vote
         self.matrix.on_undecryptable = self._on_undecryptable
         self.matrix.on_identity_changed = self._on_identity_changed
         self.matrix.start()
@@ -60,9 +62,7 @@ class Socialjour:
                 alias=m.intake_room_alias, name=f"Socialjour – {m.name}", members=m.intake_members
             )
             self.dispatcher.intake_rooms[room_id] = m.id
-        recovered = await self.dispatcher.cases.recover()
-        if recovered:
-            log.info("recovered %d case room(s) after an interruption", recovered)
+        await self.dispatcher.resume()
         await self._start_web()
         self._ready.set()
         log.info("ready")
@@ -85,12 +85,31 @@ class Socialjour:
     async def _on_message(self, room: MatrixRoom, event: RoomMessageText, trusted: bool) -> None:
         await self._ready.wait()
         self.events_handled += 1
+        body, replaces = events.message_text(event.source.get("content") or {})
         await self.dispatcher.handle(
             IncomingMessage(
                 room_id=room.room_id,
                 sender=event.sender,
                 event_id=event.event_id,
-                body=event.body,
+                body=body,
+                trusted_device=trusted,
+                replaces=replaces,
+            )
+        )
+
+    async def _on_vote(self, room: MatrixRoom, event: UnknownEvent, trusted: bool) -> None:
+        await self._ready.wait()
+        parsed = events.vote(event.type, event.source.get("content") or {})
+        if parsed is None:
+            return
+        self.events_handled += 1
+        await self.dispatcher.handle_vote(
+            IncomingVote(
+                room_id=room.room_id,
+                sender=event.sender,
+                event_id=event.event_id,
+                poll_event_id=parsed[0],
+                answers=parsed[1],
                 trusted_device=trusted,
             )
         )
@@ -144,12 +163,21 @@ class Socialjour:
         return "\n".join(lines) + "\n"
 
 
+def dump_tasks() -> None:
+    """On SIGUSR1: log where every task waits (for diagnosing a stuck installation)."""
+    for task in asyncio.all_tasks():
+        frames = task.get_stack(limit=12)
+        where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))
+        log.warning("task %s: %s", task.get_name(), where or "(not started)")
+
+
 async def run(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then stop cleanly without logging the device out."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     app = Socialjour(settings)
     try:
         await app.start()

@@ -31,18 +31,22 @@ from nio import (
     RoomMessageText,
     RoomSendResponse,
     SyncResponse,
+    UnknownEvent,
     WhoamiResponse,
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import crosssigning
+from bot.events import POLL_RESPONSE_TYPES
 from bot.trust import DatabasePins, TrustPolicy
 from config import Settings
 from storage import repo
 
 log = logging.getLogger(__name__)
 
+#: (room, event, whether the sender's device is trusted)
 MessageHandler = Callable[[MatrixRoom, RoomMessageText, bool], Awaitable[None]]
+VoteHandler = Callable[[MatrixRoom, UnknownEvent, bool], Awaitable[None]]
 UndecryptableHandler = Callable[[str, str], Awaitable[None]]
 IdentityChangedHandler = Callable[[str, list[str]], Awaitable[None]]
 
@@ -92,6 +96,7 @@ class MatrixConnection:
             self.client, mode=settings.matrix.trust, pins=DatabasePins(sessions)
         )
         self.on_message: MessageHandler | None = None
+        self.on_vote: VoteHandler | None = None
         self.on_undecryptable: UndecryptableHandler | None = None
         self.on_identity_changed: IdentityChangedHandler | None = None
         self._warned: set[tuple[str, str]] = set()
@@ -103,6 +108,7 @@ class MatrixConnection:
         self._pending: list[tuple[float, MatrixRoom, MegolmEvent]] = []
         self._sync_task: asyncio.Task[None] | None = None
         self.client.add_event_callback(self._on_text, RoomMessageText)
+        self.client.add_event_callback(self._on_unknown, UnknownEvent)
         self.client.add_event_callback(self._on_undecrypted, MegolmEvent)
 
     # -- login ---------------------------------------------------------------
@@ -226,6 +232,10 @@ class MatrixConnection:
             return
         self._spawn(self._handle(room, event))
 
+    async def _on_unknown(self, room: MatrixRoom, event: UnknownEvent) -> None:
+        if event.sender != self.client.user_id and event.type in POLL_RESPONSE_TYPES:
+            self._spawn(self._handle(room, event))
+
     async def _on_undecrypted(self, room: MatrixRoom, event: MegolmEvent) -> None:
         if event.sender == self.client.user_id:
             return
@@ -244,7 +254,9 @@ class MatrixConnection:
                 decrypted = self.client.decrypt_event(event)
             except Exception:
                 decrypted = None
-            if isinstance(decrypted, RoomMessageText):
+            if isinstance(decrypted, RoomMessageText) or (
+                isinstance(decrypted, UnknownEvent) and decrypted.type in POLL_RESPONSE_TYPES
+            ):
                 self._spawn(self._handle(room, decrypted))
             elif decrypted is not None:
                 continue  # decrypted, but not a message we act on
@@ -261,7 +273,7 @@ class MatrixConnection:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, room: MatrixRoom, event: RoomMessageText) -> None:
+    async def _handle(self, room: MatrixRoom, event: RoomMessageText | UnknownEvent) -> None:
         lock = self._room_locks.setdefault(room.room_id, asyncio.Lock())
         async with lock:  # FIFO: commands in one room are handled in the order they came
             try:
@@ -272,18 +284,30 @@ class MatrixConnection:
                         room_id=room.room_id,
                         now=datetime.now(UTC),
                     )
-                if not fresh or self.on_message is None:
+                log.debug(
+                    "event %s in %s (%s), first time: %s",
+                    event.event_id,
+                    room.room_id,
+                    type(event).__name__,
+                    fresh,
+                )
+                if not fresh:
                     return
                 trusted = (not event.decrypted and not room.encrypted) or (
                     await self.trust.is_trusted_sender(event.sender, event.sender_key)
                 )
-                await self.on_message(room, event, trusted)
+                if isinstance(event, RoomMessageText) and self.on_message is not None:
+                    await self.on_message(room, event, trusted)
+                elif isinstance(event, UnknownEvent) and self.on_vote is not None:
+                    await self.on_vote(room, event, trusted)
             except Exception:
                 log.exception("handling an event failed")
 
     # -- outgoing --------------------------------------------------------------
 
-    async def send(self, room_id: str, content: dict[str, Any]) -> str:
+    async def send(
+        self, room_id: str, content: dict[str, Any], event_type: str = "m.room.message"
+    ) -> str:
         await self._wait_for_room(room_id)
         for attempt in range(3):
             changed = await self.trust.prepare_room(room_id)
@@ -296,7 +320,7 @@ class MatrixConnection:
             try:
                 resp = await self.client.room_send(
                     room_id,
-                    "m.room.message",
+                    event_type,
                     content,
                     ignore_unverified_devices=self.trust.shares_with_all,
                 )

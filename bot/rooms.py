@@ -21,8 +21,9 @@ from nio import (
     RoomVisibility,
 )
 
+from bot.events import POLL_START, poll_content
 from bot.matrix import MatrixConnection, MatrixError
-from handlers.messenger import Message
+from handlers.messenger import Message, Poll
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,9 @@ class MatrixMessenger:
 
     async def send(self, room_id: str, message: Message) -> str:
         return await self.matrix.send(room_id, message_content(message))
+
+    async def send_poll(self, room_id: str, poll: Poll) -> str:
+        return await self.matrix.send(room_id, poll_content(poll), POLL_START)
 
     async def create_case_room(self, *, name: str, invite: Sequence[str]) -> str:
         return await self.rooms.create_private_room(name=name, invite=invite)

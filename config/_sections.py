@@ -25,6 +25,7 @@ from config._reader import (
     is_phone,
     is_room_alias,
     is_user_id,
+    item_place,
     key_place,
     split_host_port,
 )
@@ -65,6 +66,7 @@ _TOP_KEYS = (
     "escalation_policies",
     "signing",
     "logging",
+    "forms",
 )
 _MATRIX_KEYS = ("homeserver", "user_id", "password", "device_name", "trust", "store_key")
 _DUTY_KEYS = ("room_alias", "members", "leads", "language", "case_prefix")
@@ -99,6 +101,7 @@ def read_settings(r: Reader, root: dict[str, Any], config_path: Path) -> Setting
         escalation_policies=_policies(r, root),
         signing=_signing(r, root),
         logging=_logging(r, root),
+        form_dirs=_form_dirs(r, root),
     )
 
 
@@ -387,3 +390,24 @@ def _logging(r: Reader, root: dict[str, Any]) -> LoggingSettings:
         f"a log level: {', '.join(LOG_LEVELS)}",
     )
     return LoggingSettings(level=(level or "INFO").upper())
+
+
+def _form_dirs(r: Reader, root: dict[str, Any]) -> tuple[Path, ...]:
+    """Extra template folders, relative to the config file; each must exist."""
+    table = r.section(root, "forms", ("extra_dirs",), required=False)
+    if table is None:
+        return ()
+    raw = table.get("extra_dirs")
+    folders: list[Path] = []
+    for index, text in enumerate(r.strings(table, "forms", "extra_dirs")):
+        folder = absolute(r.base_dir, text)
+        if folder.is_dir():
+            folders.append(folder)
+        else:
+            # strings() drops repeats, so find where this one stands in the file
+            at = raw.index(text) if isinstance(raw, list) and text in raw else index
+            r.report(
+                item_place(key_place("forms", "extra_dirs"), at),
+                f"no folder {str(folder)!r}; name a folder of form templates (*.toml)",
+            )
+    return tuple(folders)

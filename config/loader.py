@@ -6,16 +6,18 @@ because an admin fixing a config at night should not have to rerun the check ten
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 from config._reader import Reader
 from config._sections import read_settings
-from config.settings import Settings
+from config.forms import BUILTIN_FORMS_DIR, load_forms
+from config.settings import Problem, Settings
 
 __all__ = ["EXAMPLE_CONFIG", "ConfigError", "Problem", "check_config", "load_settings"]
 
@@ -23,17 +25,6 @@ EXAMPLE_CONFIG = Path(__file__).with_name("example.toml")
 """The annotated example shipped with the package (also a starting point for the demo)."""
 
 _SYNTAX_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with the config, and where: ``file.toml: duty.members[1]``."""
-
-    place: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.place}: {self.message}"
 
 
 class ConfigError(Exception):
@@ -80,7 +71,11 @@ def _load(
     reader = Reader(config_path.parent, os.environ if environ is None else environ)
     settings = read_settings(reader, root, config_path)
     problems = [Problem(f"{label}: {place}", message) for place, message in reader.problems]
-    return (None if problems else settings), problems
+    forms, form_problems = load_forms((BUILTIN_FORMS_DIR, *settings.form_dirs))
+    problems.extend(form_problems)
+    if problems:
+        return None, problems
+    return dataclasses.replace(settings, forms=MappingProxyType(forms)), problems
 
 
 def _syntax_problem(label: str, error: tomllib.TOMLDecodeError) -> Problem:

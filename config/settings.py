@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from config.forms import FormTemplate
 
 __all__ = [
     "ACTIONS",
@@ -31,6 +34,7 @@ __all__ = [
     "LoggingSettings",
     "MatrixSettings",
     "Municipality",
+    "Problem",
     "Role",
     "Settings",
     "SigningSettings",
@@ -50,6 +54,21 @@ ROLES: tuple[Role, ...] = ("ordförande", "vice ordförande", "ledamot")
 ACTIONS: tuple[Action, ...] = ("remind", "next_signer", "alert_leads")
 AUTH_METHODS = ("matrix-code", "bankid", "oidc")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the config, and where: ``file.toml: duty.members[1]``.
+
+    Defined here, below both the loader and the form templates, so that each can
+    report problems without importing the other.
+    """
+
+    place: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.place}: {self.message}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +188,10 @@ def _standard_policies() -> Mapping[str, EscalationPolicy]:
     return MappingProxyType({STANDARD_POLICY.name: STANDARD_POLICY})
 
 
+def _no_forms() -> Mapping[str, FormTemplate]:
+    return MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the bot needs, validated, with paths made absolute."""
@@ -184,6 +207,10 @@ class Settings:
     )
     signing: SigningSettings = SigningSettings()
     logging: LoggingSettings = LoggingSettings()
+    form_dirs: tuple[Path, ...] = ()
+    """Folders from ``[forms] extra_dirs`` whose templates add to or replace the built-in ones."""
+    forms: Mapping[str, FormTemplate] = field(default_factory=_no_forms, hash=False)
+    """Form templates by id: the built-in ones, then those in ``form_dirs`` (``load_settings``)."""
 
     def municipality(self, id: str) -> Municipality | None:
         """The municipality with this id, or None when the config does not list it."""

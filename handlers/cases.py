@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 
 CANCEL_CONFIRM_WINDOW = timedelta(minutes=5)
 _YES = {"ja", "yes", "j", "y"}
+#: What happens in a new case room after the welcome (the guided report starts).
+AfterOpen = Callable[[Case, str | None], Awaitable[None]]
 
 
 @dataclass
@@ -30,6 +33,7 @@ class CaseCommands:
     sessions: async_sessionmaker[AsyncSession]
     messenger: Messenger
     clock: Clock
+    after_open: AfterOpen | None = None
 
     @property
     def lang(self) -> str:
@@ -52,11 +56,13 @@ class CaseCommands:
             )
         log.info("case %s opened", case.number)
         try:
-            await self.open_room(case)
+            case.room_id = await self.open_room(case)
         except Exception as exc:
             log.warning("room for case %s not created yet: %s", case.number, type(exc).__name__)
             raise RoomCreationFailed(number=case.number) from exc
         await ctx.reply("case.created", number=case.number)
+        if self.after_open is not None:
+            await self.after_open(case, case.form_id)
 
     async def open_room(self, case: Case, *, resumed: bool = False) -> str:
         """Create the case's room, invite its participants and welcome them.
@@ -96,8 +102,10 @@ class CaseCommands:
             if case.room_id is not None:
                 continue
             try:
-                await self.open_room(case, resumed=True)
+                case.room_id = await self.open_room(case, resumed=True)
                 recovered += 1
+                if self.after_open is not None:
+                    await self.after_open(case, case.form_id)
             except Exception as exc:
                 log.warning("case %s: room still not created: %s", case.number, type(exc).__name__)
         return recovered

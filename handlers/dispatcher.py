@@ -22,7 +22,8 @@ from handlers.errors import (
     UnknownCommand,
     WrongRoom,
 )
-from handlers.messenger import IncomingMessage, Messenger
+from handlers.messenger import IncomingMessage, IncomingVote, Messenger
+from handlers.reports import ReportCommands
 from storage import repo
 from storage.models import Case
 
@@ -43,7 +44,9 @@ class Dispatcher:
         self.messenger = messenger
         self.clock = clock
         self.cases = CaseCommands(settings, sessions, messenger, clock)
-        self.registry = collect(self.cases, self)
+        self.reports = ReportCommands(settings, sessions, messenger, clock)
+        self.cases.after_open = self.reports.begin
+        self.registry = collect(self.cases, self.reports, self)
         #: Set by the bot once the rooms exist.
         self.duty_room_id: str | None = None
         self.intake_rooms: dict[str, str] = {}
@@ -64,19 +67,18 @@ class Dispatcher:
     async def handle(self, msg: IncomingMessage) -> None:
         """Handle one message; never raises."""
         parsed = parse(msg.body)
-        if parsed is None:
-            return
         try:
             kind, case = await self.locate(msg.room_id)
         except Exception:
-            log.exception("could not look up room for a command")
+            log.exception("could not look up the room of a message")
             return
-        if kind is RoomKind.OTHER:
+        log.debug("message %s: %s room, command: %s", msg.event_id, kind.value, parsed is not None)
+        if kind is RoomKind.OTHER or (parsed is None and kind is not RoomKind.CASE):
             return
         ctx = Ctx(
             msg=msg,
             kind=kind,
-            args=parsed.args,
+            args=parsed.args if parsed else "",
             lang=self.lang,
             messenger=self.messenger,
             case=case,
@@ -86,6 +88,9 @@ class Dispatcher:
             await self._authorise(ctx)
             if not msg.trusted_device:
                 await ctx.reply("error.untrusted_device")
+                return
+            if parsed is None:
+                await self.reports.handle_text(ctx)
                 return
             entry = self.registry.lookup(parsed.name)
             if entry is None:
@@ -113,6 +118,48 @@ class Dispatcher:
         except Exception:
             log.exception("command %s failed", spec.canonical if spec else "?")
             await self._safe_reply(ctx, "error.internal")
+
+    async def handle_vote(self, vote: IncomingVote) -> None:
+        """A poll vote in a case room answers the current question; never raises."""
+        msg = vote.as_message()
+        try:
+            kind, case = await self.locate(vote.room_id)
+            if kind is not RoomKind.CASE or case is None:
+                return
+            ctx = Ctx(
+                msg=msg, kind=kind, args="", lang=self.lang, messenger=self.messenger, case=case
+            )
+            try:
+                await self._authorise(ctx)
+            except NotAllowed:
+                log.warning("refused a vote from %s in a case room", vote.sender)
+                await self._safe_reply(ctx, "error.not_allowed")
+                return
+            if not vote.trusted_device:
+                await self._safe_reply(ctx, "error.untrusted_device")
+                return
+            await self.reports.handle_vote(vote, case)
+        except HandlerError as exc:
+            await self._safe_reply(
+                Ctx(msg=msg, kind=RoomKind.CASE, args="", lang=self.lang, messenger=self.messenger),
+                exc.key,
+                **exc.params,
+            )
+        except Exception:
+            log.exception("handling a vote failed")
+
+    async def resume(self) -> None:
+        """After a restart: give lost rooms back, and re-ask questions a crash swallowed."""
+        await self.cases.recover()
+        async with self.sessions() as session:
+            drafting = await repo.list_cases(session, statuses=["drafting"])
+        for case in drafting:
+            if case.room_id is None:
+                continue
+            try:
+                await self.reports.resume(case)
+            except Exception:
+                log.exception("could not resume the report of case %s", case.number)
 
     async def _authorise(self, ctx: Ctx) -> None:
         sender = ctx.msg.sender
@@ -165,16 +212,6 @@ class Dispatcher:
         )
 
     @command(
-        "skicka",
-        "submit",
-        "tillbaka",
-        "back",
-        "ändra",
-        "edit",
-        "hoppa",
-        "skip",
-        "sammanfattning",
-        "summary",
         "verkställt",
         "executed",
         "överlämna",

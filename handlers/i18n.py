@@ -11,6 +11,7 @@ import html
 import re
 from typing import Any, Literal
 
+from handlers.i18n_fields import FIELD_MESSAGES
 from handlers.messenger import Message
 
 Language = Literal["sv", "en"]
@@ -103,6 +104,45 @@ _SV: dict[str, str] = {
         "krypterade meddelanden till den personen förrän en administratör har bekräftat den nya "
         "identiteten (```socialjour trust accept {user}```)."
     ),
+    "report.choose_form": "**Vilket beslut gäller ärendet?**\n{options}\nSvara med siffran eller välj i omröstningen.",
+    "report.choose_form.poll": "Vilket beslut gäller ärendet?",
+    "report.unknown_form": "Det finns inget formulär som heter ”{name}”. Välj ett i listan.",
+    "report.no_form": "Välj först vilket beslut ärendet gäller.",
+    "report.form_chosen": (
+        "Formulär: **{title}** ({count} frågor). En fråga i taget. När som helst: ```!tillbaka```, "
+        "```!ändra N```, ```!hoppa``` (valfria frågor), ```!sammanfattning```, ```!avbryt```."
+    ),
+    "report.question": "**Fråga {number} av {total}** – {label}",
+    "report.help": "{help}",
+    "report.options": "{options}",
+    "report.yes": "Ja",
+    "report.no": "Nej",
+    "report.question.optional": "Valfri fråga – skriv ```!hoppa``` för att hoppa över.",
+    "report.question.current": "Nuvarande svar: {answer}",
+    "report.complete": (
+        "Alla frågor är besvarade. Skriv ```!sammanfattning``` för att läsa igenom, "
+        "```!ändra N``` för att ändra ett svar och ```!skicka``` när allt stämmer."
+    ),
+    "report.summary.header": "**Sammanfattning – {number}**\n{title}",
+    "report.summary.item": "**{n}. {label}**\n{answer}",
+    "report.summary.unanswered": "– (inte besvarad)",
+    "report.summary.skipped": "– (överhoppad)",
+    "report.not_optional": "Fråga {number} är obligatorisk och kan inte hoppas över.",
+    "report.back.none": "Det här är den första frågan.",
+    "report.edit.usage": "Skriv ```!ändra N``` där N är frågans nummer (1–{max}).",
+    "report.edit.hidden": "Fråga {number} gäller inte med de svar som har getts.",
+    "report.edit_applied": "Svaret på fråga {number} är ändrat till: {answer}",
+    "report.edit_too_old": (
+        "Bara det senaste svaret kan ändras genom att redigera meddelandet. "
+        "Skriv ```!ändra N``` för att ändra en tidigare fråga."
+    ),
+    "report.old_poll": "Den omröstningen gäller inte längre. Svara på den senaste frågan.",
+    "report.missing": "Rapporten är inte klar. Obligatoriska frågor utan svar: {numbers}.",
+    "report.locked": "Rapporten är redan skickad och kan inte ändras nu.",
+    "report.submitted": (
+        "Rapporten för **{number}** är skickad och låst ({title}, formulärversion {version}). "
+        "Ärendet väntar nu på beslut."
+    ),
     "where.duty": "jourrummet",
     "where.case": "ett ärenderum",
 }
@@ -192,11 +232,53 @@ _EN: dict[str, str] = {
         "encrypted messages to them until an administrator confirms the new identity "
         "(```socialjour trust accept {user}```)."
     ),
+    "report.choose_form": "**Which decision is this case about?**\n{options}\nAnswer with the number or choose in the poll.",
+    "report.choose_form.poll": "Which decision is this case about?",
+    "report.unknown_form": "There is no form called “{name}”. Choose one from the list.",
+    "report.no_form": "First choose which decision the case is about.",
+    "report.form_chosen": (
+        "Form: **{title}** ({count} questions). One question at a time. At any time: ```!back```, "
+        "```!edit N```, ```!skip``` (optional questions), ```!summary```, ```!cancel```."
+    ),
+    "report.question": "**Question {number} of {total}** – {label}",
+    "report.help": "{help}",
+    "report.options": "{options}",
+    "report.yes": "Yes",
+    "report.no": "No",
+    "report.question.optional": "Optional – type ```!skip``` to skip it.",
+    "report.question.current": "Current answer: {answer}",
+    "report.complete": (
+        "All questions are answered. Type ```!summary``` to read it through, ```!edit N``` to "
+        "change an answer and ```!submit``` when everything is right."
+    ),
+    "report.summary.header": "**Summary – {number}**\n{title}",
+    "report.summary.item": "**{n}. {label}**\n{answer}",
+    "report.summary.unanswered": "– (not answered)",
+    "report.summary.skipped": "– (skipped)",
+    "report.not_optional": "Question {number} is required and cannot be skipped.",
+    "report.back.none": "This is the first question.",
+    "report.edit.usage": "Type ```!edit N``` where N is the question's number (1–{max}).",
+    "report.edit.hidden": "Question {number} does not apply given the answers so far.",
+    "report.edit_applied": "The answer to question {number} is now: {answer}",
+    "report.edit_too_old": (
+        "Only the latest answer can be changed by editing the message. "
+        "Type ```!edit N``` to change an earlier question."
+    ),
+    "report.old_poll": "That poll no longer applies. Answer the latest question.",
+    "report.missing": "The report is not complete. Required questions without an answer: {numbers}.",
+    "report.locked": "The report has been submitted and cannot be changed now.",
+    "report.submitted": (
+        "The report for **{number}** is submitted and locked ({title}, form version {version}). "
+        "The case now awaits a decision."
+    ),
     "where.duty": "the duty room",
     "where.case": "a case room",
 }
 
-CATALOGUES: dict[str, dict[str, str]] = {"sv": _SV, "en": _EN}
+CATALOGUES: dict[str, dict[str, str]] = {
+    "sv": {**_SV, **FIELD_MESSAGES["sv"]},
+    "en": {**_EN, **FIELD_MESSAGES["en"]},
+}
 
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 _CODE = re.compile(r"```(.+?)```")
@@ -204,7 +286,7 @@ _CODE = re.compile(r"```(.+?)```")
 
 def text(lang: str, key: str, **params: Any) -> str:
     """The plain-text rendering of a message."""
-    template = CATALOGUES.get(lang, _SV)[key]
+    template = CATALOGUES.get(lang, CATALOGUES["sv"])[key]
     plain = _CODE.sub(r"\1", _BOLD.sub(r"\1", template))
     return plain.format(**params)
 
@@ -219,7 +301,7 @@ def render(
     **params: Any,
 ) -> Message:
     """A message with a plain body and an HTML body whose parameters are escaped."""
-    template = CATALOGUES.get(lang, _SV)[key]
+    template = CATALOGUES.get(lang, CATALOGUES["sv"])[key]
     html_template = html.escape(template, quote=False)
     html_template = _BOLD.sub(r"<strong>\1</strong>", html_template)
     html_template = _CODE.sub(r"<code>\1</code>", html_template)

@@ -30,11 +30,43 @@ class IncomingMessage:
     body: str
     #: False when the sender's device is not trusted under the trust policy.
     trusted_device: bool = True
+    #: The event this message edits (``m.replace``), if it is an edit.
+    replaces: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Poll:
+    """A single- or multiple-choice question; ``options`` are (id, label) pairs."""
+
+    question: str
+    options: tuple[tuple[str, str], ...]
+    max_selections: int = 1
+
+    def fallback(self) -> str:
+        """The plain text shown by clients that do not render polls."""
+        lines = [self.question] + [f"{i}. {label}" for i, (_, label) in enumerate(self.options, 1)]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingVote:
+    room_id: str
+    sender: str
+    event_id: str
+    poll_event_id: str
+    answers: tuple[str, ...]
+    trusted_device: bool = True
+
+    def as_message(self) -> IncomingMessage:
+        return IncomingMessage(self.room_id, self.sender, self.event_id, "", self.trusted_device)
 
 
 class Messenger(Protocol):
     async def send(self, room_id: str, message: Message) -> str:
         """Send and return the event id."""
+
+    async def send_poll(self, room_id: str, poll: Poll) -> str:
+        """Send a poll (with a plain-text fallback) and return its event id."""
 
     async def create_case_room(self, *, name: str, invite: Sequence[str]) -> str:
         """Create a private, encrypted room named ``name`` and return its id."""
@@ -47,12 +79,18 @@ class MemoryMessenger:
     """An in-memory messenger for unit tests of the code around it."""
 
     sent: list[tuple[str, Message]] = field(default_factory=list)
+    polls: list[tuple[str, Poll, str]] = field(default_factory=list)
     rooms: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
     fail_room_creation: bool = False
 
     async def send(self, room_id: str, message: Message) -> str:
         self.sent.append((room_id, message))
         return f"$event{len(self.sent)}"
+
+    async def send_poll(self, room_id: str, poll: Poll) -> str:
+        event_id = f"$poll{len(self.polls) + 1}"
+        self.polls.append((room_id, poll, event_id))
+        return event_id
 
     async def create_case_room(self, *, name: str, invite: Sequence[str]) -> str:
         if self.fail_room_creation:

@@ -16,6 +16,7 @@ from storage.models import (
     CaseParticipant,
     CaseSequence,
     ProcessedEvent,
+    Report,
     TrustedMasterKey,
 )
 
@@ -28,6 +29,7 @@ __all__ = [
     "CaseParticipant",
     "CaseSequence",
     "ProcessedEvent",
+    "Report",
     "StorageError",
     "TrustedMasterKey",
     "UnsupportedDatabaseError",

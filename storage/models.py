@@ -183,3 +183,27 @@ class TrustedMasterKey(Base):
     user_id: Mapped[str] = mapped_column(String(MATRIX_ID_LENGTH), primary_key=True)
     master_key: Mapped[str] = mapped_column(String(128))
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Report(Base):
+    """The guided report of a case: the answers so far and where the dialogue stands.
+
+    `state` is the dialogue engine's own JSON (see `handlers.dialogue`); storage keeps
+    it opaque. It holds personal data, so it lives here and in the encrypted case room
+    only, never in logs or the audit trail. `version` is bumped on every save so two
+    people answering at once cannot overwrite each other (compare-and-set).
+    `submitted` is the final, structured report, frozen at `!skicka`.
+    """
+
+    __tablename__ = "reports"
+
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True
+    )
+    form_id: Mapped[str | None] = mapped_column(String(64))
+    form_version: Mapped[int | None] = mapped_column(Integer)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    submitted: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

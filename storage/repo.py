@@ -30,6 +30,7 @@ from storage.models import (
     CaseParticipant,
     CaseSequence,
     ProcessedEvent,
+    Report,
     TrustedMasterKey,
 )
 
@@ -219,6 +220,17 @@ async def list_cases(
     return list((await session.scalars(query)).all())
 
 
+async def set_case_form(session: AsyncSession, *, case_id: int, form_id: str) -> None:
+    await _update_case(session, case_id, form_id=form_id)
+
+
+async def set_case_municipality(
+    session: AsyncSession, *, case_id: int, municipality_id: str
+) -> None:
+    """The client's home municipality: who decides, and who receives the case afterwards."""
+    await _update_case(session, case_id, municipality_id=municipality_id)
+
+
 async def set_case_room(session: AsyncSession, *, case_id: int, room_id: str) -> None:
     """Record the Matrix room created for the case (a room belongs to one case only)."""
     await _update_case(session, case_id, room_id=room_id)
@@ -385,3 +397,90 @@ async def forget_master_key(session: AsyncSession, *, user_id: str) -> bool:
         .execution_options(synchronize_session=False)
     )
     return _rowcount(result) == 1
+
+
+# --- guided reports ----------------------------------------------------------------------
+
+
+async def get_report(session: AsyncSession, *, case_id: int) -> Report | None:
+    return await session.get(Report, case_id, populate_existing=True)
+
+
+async def save_report_state(
+    session: AsyncSession,
+    *,
+    case_id: int,
+    form_id: str | None,
+    form_version: int | None,
+    state: dict[str, Any],
+    expected_version: int | None,
+    now: datetime,
+) -> int | None:
+    """Store the dialogue state if nobody else saved since ``expected_version``.
+
+    ``expected_version=None`` creates the report. Returns the new version, or None
+    when another save won the race (the caller reloads and tries again).
+    """
+    if expected_version is None:
+        result = await session.execute(
+            _insert(session, Report)
+            .values(
+                case_id=case_id,
+                form_id=form_id,
+                form_version=form_version,
+                state=state,
+                version=1,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["case_id"])
+        )
+        return 1 if _rowcount(result) == 1 else None
+    result = await session.execute(
+        update(Report)
+        .where(
+            Report.case_id == case_id,
+            Report.version == expected_version,
+            Report.submitted_at.is_(None),
+        )
+        .values(
+            form_id=form_id,
+            form_version=form_version,
+            state=state,
+            version=expected_version + 1,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return expected_version + 1 if _rowcount(result) == 1 else None
+
+
+async def submit_report(
+    session: AsyncSession,
+    *,
+    case_id: int,
+    expected_version: int,
+    report: dict[str, Any],
+    now: datetime,
+) -> bool:
+    """Freeze the report; False if it changed since ``expected_version`` or was submitted."""
+    result = await session.execute(
+        update(Report)
+        .where(
+            Report.case_id == case_id,
+            Report.version == expected_version,
+            Report.submitted_at.is_(None),
+        )
+        .values(submitted=report, submitted_at=now, version=expected_version + 1, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(result) == 1
+
+
+async def reopen_report(session: AsyncSession, *, case_id: int, now: datetime) -> None:
+    """Unfreeze a submitted report (a declined or withdrawn decision is revised)."""
+    await session.execute(
+        update(Report)
+        .where(Report.case_id == case_id)
+        .values(submitted_at=None, version=Report.version + 1, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import secrets
@@ -35,6 +36,7 @@ from nio import (
     RoomMessageText,
     RoomSendResponse,
     SyncResponse,
+    UnknownEvent,
 )
 
 from bot.crosssigning import CrossSigningKeys, setup_cross_signing
@@ -50,6 +52,8 @@ class Received:
     sender: str
     body: str
     event: RoomMessageText | RoomMessageNotice
+    #: Arrival order among everything this client received (messages and polls).
+    seq: int = 0
 
 
 class MatrixUser:
@@ -72,6 +76,9 @@ class MatrixUser:
         self.trust = TrustPolicy(self.client, mode="cross-signed", pins=MemoryPins())
         self.received: list[Received] = []
         self.invites: list[str] = []
+        #: Polls received: (room id, event, arrival order).
+        self.polls: list[tuple[str, UnknownEvent, int]] = []
+        self._seq = itertools.count(1)
         #: Encrypted events this device could not decrypt, per room.
         self.undecrypted: dict[str, list[MegolmEvent]] = {}
         self._changed = asyncio.Condition()
@@ -79,6 +86,7 @@ class MatrixUser:
         self.client.add_event_callback(self._on_text, (RoomMessageText, RoomMessageNotice))  # type: ignore[arg-type]
         self.client.add_event_callback(self._on_invite, InviteMemberEvent)  # type: ignore[arg-type]
         self.client.add_event_callback(self._on_undecrypted, MegolmEvent)  # type: ignore[arg-type]
+        self.client.add_event_callback(self._on_unknown, UnknownEvent)  # type: ignore[arg-type]
 
     @classmethod
     def register(
@@ -127,7 +135,13 @@ class MatrixUser:
 
     async def _on_text(self, room: MatrixRoom, event: RoomMessageText | RoomMessageNotice) -> None:
         if event.sender != self.user_id:
-            self.received.append(Received(room.room_id, event.sender, event.body, event))
+            self.received.append(
+                Received(room.room_id, event.sender, event.body, event, next(self._seq))
+            )
+
+    async def _on_unknown(self, room: MatrixRoom, event: UnknownEvent) -> None:
+        if event.type.endswith("poll.start") and event.sender != self.user_id:
+            self.polls.append((room.room_id, event, next(self._seq)))
 
     async def _on_undecrypted(self, room: MatrixRoom, event: MegolmEvent) -> None:
         self.undecrypted.setdefault(room.room_id, []).append(event)
@@ -144,7 +158,11 @@ class MatrixUser:
             while not (result := predicate()):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(f"{self.localpart}: condition not met in {timeout} s")
+                    recent = "\n".join(f"  {r.body[:160]!r}" for r in self.received[-6:])
+                    raise TimeoutError(
+                        f"{self.localpart}: condition not met in {timeout} s; "
+                        f"last messages:\n{recent}"
+                    )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), remaining)
             return result
@@ -171,12 +189,48 @@ class MatrixUser:
         await self.wait(lambda: room_id in self.client.rooms)
 
     async def send(self, room_id: str, body: str) -> str:
+        return await self.send_event(room_id, "m.room.message", {"msgtype": "m.text", "body": body})
+
+    async def send_event(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
         await self.trust.prepare_room(room_id)
-        resp = await self.client.room_send(
-            room_id, "m.room.message", {"msgtype": "m.text", "body": body}
-        )
+        resp = await self.client.room_send(room_id, event_type, content)
         assert isinstance(resp, RoomSendResponse), resp
         return resp.event_id
+
+    async def edit(self, room_id: str, event_id: str, body: str) -> str:
+        """Edit an earlier message the way Element does (m.replace)."""
+        return await self.send_event(
+            room_id,
+            "m.room.message",
+            {
+                "msgtype": "m.text",
+                "body": f"* {body}",
+                "m.new_content": {"msgtype": "m.text", "body": body},
+                "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
+            },
+        )
+
+    async def vote(self, room_id: str, poll_event_id: str, answers: list[str]) -> str:
+        """Vote in a poll the way Element does (MSC3381, unstable types)."""
+        return await self.send_event(
+            room_id,
+            "org.matrix.msc3381.poll.response",
+            {
+                "org.matrix.msc3381.poll.response": {"answers": answers},
+                "m.relates_to": {"rel_type": "m.reference", "event_id": poll_event_id},
+            },
+        )
+
+    async def wait_poll(
+        self, room_id: str, *, after: int = 0, timeout: float = 30.0
+    ) -> UnknownEvent:
+        def find() -> UnknownEvent | None:
+            for rid, event, _ in self.polls[after:]:
+                if rid == room_id:
+                    return event
+            return None
+
+        return await self.wait(find, timeout)  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         if self._task:

@@ -1,0 +1,212 @@
+"""The guided report as a pure state machine over a form template.
+
+No I/O here: :class:`DialogueState` is plain JSON-able data saved after every
+answer, and every function takes the form and the state and returns what
+changed. That keeps the rules (which question comes next, what back, edit and
+skip mean, when a report is complete) testable with any input at all.
+
+Questions are numbered by their position in the form, so the number a worker
+sees in a question, in the summary and in ``!ändra N`` is always the same, even
+when conditional questions come and go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from config.forms import FieldSpec, FormTemplate
+from handlers.fields import Answer, is_visible
+
+#: Version of the structured report format stored at submission.
+REPORT_SCHEMA = 1
+
+
+@dataclass
+class DialogueState:
+    form_id: str | None = None
+    #: field id -> {"value", "display", "by", "at"}
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    #: The field being asked; None before a form is chosen and when all is answered.
+    current: str | None = None
+    #: The question the bot last posted; differs from `current` after a crash mid-step.
+    asked: str | None = None
+    #: The poll the bot posted for the current question (or for the form choice).
+    poll_event: str | None = None
+    #: The answer to the previous question, which an edit (m.replace) may still change.
+    last_answer: dict[str, str] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DialogueState:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+def values(state: DialogueState) -> dict[str, Any]:
+    return {fid: a["value"] for fid, a in state.answers.items()}
+
+
+def visible_fields(form: FormTemplate, state: DialogueState) -> list[FieldSpec]:
+    """The fields that apply given the answers so far, in form order."""
+    answered = values(state)
+    shown: list[FieldSpec] = []
+    shown_ids: set[str] = set()
+    for spec in form.fields:
+        # A condition on a hidden field is false: its stale answer must not count.
+        visible_answers = {k: v for k, v in answered.items() if k in shown_ids}
+        if is_visible(spec, visible_answers):
+            shown.append(spec)
+            shown_ids.add(spec.id)
+    return shown
+
+
+def is_settled(state: DialogueState, spec: FieldSpec) -> bool:
+    return spec.id in state.answers or spec.id in state.skipped
+
+
+def next_open(form: FormTemplate, state: DialogueState) -> FieldSpec | None:
+    """The first visible question with neither an answer nor a skip."""
+    for spec in visible_fields(form, state):
+        if not is_settled(state, spec):
+            return spec
+    return None
+
+
+def start(form: FormTemplate, state: DialogueState) -> FieldSpec | None:
+    state.form_id = form.id
+    return _advance(form, state)
+
+
+def _advance(form: FormTemplate, state: DialogueState) -> FieldSpec | None:
+    spec = next_open(form, state)
+    state.current = spec.id if spec else None
+    state.poll_event = None
+    return spec
+
+
+def current_field(form: FormTemplate, state: DialogueState) -> FieldSpec | None:
+    if state.current is None:
+        return None
+    if state.current not in {f.id for f in visible_fields(form, state)}:
+        # The question no longer applies (an earlier answer changed): move on.
+        return _advance(form, state)
+    return form.field(state.current)
+
+
+def record(
+    form: FormTemplate,
+    state: DialogueState,
+    spec: FieldSpec,
+    answer: Answer,
+    *,
+    by: str,
+    at: datetime,
+    event_id: str,
+) -> FieldSpec | None:
+    """Store an answer to ``spec`` and return the next question (None when complete)."""
+    state.answers[spec.id] = {
+        "value": answer.value,
+        "display": answer.display,
+        "by": by,
+        "at": at.isoformat(),
+    }
+    if spec.id in state.skipped:
+        state.skipped.remove(spec.id)
+    state.last_answer = {"field": spec.id, "event": event_id}
+    return _advance(form, state)
+
+
+def skip(form: FormTemplate, state: DialogueState, spec: FieldSpec) -> FieldSpec | None:
+    """Skip an optional question; the caller checks that it is optional."""
+    state.answers.pop(spec.id, None)
+    if spec.id not in state.skipped:
+        state.skipped.append(spec.id)
+    state.last_answer = None
+    return _advance(form, state)
+
+
+def back(form: FormTemplate, state: DialogueState) -> FieldSpec | None:
+    """The visible question before the current one (or the last one when complete)."""
+    shown = visible_fields(form, state)
+    ids = [f.id for f in shown]
+    if state.current in ids:
+        index = ids.index(state.current) - 1
+    else:
+        index = len(ids) - 1
+    if index < 0:
+        return None
+    target = shown[index]
+    state.current = target.id
+    state.poll_event = None
+    state.last_answer = None
+    return target
+
+
+def goto(form: FormTemplate, state: DialogueState, number: int) -> FieldSpec | None:
+    """Ask question ``number`` (its position in the form) again, if it applies now."""
+    if not 1 <= number <= len(form.fields):
+        return None
+    target = form.fields[number - 1]
+    if target.id not in {f.id for f in visible_fields(form, state)}:
+        return None
+    state.current = target.id
+    state.poll_event = None
+    state.last_answer = None
+    return target
+
+
+def missing_required(form: FormTemplate, state: DialogueState) -> list[FieldSpec]:
+    return [f for f in visible_fields(form, state) if f.required and f.id not in state.answers]
+
+
+def is_complete(form: FormTemplate, state: DialogueState) -> bool:
+    return not missing_required(form, state) and next_open(form, state) is None
+
+
+def summary(form: FormTemplate, state: DialogueState) -> list[tuple[int, FieldSpec, str | None]]:
+    """(number, field, shown answer or None) for every visible question."""
+    return [
+        (form.number_of(f.id), f, state.answers[f.id]["display"] if f.id in state.answers else None)
+        for f in visible_fields(form, state)
+    ]
+
+
+def build_report(
+    form: FormTemplate,
+    state: DialogueState,
+    *,
+    case_number: str,
+    submitted_by: str,
+    at: datetime,
+) -> dict[str, Any]:
+    """The structured report, JSON-serialisable and tied to the template version."""
+    return {
+        "schema": REPORT_SCHEMA,
+        "case_number": case_number,
+        "form": {
+            "id": form.id,
+            "version": form.version,
+            "title": form.title,
+            "decision_type": form.decision_type,
+            "legal_reference": form.legal_reference,
+        },
+        "submitted_by": submitted_by,
+        "submitted_at": at.isoformat(),
+        "answers": [
+            {
+                "id": f.id,
+                "number": form.number_of(f.id),
+                "label": f.label,
+                "type": f.type,
+                "value": state.answers[f.id]["value"] if f.id in state.answers else None,
+                "display": state.answers[f.id]["display"] if f.id in state.answers else None,
+                "answered_by": state.answers[f.id]["by"] if f.id in state.answers else None,
+            }
+            for f in visible_fields(form, state)
+        ],
+    }
