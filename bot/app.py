@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +25,10 @@ from storage import create_engine, repo, session_factory, upgrade
 
 log = logging.getLogger(__name__)
 
+HOUSEKEEPING_INTERVAL = 60.0
+#: How long handled event ids are remembered (longer than any sync gap we recover from).
+EVENT_MEMORY = timedelta(days=30)
+
 
 class Socialjour:
     """One running installation: database, Matrix connection, rooms, handlers, web."""
@@ -41,6 +46,7 @@ class Socialjour:
         self.events_handled = 0
         self.started_at = time.monotonic()
         self._runner: web.AppRunner | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
         # Events that arrive while the rooms are still being set up wait for this.
         self._ready = asyncio.Event()
 
@@ -64,6 +70,7 @@ class Socialjour:
             self.dispatcher.intake_rooms[room_id] = m.id
         await self.dispatcher.resume()
         await self._start_web()
+        self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
         self._ready.set()
         log.info("ready")
 
@@ -76,7 +83,26 @@ class Socialjour:
         )
         await site.start()
 
+    async def _housekeep(self) -> None:
+        """Every minute: give cases that lost their room one; daily: forget old event ids."""
+        last_prune = 0.0
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+            try:
+                await self.dispatcher.cases.recover()
+                if time.monotonic() - last_prune > 86400:
+                    async with self.sessions() as session, session.begin():
+                        await repo.prune_events(
+                            session, older_than=datetime.now(UTC) - EVENT_MEMORY
+                        )
+                    last_prune = time.monotonic()
+            except Exception:
+                log.exception("housekeeping failed; trying again in a minute")
+
     async def stop(self) -> None:
+        if self._housekeeping:
+            self._housekeeping.cancel()
+            await asyncio.gather(self._housekeeping, return_exceptions=True)
         if self._runner:
             await self._runner.cleanup()
         await self.matrix.stop()

@@ -52,44 +52,52 @@ class CaseCommands:
                 created_by=ctx.msg.sender,
                 status=CaseStatus.DRAFTING.value,
                 now=now,
-                form_id=ctx.args.split()[0] if ctx.args else None,
+                form_id=self._form_hint(ctx.args),
             )
         log.info("case %s opened", case.number)
         try:
-            case.room_id = await self.open_room(case)
+            await self.create_room(case)
         except Exception as exc:
             log.warning("room for case %s not created yet: %s", case.number, type(exc).__name__)
             raise RoomCreationFailed(number=case.number) from exc
+        await self.welcome(case)
         await ctx.reply("case.created", number=case.number)
         if self.after_open is not None:
             await self.after_open(case, case.form_id)
 
-    async def open_room(self, case: Case, *, resumed: bool = False) -> str:
-        """Create the case's room, invite its participants and welcome them.
+    def _form_hint(self, args: str) -> str | None:
+        """``!ny lvu6`` names the form; anything else is asked for in the room."""
+        word = args.split()[0].casefold() if args.split() else ""
+        return word if word in self.settings.forms else None
 
-        Idempotent per case: a case that already has a room keeps it.
-        """
-        async with self.sessions() as session:
-            participants = [
-                p.user_id for p in await repo.list_participants(session, case_id=case.id)
-            ]
-        room_id = case.room_id
-        if room_id is None:
-            room_id = await self.messenger.create_case_room(name=case.number, invite=participants)
-            async with self.sessions() as session, session.begin():
-                await repo.set_case_room(session, case_id=case.id, room_id=room_id)
-                await repo.add_audit(
-                    session,
-                    case_id=case.id,
-                    actor="socialjour",
-                    action="room.created",
-                    now=self.clock(),
-                )
+    async def create_room(self, case: Case) -> None:
+        """Create the case's room and record it at once, so a later failure cannot
+        leave a room the case does not know (and a second room on recovery)."""
+        participants = await self._participants(case)
+        room_id = await self.messenger.create_case_room(name=case.number, invite=participants)
+        async with self.sessions() as session, session.begin():
+            await repo.set_case_room(session, case_id=case.id, room_id=room_id)
+            await repo.add_audit(
+                session,
+                case_id=case.id,
+                actor="socialjour",
+                action="room.created",
+                now=self.clock(),
+            )
+        case.room_id = room_id
+
+    async def welcome(self, case: Case, *, resumed: bool = False) -> None:
+        assert case.room_id is not None
+        participants = await self._participants(case)
         key = "case.resumed" if resumed else "case.welcome"
         await self.messenger.send(
-            room_id, i18n.render(self.lang, key, number=case.number, mentions=tuple(participants))
+            case.room_id,
+            i18n.render(self.lang, key, number=case.number, mentions=tuple(participants)),
         )
-        return room_id
+
+    async def _participants(self, case: Case) -> list[str]:
+        async with self.sessions() as session:
+            return [p.user_id for p in await repo.list_participants(session, case_id=case.id)]
 
     async def recover(self) -> int:
         """Give every open case that lost its room in a crash its room. Returns how many."""
@@ -102,7 +110,8 @@ class CaseCommands:
             if case.room_id is not None:
                 continue
             try:
-                case.room_id = await self.open_room(case, resumed=True)
+                await self.create_room(case)
+                await self.welcome(case, resumed=True)
                 recovered += 1
                 if self.after_open is not None:
                     await self.after_open(case, case.form_id)
@@ -162,7 +171,11 @@ class CaseCommands:
             await ctx.reply("cancel.confirm", number=case.number, minutes=minutes)
             return
         requested = case.cancel_requested_at
-        if requested is None or now - requested > CANCEL_CONFIRM_WINDOW:
+        if (
+            requested is None
+            or now - requested > CANCEL_CONFIRM_WINDOW
+            or case.cancel_requested_by != ctx.msg.sender  # whoever asked, confirms
+        ):
             await ctx.reply("cancel.no_request")
             return
         async with self.sessions() as session, session.begin():

@@ -187,7 +187,11 @@ class Dispatcher:
 
     @command("hjälp", "help", rooms={RoomKind.DUTY, RoomKind.CASE, RoomKind.INTAKE})
     async def help(self, ctx: Ctx) -> None:
-        key = {RoomKind.DUTY: "help.duty", RoomKind.CASE: "help.case"}.get(ctx.kind, "help.other")
+        key = {
+            RoomKind.DUTY: "help.duty",
+            RoomKind.CASE: "help.case",
+            RoomKind.INTAKE: "help.intake",
+        }.get(ctx.kind, "help.other")
         await ctx.reply(key)
 
     @command("logg", "log", rooms={RoomKind.CASE})
@@ -203,13 +207,21 @@ class Dispatcher:
 
     @command("jour", "oncall", rooms={RoomKind.DUTY})
     async def on_call(self, ctx: Ctx) -> None:
-        lines = []
+        if not self.settings.municipalities:
+            await ctx.reply("oncall.none")
+            return
+        lines = [i18n.render(self.lang, "oncall.header")]
         for m in self.settings.municipalities:
-            people = ", ".join(f"{d.name} ({d.role})" for d in m.decision_makers) or "–"
-            lines.append(f"{m.name}: {people}")
-        await self.messenger.send(
-            ctx.msg.room_id, i18n.Message(text="\n".join(lines) or "–", reply_to=ctx.msg.event_id)
-        )
+            people = ", ".join(f"{d.name} ({d.role})" for d in m.decision_makers)
+            lines.append(
+                i18n.render(
+                    self.lang,
+                    "oncall.line",
+                    municipality=m.name,
+                    people=people or i18n.text(self.lang, "oncall.nobody"),
+                )
+            )
+        await self.messenger.send(ctx.msg.room_id, i18n.join(lines, reply_to=ctx.msg.event_id))
 
     @command(
         "verkställt",

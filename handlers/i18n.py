@@ -143,7 +143,17 @@ _SV: dict[str, str] = {
         "Rapporten för **{number}** är skickad och låst ({title}, formulärversion {version}). "
         "Ärendet väntar nu på beslut."
     ),
+    "oncall.header": "**Beslutsjour just nu** (i den ordning de tillfrågas)",
+    "oncall.line": "**{municipality}**: {people}",
+    "oncall.nobody": "ingen beslutsfattare inlagd",
+    "oncall.none": "Inga kommuner är inlagda i konfigurationen.",
     "where.duty": "jourrummet",
+    "where.intake": "ett mottagningsrum",
+    "help.intake": (
+        "**Kommandon i mottagningsrummet**\n"
+        "```!mottaget``` – svara på ett överlämnat ärende för att kvittera det\n"
+        "```!hjälp``` – den här listan"
+    ),
     "where.case": "ett ärenderum",
 }
 
@@ -271,7 +281,17 @@ _EN: dict[str, str] = {
         "The report for **{number}** is submitted and locked ({title}, form version {version}). "
         "The case now awaits a decision."
     ),
+    "oncall.header": "**On call now** (in the order they are asked)",
+    "oncall.line": "**{municipality}**: {people}",
+    "oncall.nobody": "no decision-maker configured",
+    "oncall.none": "No municipalities are configured.",
     "where.duty": "the duty room",
+    "where.intake": "an intake room",
+    "help.intake": (
+        "**Commands in the intake room**\n"
+        "```!received``` – reply to a handed-over case to acknowledge it\n"
+        "```!help``` – this list"
+    ),
     "where.case": "a case room",
 }
 
