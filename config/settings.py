@@ -126,6 +126,8 @@ class DecisionMaker:
     role: Role
     email: str | None = None
     phone: str | None = None
+    #: YYYYMMDD-NNNN; needed for BankID and OIDC, where the identity is a personal number.
+    personal_number: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,11 +172,58 @@ STANDARD_POLICY = EscalationPolicy(
 
 
 @dataclass(frozen=True, slots=True)
+class Pkcs11Settings:
+    """A seal key on a hardware token or HSM (PKCS#11)."""
+
+    module: Path
+    token_label: str
+    key_label: str
+    pin: str | None = field(default=None, repr=False)
+    cert_label: str | None = None  # defaults to key_label
+
+
+@dataclass(frozen=True, slots=True)
+class BankIdSettings:
+    """BankID Relying Party API v6 over mutual TLS."""
+
+    url: str                      # e.g. https://appapi2.test.bankid.com/rp/v6.0
+    client_cert: Path             # PEM: the RP certificate (may also hold the key)
+    client_key: Path | None       # PEM key, if not in client_cert
+    ca_cert: Path                 # PEM: the CA that issued the BankID server certificate
+    client_key_password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class OidcSettings:
+    """An OpenID Connect provider (Freja eID, a SITHS IdP, ...), code flow with PKCE."""
+
+    issuer: str
+    client_id: str
+    client_secret: str | None = field(default=None, repr=False)
+    scopes: tuple[str, ...] = ("openid", "profile")
+    #: The ID-token/userinfo claim that holds the Swedish personal number.
+    personal_number_claim: str = "personal_number"
+    #: Extra CA bundle for the provider's TLS (a private IdP); system roots otherwise.
+    ca_cert: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SigningSettings:
-    """How signers identify and how long a signing link stays valid."""
+    """How signers identify, how long a signing link stays valid, and the seal key."""
 
     auth_methods: tuple[str, ...] = ("matrix-code",)
     link_ttl: timedelta = timedelta(hours=12)
+    #: The seal key that makes the PAdES signature: a PKCS#12 file ...
+    seal_pkcs12: Path | None = None
+    seal_pkcs12_password: str | None = field(default=None, repr=False)
+    #: ... or a PKCS#11 token.
+    pkcs11: Pkcs11Settings | None = None
+    #: RFC 3161 time-stamping authority; with it signatures are PAdES B-T, else B-B.
+    tsa_url: str | None = None
+    #: Certificates that `socialjour verify` and the bot trust as roots.
+    trust_roots: tuple[Path, ...] = ()
+    bankid: BankIdSettings | None = None
+    oidc: OidcSettings | None = None
 
 
 @dataclass(frozen=True, slots=True)
