@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,8 +19,11 @@ from bot.rooms import MatrixMessenger, RoomKeeper
 from config import Settings
 from handlers import i18n
 from handlers.case_state import CaseStatus
+from handlers.decisions import DecisionService
 from handlers.dispatcher import Dispatcher
 from handlers.messenger import IncomingMessage, IncomingVote
+from signing.identity import IdentityProvider, SigningContext
+from signing.identity.matrix_code import MatrixCodeProvider
 from signing.web import create_app
 from storage import create_engine, repo, session_factory, upgrade
 
@@ -43,6 +47,15 @@ class Socialjour:
         self.dispatcher = Dispatcher(
             settings=settings, sessions=self.sessions, messenger=self.messenger
         )
+        self.decisions = DecisionService(
+            settings,
+            self.sessions,
+            self.messenger,
+            self.dispatcher.clock,
+            providers=build_providers(settings, self._send_code),
+            signer=load_seal(settings),
+        )
+        self.dispatcher.reports.on_submitted = self.decisions.request_signature
         self.events_handled = 0
         self.started_at = time.monotonic()
         self._runner: web.AppRunner | None = None
@@ -69,13 +82,33 @@ class Socialjour:
             )
             self.dispatcher.intake_rooms[room_id] = m.id
         await self.dispatcher.resume()
+        await self.decisions.recover()
         await self._start_web()
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
         self._ready.set()
         log.info("ready")
 
+    async def _send_code(self, ctx: SigningContext, code: str) -> None:
+        room = await self.decisions.direct_room(ctx.signer_user_id)
+        await self.messenger.send(
+            room,
+            i18n.render(
+                self.settings.duty.language,
+                "auth.code",
+                number=ctx.case_number,
+                code=code,
+                mentions=(ctx.signer_user_id,),
+                notice=False,
+            ),
+        )
+
     async def _start_web(self) -> None:
-        app = create_app(health=self.health, metrics_source=self.metrics)
+        app = create_app(
+            health=self.health,
+            metrics_source=self.metrics,
+            backend=self.decisions,
+            public_base_url=self.settings.web.public_base_url,
+        )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(
@@ -90,6 +123,7 @@ class Socialjour:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
             try:
                 await self.dispatcher.cases.recover()
+                await self.decisions.recover()
                 if time.monotonic() - last_prune > 86400:
                     async with self.sessions() as session, session.begin():
                         await repo.prune_events(
@@ -195,6 +229,36 @@ def dump_tasks() -> None:
         frames = task.get_stack(limit=12)
         where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))
         log.warning("task %s: %s", task.get_name(), where or "(not started)")
+
+
+def build_providers(
+    settings: Settings, send_code: Callable[[SigningContext, str], Awaitable[None]]
+) -> dict[str, IdentityProvider]:
+    """The identification methods the configuration enables."""
+    providers: dict[str, IdentityProvider] = {}
+    signing = settings.signing
+    for method in signing.auth_methods:
+        if method == "matrix-code":
+            providers[method] = MatrixCodeProvider(send_code)
+        elif method == "bankid" and signing.bankid is not None:
+            from signing.identity.bankid import BankIdProvider
+
+            providers[method] = BankIdProvider(signing.bankid)
+        elif method == "oidc" and signing.oidc is not None:
+            from signing.identity.oidc import OidcProvider
+
+            providers[method] = OidcProvider(signing.oidc)
+    return providers
+
+
+def load_seal(settings: Settings) -> Any:
+    """The seal signer, or None when no seal key is configured (signing then refuses)."""
+    if settings.signing.seal_pkcs12 is None and settings.signing.pkcs11 is None:
+        log.warning("no seal key configured: decisions cannot be signed")
+        return None
+    from signing.seal import load_signer
+
+    return load_signer(settings.signing)
 
 
 async def run(settings: Settings) -> None:

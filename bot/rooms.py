@@ -8,6 +8,7 @@ no topic or alias besides the configured ones.
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -19,6 +20,7 @@ from nio import (
     RoomPreset,
     RoomResolveAliasResponse,
     RoomVisibility,
+    UploadResponse,
 )
 
 from bot.events import POLL_START, poll_content
@@ -81,12 +83,18 @@ class RoomKeeper:
         self.client = matrix.client
 
     async def create_private_room(
-        self, *, name: str, invite: Sequence[str], alias_localpart: str | None = None
+        self,
+        *,
+        name: str | None,
+        invite: Sequence[str],
+        alias_localpart: str | None = None,
+        direct: bool = False,
     ) -> str:
         resp = await self.client.room_create(
             visibility=RoomVisibility.private,
             alias=alias_localpart,
             name=name,
+            is_direct=direct,
             preset=RoomPreset.private_chat,
             invite=list(invite),
             initial_state=secure_initial_state(),
@@ -158,6 +166,29 @@ class MatrixMessenger:
 
     async def create_case_room(self, *, name: str, invite: Sequence[str]) -> str:
         return await self.rooms.create_private_room(name=name, invite=invite)
+
+    async def create_direct_room(self, user_id: str) -> str:
+        return await self.rooms.create_private_room(name=None, invite=[user_id], direct=True)
+
+    async def send_file(self, room_id: str, data: bytes, filename: str, mimetype: str) -> str:
+        """Upload encrypted (the homeserver stores ciphertext only) and send as m.file."""
+        resp, keys = await self.matrix.client.upload(
+            lambda *_: io.BytesIO(data),
+            content_type="application/octet-stream",
+            filename=None,
+            encrypt=True,
+            filesize=len(data),
+        )
+        if not isinstance(resp, UploadResponse) or keys is None:
+            raise MatrixError(f"upload failed: {getattr(resp, 'message', resp)}")
+        content = {
+            "msgtype": "m.file",
+            "body": filename,
+            "filename": filename,
+            "info": {"mimetype": mimetype, "size": len(data)},
+            "file": {**keys, "url": resp.content_uri},
+        }
+        return await self.matrix.send(room_id, content)
 
     async def invite(self, room_id: str, user_id: str) -> None:
         await self.rooms.invite_missing(room_id, [user_id])

@@ -23,6 +23,7 @@ from handlers.errors import (
     WrongRoom,
 )
 from handlers.messenger import IncomingMessage, IncomingVote, Messenger
+from handlers.oncall import OnCallCommands
 from handlers.reports import ReportCommands
 from storage import repo
 from storage.models import Case
@@ -45,8 +46,9 @@ class Dispatcher:
         self.clock = clock
         self.cases = CaseCommands(settings, sessions, messenger, clock)
         self.reports = ReportCommands(settings, sessions, messenger, clock)
+        self.oncall = OnCallCommands(settings, sessions, clock)
         self.cases.after_open = self.reports.begin
-        self.registry = collect(self.cases, self.reports, self)
+        self.registry = collect(self.cases, self.reports, self.oncall, self)
         #: Set by the bot once the rooms exist.
         self.duty_room_id: str | None = None
         self.intake_rooms: dict[str, str] = {}
@@ -204,24 +206,6 @@ class Dispatcher:
         await self.messenger.send(
             ctx.msg.room_id, i18n.Message(text=body, html=None, reply_to=ctx.msg.event_id)
         )
-
-    @command("jour", "oncall", rooms={RoomKind.DUTY})
-    async def on_call(self, ctx: Ctx) -> None:
-        if not self.settings.municipalities:
-            await ctx.reply("oncall.none")
-            return
-        lines = [i18n.render(self.lang, "oncall.header")]
-        for m in self.settings.municipalities:
-            people = ", ".join(f"{d.name} ({d.role})" for d in m.decision_makers)
-            lines.append(
-                i18n.render(
-                    self.lang,
-                    "oncall.line",
-                    municipality=m.name,
-                    people=people or i18n.text(self.lang, "oncall.nobody"),
-                )
-            )
-        await self.messenger.send(ctx.msg.room_id, i18n.join(lines, reply_to=ctx.msg.event_id))
 
     @command(
         "verkställt",

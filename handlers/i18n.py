@@ -147,6 +147,37 @@ _SV: dict[str, str] = {
     "oncall.line": "**{municipality}**: {people}",
     "oncall.nobody": "ingen beslutsfattare inlagd",
     "oncall.none": "Inga kommuner är inlagda i konfigurationen.",
+    "oncall.override.usage": (
+        "Skriv ```!jour ersätt @person:server FRÅN TILL```, t.ex. "
+        "```!jour ersätt @dag:example.org nu 2026-11-25T08:00``` eller ```... 18:00 07:00```."
+    ),
+    "oncall.override.unknown": "{user} är inte beslutsfattare för någon kommun i konfigurationen.",
+    "oncall.override.done": "{user} har beslutsjour först för {municipalities} från {starts} till {ends}.",
+    "decision.alert": (
+        "**Brådskande beslut att underteckna**\n"
+        "Ärende **{number}** – {decision_type}.\n"
+        "Läs och underteckna här: {link}\n"
+        "Länken är personlig och gäller till {expires}."
+    ),
+    "decision.requested": "Beslutet skickades till **{name}** ({role}) kl. {time} för underskrift.",
+    "decision.nobody_on_call": (
+        "Ingen beslutsfattare har jour för **{municipality}** just nu, så beslutet kunde inte "
+        "skickas. Rapporten är öppen igen. Jourens samordnare: lägg in jour med "
+        "```!jour ersätt```, skriv sedan ```!skicka``` igen."
+    ),
+    "decision.signed": (
+        "**Beslutet i {number} är undertecknat** av {name} ({role}). Det signerade "
+        "dokumentet ligger ovan (SHA-256 {sha}). Nästa steg: verkställ och skriv "
+        "```!verkställt```."
+    ),
+    "decision.declined": (
+        "**{name} avslog beslutet i {number}.** Motivering: {reason}\n"
+        "Revidera rapporten med ```!ändra N``` och skicka igen, eller avbryt med ```!avbryt```."
+    ),
+    "auth.code": (
+        "Din engångskod för att underteckna **{number}**: **{code}**\n"
+        "Koden gäller i tio minuter. Om det inte var du som begärde den: kontakta jouren."
+    ),
     "where.duty": "jourrummet",
     "where.intake": "ett mottagningsrum",
     "help.intake": (
@@ -285,6 +316,36 @@ _EN: dict[str, str] = {
     "oncall.line": "**{municipality}**: {people}",
     "oncall.nobody": "no decision-maker configured",
     "oncall.none": "No municipalities are configured.",
+    "oncall.override.usage": (
+        "Type ```!oncall replace @person:server FROM TO```, e.g. "
+        "```!oncall replace @dag:example.org now 2026-11-25T08:00``` or ```... 18:00 07:00```."
+    ),
+    "oncall.override.unknown": "{user} is not a decision-maker for any configured municipality.",
+    "oncall.override.done": "{user} is on call first for {municipalities} from {starts} to {ends}.",
+    "decision.alert": (
+        "**Urgent decision to sign**\n"
+        "Case **{number}** – {decision_type}.\n"
+        "Read and sign here: {link}\n"
+        "The link is personal and valid until {expires}."
+    ),
+    "decision.requested": "The decision was sent to **{name}** ({role}) at {time} for signature.",
+    "decision.nobody_on_call": (
+        "No decision-maker is on call for **{municipality}** right now, so the decision could "
+        "not be sent. The report is open again. Duty lead: set who is on call with "
+        "```!oncall replace```, then type ```!submit``` again."
+    ),
+    "decision.signed": (
+        "**The decision in {number} is signed** by {name} ({role}). The signed document is "
+        "above (SHA-256 {sha}). Next: carry it out and type ```!executed```."
+    ),
+    "decision.declined": (
+        "**{name} declined the decision in {number}.** Reason: {reason}\n"
+        "Revise the report with ```!edit N``` and submit again, or cancel with ```!cancel```."
+    ),
+    "auth.code": (
+        "Your one-time code to sign **{number}**: **{code}**\n"
+        "It is valid for ten minutes. If you did not ask for it, contact the duty service."
+    ),
     "where.duty": "the duty room",
     "where.intake": "an intake room",
     "help.intake": (

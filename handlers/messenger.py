@@ -71,6 +71,12 @@ class Messenger(Protocol):
     async def create_case_room(self, *, name: str, invite: Sequence[str]) -> str:
         """Create a private, encrypted room named ``name`` and return its id."""
 
+    async def create_direct_room(self, user_id: str) -> str:
+        """Create an encrypted direct room with ``user_id`` and return its id."""
+
+    async def send_file(self, room_id: str, data: bytes, filename: str, mimetype: str) -> str:
+        """Send an (encrypted) attachment and return the event id."""
+
     async def invite(self, room_id: str, user_id: str) -> None: ...
 
 
@@ -80,6 +86,7 @@ class MemoryMessenger:
 
     sent: list[tuple[str, Message]] = field(default_factory=list)
     polls: list[tuple[str, Poll, str]] = field(default_factory=list)
+    files: list[tuple[str, str, bytes]] = field(default_factory=list)
     rooms: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
     fail_room_creation: bool = False
 
@@ -101,6 +108,13 @@ class MemoryMessenger:
 
     async def invite(self, room_id: str, user_id: str) -> None:
         self.rooms[room_id][1].append(user_id)
+
+    async def create_direct_room(self, user_id: str) -> str:
+        return await self.create_case_room(name="", invite=[user_id])
+
+    async def send_file(self, room_id: str, data: bytes, filename: str, mimetype: str) -> str:
+        self.files.append((room_id, filename, data))
+        return f"$file{len(self.files)}"
 
     def texts(self, room_id: str | None = None) -> list[str]:
         return [m.text for r, m in self.sent if room_id is None or r == room_id]

@@ -436,8 +436,7 @@ class ReportCommands:
                 now=now,
             )
             if not moved:
-                await session.rollback()
-                raise ConcurrentChange()
+                raise ConcurrentChange()  # rolls the transaction back
             await repo.add_audit(
                 session,
                 case_id=loaded.case.id,

@@ -4,7 +4,7 @@ Callers write `from storage import repo` and pass a session they opened for one
 unit of work; nothing here knows about Matrix, HTTP or formatting.
 """
 
-from storage import repo
+from storage import decisions, repo
 from storage.db import create_engine, normalise_url, session_factory
 from storage.errors import CaseNotFoundError, StorageError, UnsupportedDatabaseError
 from storage.migrate import current_revision, head_revision, upgrade
@@ -15,8 +15,11 @@ from storage.models import (
     Case,
     CaseParticipant,
     CaseSequence,
+    DirectRoom,
     ProcessedEvent,
     Report,
+    RosterOverride,
+    SigningRequest,
     TrustedMasterKey,
 )
 
@@ -28,13 +31,17 @@ __all__ = [
     "CaseNotFoundError",
     "CaseParticipant",
     "CaseSequence",
+    "DirectRoom",
     "ProcessedEvent",
     "Report",
+    "RosterOverride",
+    "SigningRequest",
     "StorageError",
     "TrustedMasterKey",
     "UnsupportedDatabaseError",
     "create_engine",
     "current_revision",
+    "decisions",
     "head_revision",
     "normalise_url",
     "repo",

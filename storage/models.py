@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -207,3 +208,68 @@ class Report(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     submitted: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class SigningRequest(Base):
+    """One request to one decision-maker to sign one rendered decision.
+
+    The link token itself is never stored, only its SHA-256, so a database dump
+    cannot be turned into working links. `status` moves from "pending" to exactly
+    one of "signed", "declined", "expired" or "superseded" (compare-and-set, so two
+    decision-makers acting at once give one decision). `posted_at` is set once the
+    outcome is in the case room: a crash in between is repaired at start-up.
+    """
+
+    __tablename__ = "signing_requests"
+    __table_args__ = (Index("ix_signing_requests_case_id", "case_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    signer_user_id: Mapped[str] = mapped_column(String(MATRIX_ID_LENGTH))
+    signer_name: Mapped[str] = mapped_column(String(200))
+    signer_role: Mapped[str] = mapped_column(String(64))
+    municipality_id: Mapped[str] = mapped_column(String(64))
+    document_sha256: Mapped[str] = mapped_column(String(64))
+    document: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: Identification in progress: method, the provider's private state, tries.
+    auth_method: Mapped[str | None] = mapped_column(String(32))
+    auth_state: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    auth_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: The browser session after identification (hash of the cookie value).
+    session_hash: Mapped[str | None] = mapped_column(String(64))
+    session_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    identity: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    signed_document: Mapped[bytes | None] = mapped_column(LargeBinary)
+    signed_sha256: Mapped[str | None] = mapped_column(String(64))
+    posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class RosterOverride(Base):
+    """ "Who is on call" changed for a period: this person first, for this municipality."""
+
+    __tablename__ = "roster_overrides"
+    __table_args__ = (Index("ix_roster_overrides_municipality_id", "municipality_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    municipality_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(MATRIX_ID_LENGTH))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(MATRIX_ID_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DirectRoom(Base):
+    """The bot's encrypted direct room with a person (reused for every alert)."""
+
+    __tablename__ = "direct_rooms"
+
+    user_id: Mapped[str] = mapped_column(String(MATRIX_ID_LENGTH), primary_key=True)
+    room_id: Mapped[str] = mapped_column(String(MATRIX_ID_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,347 @@
+"""From a submitted report to a signed (or declined) decision in the case room.
+
+:meth:`DecisionService.request_signature` renders the decision, finds who is on
+call, creates a single-use link bound to that person and to the document's
+SHA-256, and alerts them in an encrypted direct room. The signing web app drives
+the rest through the same object (it is the app's backend), so every rule about
+links, identification and the one-decision guarantee lives here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from config import Settings
+from handlers import i18n
+from handlers.case_state import CaseStatus
+from handlers.context import Clock, local_time
+from handlers.messenger import Messenger
+from handlers.oncall import on_call
+from signing.errors import (
+    AlreadyDecided,
+    BadRequest,
+    Expired,
+    Forbidden,
+    NotFound,
+    TooManyAttempts,
+    Unauthorized,
+    Unavailable,
+)
+from signing.identity import Done, Failed, IdentityProvider, Pending, SigningContext
+from storage import decisions, repo
+from storage.models import Case, SigningRequest
+
+log = logging.getLogger(__name__)
+
+SESSION_TTL = timedelta(minutes=30)
+MAX_AUTH_ATTEMPTS = 5
+METHOD_LABELS = {"matrix-code": "Matrix-kod", "bankid": "BankID", "oidc": "e-legitimation"}
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass
+class DecisionService:
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    messenger: Messenger
+    clock: Clock
+    providers: Mapping[str, IdentityProvider] = field(default_factory=dict)
+    #: The seal (a pyHanko signer); None means signing is not configured.
+    signer: Any = None
+
+    @property
+    def lang(self) -> str:
+        return self.settings.duty.language
+
+    # -- the case room side -------------------------------------------------------
+
+    async def request_signature(self, case: Case, report: Mapping[str, Any]) -> None:
+        from signing.document import render_decision
+
+        async with self.sessions() as session:
+            fresh = await repo.get_case(session, case_id=case.id)
+        assert fresh is not None and fresh.room_id is not None
+        now = self.clock()
+        municipality = self.settings.municipality(fresh.municipality_id or "")
+        people = await on_call(self.settings, self.sessions, municipality.id, now) if (
+            municipality) else []
+        if municipality is None or not people:
+            await self._back_to_drafting(fresh, "decision.nobody_on_call",
+                                         municipality=municipality.name if municipality else "–")
+            return
+        form = self.settings.forms[report["form"]["id"]]
+        signer = people[0]
+        pdf = render_decision(report, form, municipality_name=municipality.name,
+                              signer_name=signer.name, signer_role=signer.role,
+                              language=self.lang)
+        token = secrets.token_urlsafe(32)
+        async with self.sessions() as session, session.begin():
+            request = await decisions.create_signing_request(
+                session, case_id=fresh.id, token_hash=token_hash(token),
+                signer_user_id=signer.user_id, signer_name=signer.name,
+                signer_role=signer.role, municipality_id=municipality.id, document=pdf,
+                document_sha256=hashlib.sha256(pdf).hexdigest(), now=now,
+                expires_at=now + self.settings.signing.link_ttl,
+            )
+            await repo.add_audit(session, case_id=fresh.id, actor="socialjour",
+                                 action="signature.requested", now=now,
+                                 detail={"request": request.id, "signer": signer.user_id})
+        link = f"{self.settings.web.public_base_url}/s/{token}"
+        room = await self.direct_room(signer.user_id)
+        await self.messenger.send(room, i18n.render(
+            self.lang, "decision.alert", number=fresh.number, decision_type=form.decision_type,
+            link=link, expires=local_time(request.expires_at), mentions=(signer.user_id,),
+            notice=False,
+        ))
+        await self.messenger.send(fresh.room_id, i18n.render(
+            self.lang, "decision.requested", name=signer.name, role=signer.role,
+            time=local_time(now),
+        ))
+        log.info("case %s: signature requested", fresh.number)
+
+    async def _back_to_drafting(self, case: Case, key: str, **params: Any) -> None:
+        now = self.clock()
+        async with self.sessions() as session, session.begin():
+            await repo.change_status(session, case_id=case.id,
+                                     expected=CaseStatus.AWAITING_SIGNATURE.value,
+                                     new=CaseStatus.DRAFTING.value, actor="socialjour", now=now)
+            await repo.reopen_report(session, case_id=case.id, now=now)
+        assert case.room_id is not None
+        leads = tuple(self.settings.duty.leads)
+        await self.messenger.send(case.room_id, i18n.render(
+            self.lang, key, mentions=leads, notice=False, **params))
+
+    async def direct_room(self, user_id: str) -> str:
+        """The encrypted direct room with ``user_id``, created on first use."""
+        async with self.sessions() as session:
+            room = await decisions.get_direct_room(session, user_id=user_id)
+        if room is None:
+            room = await self.messenger.create_direct_room(user_id)
+            async with self.sessions() as session, session.begin():
+                await decisions.set_direct_room(session, user_id=user_id, room_id=room,
+                                                now=self.clock())
+        return room
+
+    # -- the signing page side (the web app's backend) -------------------------------
+
+    async def _load(self, token: str) -> SigningRequest:
+        async with self.sessions() as session:
+            request = await decisions.get_by_token_hash(session, token_hash=token_hash(token))
+        if request is None:
+            raise NotFound("error.link_unknown")
+        return request
+
+    def _open(self, request: SigningRequest) -> None:
+        if request.status in decisions.DECIDED or request.status == "superseded":
+            raise AlreadyDecided("error.already_decided")
+        if request.status == "expired" or self.clock() >= request.expires_at:
+            raise Expired("error.link_expired")
+
+    async def _context(self, request: SigningRequest, ip: str) -> SigningContext:
+        async with self.sessions() as session:
+            case = await repo.get_case(session, case_id=request.case_id)
+            report = await repo.get_report(session, case_id=request.case_id)
+        assert case is not None
+        submitted = (report.submitted or {}) if report else {}
+        maker = next((d for m in self.settings.municipalities if m.id == request.municipality_id
+                      for d in m.decision_makers if d.user_id == request.signer_user_id), None)
+        return SigningContext(
+            request_id=str(request.id), case_number=case.number,
+            decision_type=str(submitted.get("form", {}).get("decision_type", "")),
+            document_sha256=request.document_sha256, signer_user_id=request.signer_user_id,
+            signer_name=request.signer_name,
+            signer_personal_number=maker.personal_number if maker else None,
+            language=self.lang, end_user_ip=ip,
+            public_base_url=self.settings.web.public_base_url,
+        )
+
+    async def view(self, token: str, cookie: str | None = None) -> dict[str, Any]:
+        """What the page may show before identification: nothing about the person."""
+        request = await self._load(token)
+        identified = await self._has_session(request, cookie)
+        if request.status == "expired" or (
+            request.status == "pending" and self.clock() >= request.expires_at
+        ):
+            raise Expired("error.link_expired")
+        ctx = await self._context(request, "")
+        return {
+            "case_number": ctx.case_number, "decision_type": ctx.decision_type,
+            "status": request.status, "signer": request.signer_name,
+            "expires_at": request.expires_at.isoformat(),
+            "auth_methods": list(self.settings.signing.auth_methods),
+            "identified": identified,
+            "document_sha256": request.signed_sha256 or request.document_sha256,
+        }
+
+    async def start_auth(self, token: str, method: str, ip: str) -> dict[str, Any]:
+        request = await self._load(token)
+        self._open(request)
+        provider = self.providers.get(method)
+        if provider is None or method not in self.settings.signing.auth_methods:
+            raise BadRequest("error.unknown_method")
+        started = await provider.start(await self._context(request, ip))
+        async with self.sessions() as session, session.begin():
+            await decisions.set_auth(session, request_id=request.id, method=method,
+                                     state=dict(started.state))
+        return {"method": method, **started.page}
+
+    async def check_auth(
+        self, token: str, params: Mapping[str, Any], ip: str
+    ) -> tuple[dict[str, Any], str | None]:
+        """Advance identification; returns (page data, new session cookie or None)."""
+        request = await self._load(token)
+        self._open(request)
+        if request.auth_method is None or request.auth_state is None:
+            raise BadRequest("error.auth_not_started")
+        if request.auth_attempts >= MAX_AUTH_ATTEMPTS:
+            raise TooManyAttempts("error.too_many_attempts")
+        provider = self.providers[request.auth_method]
+        ctx = await self._context(request, ip)
+        result = await provider.check(ctx, request.auth_state, params)
+        if isinstance(result, Pending):
+            if result.state is not None:
+                async with self.sessions() as session, session.begin():
+                    await decisions.update_auth_state(session, request_id=request.id,
+                                                      state=dict(result.state))
+            return {"status": "pending", "hint": result.hint, **result.page}, None
+        if isinstance(result, Failed):
+            async with self.sessions() as session, session.begin():
+                tries = await decisions.count_attempt(session, request_id=request.id)
+            if tries >= MAX_AUTH_ATTEMPTS:
+                raise TooManyAttempts("error.too_many_attempts")
+            raise Unauthorized(result.message_key, code=result.code, retry=result.retry)
+        assert isinstance(result, Done)
+        if not result.identity.matches(ctx):
+            log.warning("case %s: identified person is not the requested signer", ctx.case_number)
+            raise Forbidden("error.wrong_person")
+        cookie = secrets.token_urlsafe(32)
+        identity = {
+            "method": result.identity.method, "subject": result.identity.subject,
+            "name": result.identity.name, "at": result.identity.at.isoformat(),
+            "evidence": dict(result.identity.evidence),
+        }
+        async with self.sessions() as session, session.begin():
+            await decisions.open_session(
+                session, request_id=request.id, session_hash=token_hash(cookie),
+                expires_at=self.clock() + SESSION_TTL, identity=identity)
+            await repo.add_audit(session, case_id=request.case_id, actor=request.signer_user_id,
+                                 action="signer.identified", now=self.clock(),
+                                 detail={"request": request.id, "method": request.auth_method})
+        return {"status": "done"}, cookie
+
+    async def _has_session(self, request: SigningRequest, cookie: str | None) -> bool:
+        return not (
+            not cookie or request.session_hash is None or request.session_expires_at is None
+            or not hmac.compare_digest(token_hash(cookie), request.session_hash)
+            or self.clock() >= request.session_expires_at
+        )
+
+    async def _identified(self, token: str, cookie: str | None) -> SigningRequest:
+        request = await self._load(token)
+        if not await self._has_session(request, cookie):
+            raise Unauthorized("error.not_identified")
+        return request
+
+    async def document(self, token: str, cookie: str | None) -> bytes:
+        request = await self._identified(token, cookie)
+        return request.signed_document or request.document
+
+    async def decide(
+        self, token: str, cookie: str | None, action: str, reason: str
+    ) -> dict[str, Any]:
+        request = await self._identified(token, cookie)
+        self._open(request)
+        if action == "decline":
+            if not reason.strip():
+                raise BadRequest("error.reason_required")
+            return await self._settle(request, "declined", reason=reason.strip()[:2000])
+        if action != "sign":
+            raise BadRequest("error.unknown_action")
+        if self.signer is None:
+            raise Unavailable("error.no_seal")
+        from signing.seal import StampInfo, sign_decision
+
+        identity = request.identity or {}
+        ctx = await self._context(request, "")
+        signed = await sign_decision(
+            request.document, signer=self.signer,
+            stamp=StampInfo(
+                signer_name=request.signer_name, signer_role=request.signer_role,
+                method_label=METHOD_LABELS.get(str(identity.get("method")), "?"),
+                signed_at=self.clock(), case_number=ctx.case_number, language=self.lang),
+            evidence=identity, timestamper_url=self.settings.signing.tsa_url,
+        )
+        return await self._settle(request, "signed", signed=signed)
+
+    async def _settle(
+        self, request: SigningRequest, outcome: str, *, reason: str | None = None,
+        signed: bytes | None = None,
+    ) -> dict[str, Any]:
+        """Record exactly one decision per case; the loser learns who decided."""
+        now = self.clock()
+        sha = hashlib.sha256(signed).hexdigest() if signed else None
+        async with self.sessions() as session, session.begin():
+            moved = await repo.change_status(
+                session, case_id=request.case_id, expected=CaseStatus.AWAITING_SIGNATURE.value,
+                new=outcome, actor=request.signer_user_id, now=now)
+            won = moved and await decisions.decide(
+                session, request_id=request.id, status=outcome, now=now, reason=reason,
+                signed_document=signed, signed_sha256=sha)
+            if not won:
+                raise AlreadyDecided("error.already_decided")  # rolls the transaction back
+            await decisions.close_pending(session, case_id=request.case_id,
+                                          status="superseded", except_id=request.id)
+            await repo.add_audit(session, case_id=request.case_id,
+                                 actor=request.signer_user_id, action=f"decision.{outcome}",
+                                 now=now, detail={"request": request.id})
+        log.info("signing request %d: %s", request.id, outcome)
+        await self.post_outcome(request.id)
+        return {"status": outcome, "document_sha256": sha or request.document_sha256}
+
+    async def post_outcome(self, request_id: int) -> None:
+        """Put the decision into the case room, once (also after a crash in between)."""
+        async with self.sessions() as session:
+            request = await decisions.get_signing_request(session, request_id=request_id)
+            assert request is not None
+            case = await repo.get_case(session, case_id=request.case_id)
+            assert case is not None and case.room_id is not None
+            workers = tuple(p.user_id for p in case.participants)
+        if request.posted_at is not None:
+            return
+        if request.status == "signed":
+            assert request.signed_document is not None
+            await self.messenger.send_file(
+                case.room_id, request.signed_document, f"{case.number}-beslut.pdf",
+                "application/pdf")
+            await self.messenger.send(case.room_id, i18n.render(
+                self.lang, "decision.signed", number=case.number, name=request.signer_name,
+                role=request.signer_role, sha=request.signed_sha256 or "", mentions=workers,
+                notice=False))
+        else:
+            await self.messenger.send(case.room_id, i18n.render(
+                self.lang, "decision.declined", number=case.number, name=request.signer_name,
+                reason=request.decision_reason or "", mentions=workers, notice=False))
+        async with self.sessions() as session, session.begin():
+            await decisions.mark_posted(session, request_id=request_id, now=self.clock())
+
+    async def recover(self) -> None:
+        """At start-up and every minute: post decisions a crash kept from the room."""
+        async with self.sessions() as session:
+            unposted = await decisions.list_unposted(session)
+        for request in unposted:
+            try:
+                await self.post_outcome(request.id)
+            except Exception:
+                log.exception("could not post the outcome of signing request %d", request.id)

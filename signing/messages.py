@@ -1,0 +1,49 @@
+"""What the signing page and API say, in Swedish and English."""
+
+from __future__ import annotations
+
+WEB_MESSAGES: dict[str, dict[str, str]] = {
+    "sv": {
+        "error.bad_request": "Begäran kunde inte förstås.",
+        "error.not_found": "Sidan finns inte.",
+        "error.link_unknown": "Länken är ogiltig. Kontrollera att hela länken kom med, eller be jouren om en ny.",
+        "error.link_expired": "Länken har gått ut. Be jouren skicka en ny.",
+        "error.already_decided": "Beslutet är redan fattat. Inget mer behöver göras här.",
+        "error.unknown_method": "Det identifieringssättet används inte här.",
+        "error.auth_not_started": "Börja med att välja hur du vill identifiera dig.",
+        "error.too_many_attempts": "För många försök. Be jouren skicka en ny länk.",
+        "error.not_identified": "Identifiera dig först.",
+        "error.wrong_person": "Du är inte den beslutsfattare som länken gäller.",
+        "error.reason_required": "Skriv en motivering när du avslår.",
+        "error.unknown_action": "Okänd åtgärd.",
+        "error.no_seal": "Underskrift är inte konfigurerad i den här installationen. Kontakta IT.",
+        "error.cross_site": "Begäran kom inte från signeringssidan.",
+        "error.internal": "Något gick fel. Försök igen om en stund.",
+        "auth.wrong_code": "Fel kod. Kontrollera siffrorna och försök igen.",
+        "auth.code_expired": "Koden har gått ut. Begär en ny kod.",
+    },
+    "en": {
+        "error.bad_request": "The request could not be understood.",
+        "error.not_found": "There is no such page.",
+        "error.link_unknown": "The link is not valid. Check that the whole link came through, or ask the duty service for a new one.",
+        "error.link_expired": "The link has expired. Ask the duty service to send a new one.",
+        "error.already_decided": "The decision has already been made. Nothing more is needed here.",
+        "error.unknown_method": "That identification method is not used here.",
+        "error.auth_not_started": "First choose how to identify yourself.",
+        "error.too_many_attempts": "Too many attempts. Ask the duty service for a new link.",
+        "error.not_identified": "Identify yourself first.",
+        "error.wrong_person": "You are not the decision-maker this link is for.",
+        "error.reason_required": "Give a reason when you decline.",
+        "error.unknown_action": "Unknown action.",
+        "error.no_seal": "Signing is not configured in this installation. Contact IT.",
+        "error.cross_site": "The request did not come from the signing page.",
+        "error.internal": "Something went wrong. Try again in a moment.",
+        "auth.wrong_code": "Wrong code. Check the digits and try again.",
+        "auth.code_expired": "The code has expired. Ask for a new one.",
+    },
+}
+
+
+def message(lang: str, key: str) -> str:
+    catalogue = WEB_MESSAGES.get(lang, WEB_MESSAGES["sv"])
+    return catalogue.get(key) or WEB_MESSAGES["sv"].get(key) or key
