@@ -75,53 +75,95 @@ class DecisionService:
         assert fresh is not None and fresh.room_id is not None
         now = self.clock()
         municipality = self.settings.municipality(fresh.municipality_id or "")
-        people = await on_call(self.settings, self.sessions, municipality.id, now) if (
-            municipality) else []
+        people = (
+            await on_call(self.settings, self.sessions, municipality.id, now)
+            if (municipality)
+            else []
+        )
         if municipality is None or not people:
-            await self._back_to_drafting(fresh, "decision.nobody_on_call",
-                                         municipality=municipality.name if municipality else "–")
+            await self._back_to_drafting(
+                fresh,
+                "decision.nobody_on_call",
+                municipality=municipality.name if municipality else "–",
+            )
             return
         form = self.settings.forms[report["form"]["id"]]
         signer = people[0]
-        pdf = render_decision(report, form, municipality_name=municipality.name,
-                              signer_name=signer.name, signer_role=signer.role,
-                              language=self.lang)
+        pdf = render_decision(
+            report,
+            form,
+            municipality_name=municipality.name,
+            signer_name=signer.name,
+            signer_role=signer.role,
+            language=self.lang,
+        )
         token = secrets.token_urlsafe(32)
         async with self.sessions() as session, session.begin():
             request = await decisions.create_signing_request(
-                session, case_id=fresh.id, token_hash=token_hash(token),
-                signer_user_id=signer.user_id, signer_name=signer.name,
-                signer_role=signer.role, municipality_id=municipality.id, document=pdf,
-                document_sha256=hashlib.sha256(pdf).hexdigest(), now=now,
+                session,
+                case_id=fresh.id,
+                token_hash=token_hash(token),
+                signer_user_id=signer.user_id,
+                signer_name=signer.name,
+                signer_role=signer.role,
+                municipality_id=municipality.id,
+                document=pdf,
+                document_sha256=hashlib.sha256(pdf).hexdigest(),
+                now=now,
                 expires_at=now + self.settings.signing.link_ttl,
             )
-            await repo.add_audit(session, case_id=fresh.id, actor="socialjour",
-                                 action="signature.requested", now=now,
-                                 detail={"request": request.id, "signer": signer.user_id})
+            await repo.add_audit(
+                session,
+                case_id=fresh.id,
+                actor="socialjour",
+                action="signature.requested",
+                now=now,
+                detail={"request": request.id, "signer": signer.user_id},
+            )
         link = f"{self.settings.web.public_base_url}/s/{token}"
         room = await self.direct_room(signer.user_id)
-        await self.messenger.send(room, i18n.render(
-            self.lang, "decision.alert", number=fresh.number, decision_type=form.decision_type,
-            link=link, expires=local_time(request.expires_at), mentions=(signer.user_id,),
-            notice=False,
-        ))
-        await self.messenger.send(fresh.room_id, i18n.render(
-            self.lang, "decision.requested", name=signer.name, role=signer.role,
-            time=local_time(now),
-        ))
+        await self.messenger.send(
+            room,
+            i18n.render(
+                self.lang,
+                "decision.alert",
+                number=fresh.number,
+                decision_type=form.decision_type,
+                link=link,
+                expires=local_time(request.expires_at),
+                mentions=(signer.user_id,),
+                notice=False,
+            ),
+        )
+        await self.messenger.send(
+            fresh.room_id,
+            i18n.render(
+                self.lang,
+                "decision.requested",
+                name=signer.name,
+                role=signer.role,
+                time=local_time(now),
+            ),
+        )
         log.info("case %s: signature requested", fresh.number)
 
     async def _back_to_drafting(self, case: Case, key: str, **params: Any) -> None:
         now = self.clock()
         async with self.sessions() as session, session.begin():
-            await repo.change_status(session, case_id=case.id,
-                                     expected=CaseStatus.AWAITING_SIGNATURE.value,
-                                     new=CaseStatus.DRAFTING.value, actor="socialjour", now=now)
+            await repo.change_status(
+                session,
+                case_id=case.id,
+                expected=CaseStatus.AWAITING_SIGNATURE.value,
+                new=CaseStatus.DRAFTING.value,
+                actor="socialjour",
+                now=now,
+            )
             await repo.reopen_report(session, case_id=case.id, now=now)
         assert case.room_id is not None
         leads = tuple(self.settings.duty.leads)
-        await self.messenger.send(case.room_id, i18n.render(
-            self.lang, key, mentions=leads, notice=False, **params))
+        await self.messenger.send(
+            case.room_id, i18n.render(self.lang, key, mentions=leads, notice=False, **params)
+        )
 
     async def direct_room(self, user_id: str) -> str:
         """The encrypted direct room with ``user_id``, created on first use."""
@@ -130,8 +172,9 @@ class DecisionService:
         if room is None:
             room = await self.messenger.create_direct_room(user_id)
             async with self.sessions() as session, session.begin():
-                await decisions.set_direct_room(session, user_id=user_id, room_id=room,
-                                                now=self.clock())
+                await decisions.set_direct_room(
+                    session, user_id=user_id, room_id=room, now=self.clock()
+                )
         return room
 
     # -- the signing page side (the web app's backend) -------------------------------
@@ -155,15 +198,26 @@ class DecisionService:
             report = await repo.get_report(session, case_id=request.case_id)
         assert case is not None
         submitted = (report.submitted or {}) if report else {}
-        maker = next((d for m in self.settings.municipalities if m.id == request.municipality_id
-                      for d in m.decision_makers if d.user_id == request.signer_user_id), None)
+        maker = next(
+            (
+                d
+                for m in self.settings.municipalities
+                if m.id == request.municipality_id
+                for d in m.decision_makers
+                if d.user_id == request.signer_user_id
+            ),
+            None,
+        )
         return SigningContext(
-            request_id=str(request.id), case_number=case.number,
+            request_id=str(request.id),
+            case_number=case.number,
             decision_type=str(submitted.get("form", {}).get("decision_type", "")),
-            document_sha256=request.document_sha256, signer_user_id=request.signer_user_id,
+            document_sha256=request.document_sha256,
+            signer_user_id=request.signer_user_id,
             signer_name=request.signer_name,
             signer_personal_number=maker.personal_number if maker else None,
-            language=self.lang, end_user_ip=ip,
+            language=self.lang,
+            end_user_ip=ip,
             public_base_url=self.settings.web.public_base_url,
         )
 
@@ -177,8 +231,10 @@ class DecisionService:
             raise Expired("error.link_expired")
         ctx = await self._context(request, "")
         return {
-            "case_number": ctx.case_number, "decision_type": ctx.decision_type,
-            "status": request.status, "signer": request.signer_name,
+            "case_number": ctx.case_number,
+            "decision_type": ctx.decision_type,
+            "status": request.status,
+            "signer": request.signer_name,
             "expires_at": request.expires_at.isoformat(),
             "auth_methods": list(self.settings.signing.auth_methods),
             "identified": identified,
@@ -191,10 +247,17 @@ class DecisionService:
         provider = self.providers.get(method)
         if provider is None or method not in self.settings.signing.auth_methods:
             raise BadRequest("error.unknown_method")
-        started = await provider.start(await self._context(request, ip))
+        try:
+            started = await provider.start(await self._context(request, ip))
+        except Exception as exc:
+            failed = getattr(exc, "failed", None)  # BankIdError, OidcError: a clear Failed
+            if isinstance(failed, Failed):
+                raise Unavailable(failed.message_key, code=failed.code, retry=failed.retry) from exc
+            raise
         async with self.sessions() as session, session.begin():
-            await decisions.set_auth(session, request_id=request.id, method=method,
-                                     state=dict(started.state))
+            await decisions.set_auth(
+                session, request_id=request.id, method=method, state=dict(started.state)
+            )
         return {"method": method, **started.page}
 
     async def check_auth(
@@ -213,9 +276,11 @@ class DecisionService:
         if isinstance(result, Pending):
             if result.state is not None:
                 async with self.sessions() as session, session.begin():
-                    await decisions.update_auth_state(session, request_id=request.id,
-                                                      state=dict(result.state))
+                    await decisions.update_auth_state(
+                        session, request_id=request.id, state=dict(result.state)
+                    )
             return {"status": "pending", "hint": result.hint, **result.page}, None
+        # (the web layer turns ``hint`` into a message in the page's language)
         if isinstance(result, Failed):
             async with self.sessions() as session, session.begin():
                 tries = await decisions.count_attempt(session, request_id=request.id)
@@ -228,22 +293,35 @@ class DecisionService:
             raise Forbidden("error.wrong_person")
         cookie = secrets.token_urlsafe(32)
         identity = {
-            "method": result.identity.method, "subject": result.identity.subject,
-            "name": result.identity.name, "at": result.identity.at.isoformat(),
+            "method": result.identity.method,
+            "subject": result.identity.subject,
+            "name": result.identity.name,
+            "at": result.identity.at.isoformat(),
             "evidence": dict(result.identity.evidence),
         }
         async with self.sessions() as session, session.begin():
             await decisions.open_session(
-                session, request_id=request.id, session_hash=token_hash(cookie),
-                expires_at=self.clock() + SESSION_TTL, identity=identity)
-            await repo.add_audit(session, case_id=request.case_id, actor=request.signer_user_id,
-                                 action="signer.identified", now=self.clock(),
-                                 detail={"request": request.id, "method": request.auth_method})
+                session,
+                request_id=request.id,
+                session_hash=token_hash(cookie),
+                expires_at=self.clock() + SESSION_TTL,
+                identity=identity,
+            )
+            await repo.add_audit(
+                session,
+                case_id=request.case_id,
+                actor=request.signer_user_id,
+                action="signer.identified",
+                now=self.clock(),
+                detail={"request": request.id, "method": request.auth_method},
+            )
         return {"status": "done"}, cookie
 
     async def _has_session(self, request: SigningRequest, cookie: str | None) -> bool:
         return not (
-            not cookie or request.session_hash is None or request.session_expires_at is None
+            not cookie
+            or request.session_hash is None
+            or request.session_expires_at is None
             or not hmac.compare_digest(token_hash(cookie), request.session_hash)
             or self.clock() >= request.session_expires_at
         )
@@ -276,17 +354,27 @@ class DecisionService:
         identity = request.identity or {}
         ctx = await self._context(request, "")
         signed = await sign_decision(
-            request.document, signer=self.signer,
+            request.document,
+            signer=self.signer,
             stamp=StampInfo(
-                signer_name=request.signer_name, signer_role=request.signer_role,
+                signer_name=request.signer_name,
+                signer_role=request.signer_role,
                 method_label=METHOD_LABELS.get(str(identity.get("method")), "?"),
-                signed_at=self.clock(), case_number=ctx.case_number, language=self.lang),
-            evidence=identity, timestamper_url=self.settings.signing.tsa_url,
+                signed_at=self.clock(),
+                case_number=ctx.case_number,
+                language=self.lang,
+            ),
+            evidence=identity,
+            timestamper_url=self.settings.signing.tsa_url,
         )
         return await self._settle(request, "signed", signed=signed)
 
     async def _settle(
-        self, request: SigningRequest, outcome: str, *, reason: str | None = None,
+        self,
+        request: SigningRequest,
+        outcome: str,
+        *,
+        reason: str | None = None,
         signed: bytes | None = None,
     ) -> dict[str, Any]:
         """Record exactly one decision per case; the loser learns who decided."""
@@ -294,18 +382,35 @@ class DecisionService:
         sha = hashlib.sha256(signed).hexdigest() if signed else None
         async with self.sessions() as session, session.begin():
             moved = await repo.change_status(
-                session, case_id=request.case_id, expected=CaseStatus.AWAITING_SIGNATURE.value,
-                new=outcome, actor=request.signer_user_id, now=now)
+                session,
+                case_id=request.case_id,
+                expected=CaseStatus.AWAITING_SIGNATURE.value,
+                new=outcome,
+                actor=request.signer_user_id,
+                now=now,
+            )
             won = moved and await decisions.decide(
-                session, request_id=request.id, status=outcome, now=now, reason=reason,
-                signed_document=signed, signed_sha256=sha)
+                session,
+                request_id=request.id,
+                status=outcome,
+                now=now,
+                reason=reason,
+                signed_document=signed,
+                signed_sha256=sha,
+            )
             if not won:
                 raise AlreadyDecided("error.already_decided")  # rolls the transaction back
-            await decisions.close_pending(session, case_id=request.case_id,
-                                          status="superseded", except_id=request.id)
-            await repo.add_audit(session, case_id=request.case_id,
-                                 actor=request.signer_user_id, action=f"decision.{outcome}",
-                                 now=now, detail={"request": request.id})
+            await decisions.close_pending(
+                session, case_id=request.case_id, status="superseded", except_id=request.id
+            )
+            await repo.add_audit(
+                session,
+                case_id=request.case_id,
+                actor=request.signer_user_id,
+                action=f"decision.{outcome}",
+                now=now,
+                detail={"request": request.id},
+            )
         log.info("signing request %d: %s", request.id, outcome)
         await self.post_outcome(request.id)
         return {"status": outcome, "document_sha256": sha or request.document_sha256}
@@ -323,16 +428,37 @@ class DecisionService:
         if request.status == "signed":
             assert request.signed_document is not None
             await self.messenger.send_file(
-                case.room_id, request.signed_document, f"{case.number}-beslut.pdf",
-                "application/pdf")
-            await self.messenger.send(case.room_id, i18n.render(
-                self.lang, "decision.signed", number=case.number, name=request.signer_name,
-                role=request.signer_role, sha=request.signed_sha256 or "", mentions=workers,
-                notice=False))
+                case.room_id,
+                request.signed_document,
+                f"{case.number}-beslut.pdf",
+                "application/pdf",
+            )
+            await self.messenger.send(
+                case.room_id,
+                i18n.render(
+                    self.lang,
+                    "decision.signed",
+                    number=case.number,
+                    name=request.signer_name,
+                    role=request.signer_role,
+                    sha=request.signed_sha256 or "",
+                    mentions=workers,
+                    notice=False,
+                ),
+            )
         else:
-            await self.messenger.send(case.room_id, i18n.render(
-                self.lang, "decision.declined", number=case.number, name=request.signer_name,
-                reason=request.decision_reason or "", mentions=workers, notice=False))
+            await self.messenger.send(
+                case.room_id,
+                i18n.render(
+                    self.lang,
+                    "decision.declined",
+                    number=case.number,
+                    name=request.signer_name,
+                    reason=request.decision_reason or "",
+                    mentions=workers,
+                    notice=False,
+                ),
+            )
         async with self.sessions() as session, session.begin():
             await decisions.mark_posted(session, request_id=request_id, now=self.clock())
 

@@ -139,6 +139,7 @@ _SV: dict[str, str] = {
     "report.old_poll": "Den omröstningen gäller inte längre. Svara på den senaste frågan.",
     "report.missing": "Rapporten är inte klar. Obligatoriska frågor utan svar: {numbers}.",
     "report.locked": "Rapporten är redan skickad och kan inte ändras nu.",
+    "report.reopened": "Rapporten är öppnad igen för revidering. Skicka den igen med ```!skicka```.",
     "report.submitted": (
         "Rapporten för **{number}** är skickad och låst ({title}, formulärversion {version}). "
         "Ärendet väntar nu på beslut."
@@ -308,6 +309,7 @@ _EN: dict[str, str] = {
     "report.old_poll": "That poll no longer applies. Answer the latest question.",
     "report.missing": "The report is not complete. Required questions without an answer: {numbers}.",
     "report.locked": "The report has been submitted and cannot be changed now.",
+    "report.reopened": "The report is open again for revision. Submit it again with ```!submit```.",
     "report.submitted": (
         "The report for **{number}** is submitted and locked ({title}, form version {version}). "
         "The case now awaits a decision."

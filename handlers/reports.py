@@ -83,6 +83,24 @@ class ReportCommands:
             raise ConcurrentChange()
         loaded.version = version
 
+    async def _reopen(self, ctx: Ctx, loaded: Loaded) -> Loaded:
+        """A declined decision is revised: the report opens again for editing."""
+        now = self.clock()
+        async with self.sessions() as session, session.begin():
+            moved = await repo.change_status(
+                session,
+                case_id=loaded.case.id,
+                expected=CaseStatus.DECLINED.value,
+                new=CaseStatus.DRAFTING.value,
+                actor=ctx.msg.sender,
+                now=now,
+            )
+            if moved:
+                await repo.reopen_report(session, case_id=loaded.case.id, now=now)
+        if moved:
+            await ctx.reply("report.reopened")
+        return await self.load(loaded.case)
+
     def form_of(self, state: DialogueState) -> FormTemplate | None:
         return self.settings.forms.get(state.form_id) if state.form_id else None
 
@@ -325,6 +343,8 @@ class ReportCommands:
     async def _with_form(self, ctx: Ctx) -> tuple[Loaded, FormTemplate] | None:
         """The report and its form, or None after telling the user to pick a form first."""
         loaded = await self._loaded(ctx)
+        if loaded.case.status == CaseStatus.DECLINED.value:
+            loaded = await self._reopen(ctx, loaded)
         self._require_drafting(loaded)
         form = self.form_of(loaded.state)
         if form is None:

@@ -44,6 +44,17 @@ WEB_MESSAGES: dict[str, dict[str, str]] = {
 }
 
 
+def _catalogues() -> list[dict[str, dict[str, str]]]:
+    from signing.identity.bankid import BANKID_MESSAGES
+    from signing.identity.oidc import OIDC_MESSAGES
+
+    return [WEB_MESSAGES, BANKID_MESSAGES, OIDC_MESSAGES]
+
+
 def message(lang: str, key: str) -> str:
-    catalogue = WEB_MESSAGES.get(lang, WEB_MESSAGES["sv"])
-    return catalogue.get(key) or WEB_MESSAGES["sv"].get(key) or key
+    """The text for ``key`` in ``lang`` (Swedish if missing), from every catalogue."""
+    for catalogue in _catalogues():
+        text = catalogue.get(lang, {}).get(key) or catalogue.get("sv", {}).get(key)
+        if text:
+            return text
+    return key

@@ -27,17 +27,20 @@ from typing import Any
 from nio import (
     AsyncClient,
     AsyncClientConfig,
+    DownloadResponse,
     InviteMemberEvent,
     JoinResponse,
     LoginResponse,
     MatrixRoom,
     MegolmEvent,
+    RoomEncryptedFile,
     RoomMessageNotice,
     RoomMessageText,
     RoomSendResponse,
     SyncResponse,
     UnknownEvent,
 )
+from nio.crypto.attachments import decrypt_attachment
 
 from bot.crosssigning import CrossSigningKeys, setup_cross_signing
 from bot.synapse_local import LocalSynapse, free_port
@@ -76,6 +79,8 @@ class MatrixUser:
         self.trust = TrustPolicy(self.client, mode="cross-signed", pins=MemoryPins())
         self.received: list[Received] = []
         self.invites: list[str] = []
+        #: Encrypted files received: (room id, event).
+        self.files: list[tuple[str, RoomEncryptedFile]] = []
         #: Polls received: (room id, event, arrival order).
         self.polls: list[tuple[str, UnknownEvent, int]] = []
         self._seq = itertools.count(1)
@@ -87,6 +92,7 @@ class MatrixUser:
         self.client.add_event_callback(self._on_invite, InviteMemberEvent)  # type: ignore[arg-type]
         self.client.add_event_callback(self._on_undecrypted, MegolmEvent)  # type: ignore[arg-type]
         self.client.add_event_callback(self._on_unknown, UnknownEvent)  # type: ignore[arg-type]
+        self.client.add_event_callback(self._on_file, RoomEncryptedFile)  # type: ignore[arg-type]
 
     @classmethod
     def register(
@@ -138,6 +144,16 @@ class MatrixUser:
             self.received.append(
                 Received(room.room_id, event.sender, event.body, event, next(self._seq))
             )
+
+    async def _on_file(self, room: MatrixRoom, event: RoomEncryptedFile) -> None:
+        if event.sender != self.user_id:
+            self.files.append((room.room_id, event))
+
+    async def download_file(self, event: RoomEncryptedFile) -> bytes:
+        """Fetch an encrypted attachment and decrypt it the way Element does."""
+        resp = await self.client.download(event.url)
+        assert isinstance(resp, DownloadResponse), resp
+        return decrypt_attachment(resp.body, event.key["k"], event.hashes["sha256"], event.iv)
 
     async def _on_unknown(self, room: MatrixRoom, event: UnknownEvent) -> None:
         if event.type.endswith("poll.start") and event.sender != self.user_id:
