@@ -144,6 +144,8 @@ async def _finish_auth(request: web.Request, params: Mapping[str, Any]) -> web.R
     page, cookie = await request.app[BACKEND_KEY].check_auth(
         _token(request), params, _client_ip(request)
     )
+    if isinstance(page.get("hint"), str):
+        page = {**page, "message": message(language(request), page["hint"])}
     response = web.json_response(page)
     if cookie:
         response.set_cookie(
