@@ -366,6 +366,7 @@ class DecisionService:
             ),
             evidence=identity,
             timestamper_url=self.settings.signing.tsa_url,
+            trust_roots=self.settings.signing.trust_roots,
         )
         return await self._settle(request, "signed", signed=signed)
 

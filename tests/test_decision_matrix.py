@@ -1,0 +1,157 @@
+"""A decision from `!skicka` to a validated, signed PDF in the case room, over real E2EE."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import BotFactory, UserFactory
+from tests.matrix_helpers import MatrixUser
+from tests.test_bot_matrix import join_duty_room, open_case
+from tests.test_report_matrix import Worker
+
+pytestmark = pytest.mark.integration
+
+LINK = re.compile(r"https?://[^\s]+/s/([A-Za-z0-9_-]{20,})")
+
+#: (expected question, answer) through lvu6 with "not informed" and no police.
+LVU6_ANSWERS = [
+    (1, "Test Testsson"), (2, "19121212-1212"), (3, "Skövde"), (4, "Hemma"), (5, "1"),
+    (6, "Polisen larmade."), (7, "Akut fara i natt."), (8, "Jourhem"), (9, "Mamma Maria"),
+    (10, "nej"), (12, "Mamma nås inte."), (13, "!hoppa"), (14, "Omedelbart omhändertagande."),
+    (15, "nej"), (17, "nu"),
+]
+
+
+def signing_config(folder: Path, methods: str = '["matrix-code"]') -> str:
+    from signing.devpki import create_dev_pki
+
+    pki = create_dev_pki(folder / "pki")
+    return f"""
+[signing]
+auth_methods = {methods}
+link_ttl = "1h"
+seal_pkcs12 = "{pki.seal_pkcs12}"
+seal_pkcs12_password = {{ file = "{pki.seal_password_file}" }}
+trust_roots = ["{pki.ca_cert}"]
+"""
+
+
+def municipality(dag: MatrixUser, tag: str) -> str:
+    return f"""
+[[municipalities]]
+id = "skovde"
+name = "Skövde kommun"
+intake_room_alias = "#mottagning-skovde-{tag}:localhost"
+
+  [[municipalities.decision_makers]]
+  user_id = "{dag.user_id}"
+  name = "Dag Dagsson"
+  role = "ordförande"
+"""
+
+
+class Http:
+    """The signing API as the page's script uses it: JSON in, JSON out, one cookie jar."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.cookie: str | None = None
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        if self.cookie:
+            request.add_header("Cookie", self.cookie)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                status, raw, headers = response.status, response.read(), response.headers
+        except urllib.error.HTTPError as error:
+            status, raw, headers = error.code, error.read(), error.headers
+        cookie = headers.get("Set-Cookie")
+        if cookie:
+            self.cookie = cookie.split(";", 1)[0]
+        if headers.get("Content-Type", "").startswith("application/json"):
+            return status, json.loads(raw)
+        return status, raw
+
+
+async def submit_lvu6(anna: MatrixUser, bot_alias: str) -> tuple[str, str]:
+    duty = await join_duty_room(anna, bot_alias)
+    number, room = await open_case(anna, duty)
+    await anna.wait_message(room, contains="Vilket beslut")
+    w = Worker(anna, room)
+    await w.say("lvu6", "Fråga 1 av 17")
+    for i, (question, answer) in enumerate(LVU6_ANSWERS):
+        await w.question(question)
+        following = (
+            f"Fråga {LVU6_ANSWERS[i + 1][0]} av" if i + 1 < len(LVU6_ANSWERS)
+            else "Alla frågor är besvarade"
+        )
+        await w.say(answer, following)
+    await w.say("!skicka", "skickad och låst")
+    return number, room
+
+
+async def test_decision_signed_with_matrix_code_arrives_as_validated_pdf(
+    make_user: UserFactory, make_bot: BotFactory, tmp_path: Path
+) -> None:
+    anna = await make_user("anna")
+    dag = await make_user("dag")
+    bot = make_bot(members=[anna.user_id],
+                   extra=municipality(dag, anna.localpart) + signing_config(tmp_path))
+    number, case_room = await submit_lvu6(anna, bot.duty_alias)
+
+    # The case room is told who was asked; the decision-maker's phone gets a mention.
+    await anna.wait_message(case_room, contains="Dag Dagsson")
+    direct = await dag.wait(lambda: dag.invites[-1] if dag.invites else None)
+    await dag.join(direct)
+    alert = await dag.wait_message(direct, contains="/s/")
+    assert number in alert.body and "LVU" in alert.body
+    assert "Test Testsson" not in alert.body and "19121212" not in alert.body
+    assert dag.user_id in alert.event.source["content"]["m.mentions"]["user_ids"]
+    token = LINK.search(alert.body).group(1)  # type: ignore[union-attr]
+
+    api = Http(f"http://127.0.0.1:{bot.process.web_port}/api/v1/signing/{token}")
+    status, view = api.call("GET", "")
+    assert status == 200 and view["case_number"] == number and view["status"] == "pending"
+    assert "Testsson" not in json.dumps(view)
+    assert api.call("GET", "/document.pdf")[0] == 401  # not before identification
+
+    mark = len(dag.received)
+    assert api.call("POST", "/auth", {"method": "matrix-code"})[0] == 200
+    code_message = await dag.wait_message(direct, contains="engångskod", after=mark)
+    code = re.search(r"\b(\d{6})\b", code_message.body).group(1)  # type: ignore[union-attr]
+    wrong = "000000" if code != "000000" else "111111"
+    assert api.call("POST", "/auth/verify", {"code": wrong})[0] == 401
+    status, _ = api.call("POST", "/auth/verify", {"code": code})
+    assert status == 200 and api.cookie
+
+    status, unsigned = api.call("GET", "/document.pdf")
+    assert status == 200 and unsigned.startswith(b"%PDF")
+    status, result = api.call("POST", "/decision", {"action": "sign"})
+    assert status == 200 and result["status"] == "signed", result
+    assert api.call("POST", "/decision", {"action": "sign"})[0] == 409
+
+    # The worker's client receives and decrypts the signed PDF, which validates.
+    await anna.wait(lambda: any(r == case_room for r, _ in anna.files), timeout=60)
+    (_, file_event) = next((r, e) for r, e in anna.files if r == case_room)
+    signed = await anna.download_file(file_event)
+    assert hashlib.sha256(signed).hexdigest() == result["document_sha256"]
+    from signing.verify import verify_bytes
+
+    report = await asyncio.to_thread(
+        verify_bytes, signed, trust_roots=[tmp_path / "pki" / "dev-ca.pem"]
+    )
+    assert report.ok, report
+    await anna.wait_message(case_room, contains="undertecknat")
