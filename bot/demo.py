@@ -13,9 +13,14 @@ import secrets
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from aiohttp import web
 
 from bot.synapse_local import LocalSynapse, free_port
-from config import load_settings
+from config import Settings, load_settings
+from signing.devpki import DevPki, create_dev_pki
+from signing.devtsa import create_tsa_app
 
 BOT = "socialjour"
 
@@ -70,12 +75,14 @@ def prepare(
             users_file.chmod(0o600)
     (folder / "bot.password").write_text(passwords[BOT])
     (folder / "bot.password").chmod(0o600)
+    pki = create_dev_pki(folder / "pki")
+    tsa_port = free_port()
     config = folder / "socialjour.toml"
-    config.write_text(_config_text(synapse, _pick(web_port)))
+    config.write_text(_config_text(synapse, _pick(web_port), pki, tsa_port))
     return synapse, config, passwords
 
 
-def _config_text(synapse: LocalSynapse, web_port: int) -> str:
+def _config_text(synapse: LocalSynapse, web_port: int, pki: DevPki, tsa_port: int) -> str:
     s = synapse.server_name
 
     def uid(localpart: str) -> str:
@@ -95,6 +102,15 @@ database_url = "sqlite+aiosqlite:///data/socialjour.db"
 [web]
 listen = "127.0.0.1:{web_port}"
 public_base_url = "http://127.0.0.1:{web_port}"
+
+[signing]
+# A development CA, seal key and time-stamping authority made by the demo.
+auth_methods = ["matrix-code"]
+link_ttl = "12h"
+seal_pkcs12 = "{pki.seal_pkcs12}"
+seal_pkcs12_password = {{ file = "{pki.seal_password_file}" }}
+tsa_url = "http://127.0.0.1:{tsa_port}/"
+trust_roots = ["{pki.ca_cert}"]
 
 [duty]
 room_alias = "#socialjour:{s}"
@@ -149,6 +165,9 @@ def banner(synapse: LocalSynapse, passwords: dict[str, str], config: Path) -> st
     lines += [
         "",
         "  As anna or bo: accept the invitation to the room 'Socialjour' and type !ny.",
+        "  Fill in the report and type !skicka: dag (on call for Skövde) gets a link in",
+        "  a direct room; open it in a browser on this machine, ask for the code in",
+        "  Element, and sign. The signed PDF arrives in the case room.",
         "  Element asks you to set up secure backup for the new login: do it, so that",
         "  your device is cross-signed and Socialjour sends it its messages.",
         "",
@@ -158,14 +177,32 @@ def banner(synapse: LocalSynapse, passwords: dict[str, str], config: Path) -> st
     return "\n".join(lines)
 
 
-def run_demo(folder: Path, *, synapse_port: int = 8008, web_port: int = 8080) -> int:
+async def _serve_tsa(pki: DevPki, url: str) -> web.AppRunner:
+    """The demo's own RFC 3161 time-stamping authority, on loopback."""
+    parts = urlsplit(url)
+    runner = web.AppRunner(create_tsa_app(pki.tsa_cert, pki.tsa_key), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, parts.hostname, parts.port).start()
+    return runner
+
+
+async def _demo_main(settings: Settings, pki: DevPki) -> None:
     from bot.app import run
 
+    assert settings.signing.tsa_url is not None
+    tsa = await _serve_tsa(pki, settings.signing.tsa_url)
+    try:
+        await run(settings)
+    finally:
+        await tsa.cleanup()
+
+
+def run_demo(folder: Path, *, synapse_port: int = 8008, web_port: int = 8080) -> int:
     synapse, config, passwords = prepare(folder, synapse_port=synapse_port, web_port=web_port)
     try:
         settings = load_settings(config)
         print(banner(synapse, passwords, config), flush=True)
-        asyncio.run(run(settings))
+        asyncio.run(_demo_main(settings, DevPki(folder.resolve() / "pki")))
     except KeyboardInterrupt:
         pass
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 WEB_MESSAGES: dict[str, dict[str, str]] = {
     "sv": {
         "error.bad_request": "Begäran kunde inte förstås.",
@@ -44,7 +46,7 @@ WEB_MESSAGES: dict[str, dict[str, str]] = {
 }
 
 
-def _catalogues() -> list[dict[str, dict[str, str]]]:
+def _catalogues() -> list[Mapping[str, Mapping[str, str]]]:
     from signing.identity.bankid import BANKID_MESSAGES
     from signing.identity.oidc import OIDC_MESSAGES
 

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
-from tests.conftest import BotFactory, UserFactory
+from bot.synapse_local import free_port
+from tests.conftest import BotFactory, BotSetup, UserFactory
 from tests.matrix_helpers import MatrixUser
 from tests.test_bot_matrix import join_duty_room, open_case
 from tests.test_report_matrix import Worker
@@ -24,21 +26,36 @@ LINK = re.compile(r"https?://[^\s]+/s/([A-Za-z0-9_-]{20,})")
 
 #: (expected question, answer) through lvu6 with "not informed" and no police.
 LVU6_ANSWERS = [
-    (1, "Test Testsson"), (2, "19121212-1212"), (3, "Skövde"), (4, "Hemma"), (5, "1"),
-    (6, "Polisen larmade."), (7, "Akut fara i natt."), (8, "Jourhem"), (9, "Mamma Maria"),
-    (10, "nej"), (12, "Mamma nås inte."), (13, "!hoppa"), (14, "Omedelbart omhändertagande."),
-    (15, "nej"), (17, "nu"),
+    (1, "Test Testsson"),
+    (2, "19121212-1212"),
+    (3, "Skövde"),
+    (4, "Hemma"),
+    (5, "1"),
+    (6, "Polisen larmade."),
+    (7, "Akut fara i natt."),
+    (8, "Jourhem"),
+    (9, "Mamma Maria"),
+    (10, "nej"),
+    (12, "Mamma nås inte."),
+    (13, "!hoppa"),
+    (14, "Omedelbart omhändertagande."),
+    (15, "nej"),
+    (17, "nu"),
 ]
 
 
-def signing_config(folder: Path, methods: str = '["matrix-code"]') -> str:
+def signing_config(
+    folder: Path, methods: str = '["matrix-code"]', tsa_url: str | None = None
+) -> str:
     from signing.devpki import create_dev_pki
 
     pki = create_dev_pki(folder / "pki")
+    tsa = f'tsa_url = "{tsa_url}"' if tsa_url else ""
     return f"""
 [signing]
 auth_methods = {methods}
 link_ttl = "1h"
+{tsa}
 seal_pkcs12 = "{pki.seal_pkcs12}"
 seal_pkcs12_password = {{ file = "{pki.seal_password_file}" }}
 trust_roots = ["{pki.ca_cert}"]
@@ -65,6 +82,12 @@ class Http:
     def __init__(self, base: str) -> None:
         self.base = base
         self.cookie: str | None = None
+
+    async def acall(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> tuple[int, Any]:
+        """Off the event loop: servers in this process (the TSA) must keep answering."""
+        return await asyncio.to_thread(self.call, method, path, body)
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
@@ -95,7 +118,8 @@ async def submit_lvu6(anna: MatrixUser, bot_alias: str) -> tuple[str, str]:
     for i, (question, answer) in enumerate(LVU6_ANSWERS):
         await w.question(question)
         following = (
-            f"Fråga {LVU6_ANSWERS[i + 1][0]} av" if i + 1 < len(LVU6_ANSWERS)
+            f"Fråga {LVU6_ANSWERS[i + 1][0]} av"
+            if i + 1 < len(LVU6_ANSWERS)
             else "Alla frågor är besvarade"
         )
         await w.say(answer, following)
@@ -108,8 +132,34 @@ async def test_decision_signed_with_matrix_code_arrives_as_validated_pdf(
 ) -> None:
     anna = await make_user("anna")
     dag = await make_user("dag")
-    bot = make_bot(members=[anna.user_id],
-                   extra=municipality(dag, anna.localpart) + signing_config(tmp_path))
+    tsa_port = free_port()
+    extra = municipality(dag, anna.localpart) + signing_config(
+        tmp_path, tsa_url=f"http://127.0.0.1:{tsa_port}/"
+    )
+    tsa = await serve_tsa(tmp_path / "pki", tsa_port)
+    try:
+        await _sign_through_the_api(
+            anna, dag, make_bot(members=[anna.user_id], extra=extra), tmp_path
+        )
+    finally:
+        await tsa.cleanup()
+
+
+async def serve_tsa(pki_folder: Path, port: int) -> web.AppRunner:
+    """A real RFC 3161 time-stamping authority on loopback (the demo's own)."""
+    from signing.devpki import DevPki
+    from signing.devtsa import create_tsa_app
+
+    pki = DevPki(pki_folder)
+    runner = web.AppRunner(create_tsa_app(pki.tsa_cert, pki.tsa_key))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+async def _sign_through_the_api(
+    anna: MatrixUser, dag: MatrixUser, bot: BotSetup, tmp_path: Path
+) -> None:
     number, case_room = await submit_lvu6(anna, bot.duty_alias)
 
     # The case room is told who was asked; the decision-maker's phone gets a mention.
@@ -123,25 +173,25 @@ async def test_decision_signed_with_matrix_code_arrives_as_validated_pdf(
     token = LINK.search(alert.body).group(1)  # type: ignore[union-attr]
 
     api = Http(f"http://127.0.0.1:{bot.process.web_port}/api/v1/signing/{token}")
-    status, view = api.call("GET", "")
+    status, view = await api.acall("GET", "")
     assert status == 200 and view["case_number"] == number and view["status"] == "pending"
     assert "Testsson" not in json.dumps(view)
-    assert api.call("GET", "/document.pdf")[0] == 401  # not before identification
+    assert (await api.acall("GET", "/document.pdf"))[0] == 401  # not before identification
 
     mark = len(dag.received)
-    assert api.call("POST", "/auth", {"method": "matrix-code"})[0] == 200
+    assert (await api.acall("POST", "/auth", {"method": "matrix-code"}))[0] == 200
     code_message = await dag.wait_message(direct, contains="engångskod", after=mark)
     code = re.search(r"\b(\d{6})\b", code_message.body).group(1)  # type: ignore[union-attr]
     wrong = "000000" if code != "000000" else "111111"
-    assert api.call("POST", "/auth/verify", {"code": wrong})[0] == 401
-    status, _ = api.call("POST", "/auth/verify", {"code": code})
+    assert (await api.acall("POST", "/auth/verify", {"code": wrong}))[0] == 401
+    status, _ = await api.acall("POST", "/auth/verify", {"code": code})
     assert status == 200 and api.cookie
 
-    status, unsigned = api.call("GET", "/document.pdf")
+    status, unsigned = await api.acall("GET", "/document.pdf")
     assert status == 200 and unsigned.startswith(b"%PDF")
-    status, result = api.call("POST", "/decision", {"action": "sign"})
+    status, result = await api.acall("POST", "/decision", {"action": "sign"})
     assert status == 200 and result["status"] == "signed", result
-    assert api.call("POST", "/decision", {"action": "sign"})[0] == 409
+    assert (await api.acall("POST", "/decision", {"action": "sign"}))[0] == 409
 
     # The worker's client receives and decrypts the signed PDF, which validates.
     await anna.wait(lambda: any(r == case_room for r, _ in anna.files), timeout=60)
@@ -154,4 +204,6 @@ async def test_decision_signed_with_matrix_code_arrives_as_validated_pdf(
         verify_bytes, signed, trust_roots=[tmp_path / "pki" / "dev-ca.pem"]
     )
     assert report.ok, report
+    (signature,) = report.signatures
+    assert signature.timestamped, "with a TSA configured the signature is PAdES B-T"
     await anna.wait_message(case_room, contains="undertecknat")
