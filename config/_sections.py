@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import pkcs12
 
 from config._reader import (
     HTTP_URL,
@@ -38,6 +41,7 @@ from config.settings import (
     ROLES,
     STANDARD_POLICY,
     TRUST_LEVELS,
+    BankIdSettings,
     DecisionMaker,
     DutySettings,
     EscalationPolicy,
@@ -45,6 +49,8 @@ from config.settings import (
     LoggingSettings,
     MatrixSettings,
     Municipality,
+    OidcSettings,
+    Pkcs11Settings,
     Settings,
     SigningSettings,
     StorageSettings,
@@ -78,7 +84,30 @@ _MUNICIPALITY_KEYS = (
     "escalation_policy",
     "decision_makers",
 )
-_DECISION_MAKER_KEYS = ("user_id", "name", "role", "email", "phone")
+_DECISION_MAKER_KEYS = ("user_id", "name", "role", "email", "phone", "personal_number")
+_SIGNING_KEYS = (
+    "auth_methods",
+    "link_ttl",
+    "seal_pkcs12",
+    "seal_pkcs12_password",
+    "pkcs11",
+    "tsa_url",
+    "trust_roots",
+    "bankid",
+    "oidc",
+)
+_PKCS11_KEYS = ("module", "token_label", "key_label", "pin", "cert_label")
+_BANKID_KEYS = ("url", "client_cert", "client_key", "ca_cert", "client_key_password")
+_OIDC_KEYS = (
+    "issuer",
+    "client_id",
+    "client_secret",
+    "scopes",
+    "personal_number_claim",
+    "ca_cert",
+)
+_PERSONAL_NUMBER = re.compile(r"([0-9]{8})-?([0-9]{4})")
+PERSONAL_NUMBER = "a personal number YYYYMMDD-NNNN"
 _MUNICIPALITY_ID = re.compile(r"[a-z0-9_-]+")
 _CASE_PREFIX = re.compile(r"[A-Z]{1,8}")
 _WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 - only mapped away
@@ -294,9 +323,45 @@ def _decision_makers(
                 phone=r.optional(
                     table, place, "phone", is_phone, "a phone number like +46701234567"
                 ),
+                personal_number=_personal_number(r, table, place),
             )
         )
     return tuple(makers)
+
+
+def _personal_number(r: Reader, table: dict[str, Any], parent: str) -> str | None:
+    """``YYYYMMDD-NNNN`` (the hyphen may be left out), a real date and a valid check digit.
+
+    The same rule as a report's personnummer answer, repeated here because config
+    imports nothing from ``handlers``. A samordningsnummer (day + 60) is accepted.
+    """
+    text = r.optional(table, parent, "personal_number", secret=True)
+    if text is None:
+        return None
+    place = key_place(parent, "personal_number")
+    match = _PERSONAL_NUMBER.fullmatch(text.strip())
+    if match is None:
+        r.report(place, f"expected {PERSONAL_NUMBER} (twelve digits)")
+        return None
+    birth, serial = match.groups()
+    day = int(birth[6:])
+    try:
+        date(int(birth[:4]), int(birth[4:6]), day - 60 if day > 60 else day)
+    except ValueError:
+        r.report(place, f"expected {PERSONAL_NUMBER}; its first eight digits are not a date")
+        return None
+    if not _luhn_valid(birth[2:] + serial):
+        r.report(place, "the check digit (the last digit) does not match; a typing mistake?")
+        return None
+    return f"{birth}-{serial}"
+
+
+def _luhn_valid(ten_digits: str) -> bool:
+    total = 0
+    for position, character in enumerate(ten_digits):
+        product = int(character) * (2 if position % 2 == 0 else 1)
+        total += product - 9 if product > 9 else product
+    return total % 10 == 0
 
 
 def _policies(r: Reader, root: dict[str, Any]) -> Mapping[str, EscalationPolicy]:
@@ -350,7 +415,7 @@ def _steps(r: Reader, policy: dict[str, Any], parent: str) -> tuple[EscalationSt
 
 
 def _signing(r: Reader, root: dict[str, Any]) -> SigningSettings:
-    table = r.section(root, "signing", ("auth_methods", "link_ttl"), required=False)
+    table = r.section(root, "signing", _SIGNING_KEYS, required=False)
     defaults = SigningSettings()
     if table is None:
         return defaults
@@ -375,7 +440,180 @@ def _signing(r: Reader, root: dict[str, Any]) -> SigningSettings:
             f"a signing link may stay valid at most {format_duration(MAX_LINK_TTL)}, "
             f"got {format_duration(link_ttl)}",
         )
-    return SigningSettings(auth_methods=auth_methods, link_ttl=link_ttl)
+    seal_pkcs12 = _existing_file(r, table, "signing", "seal_pkcs12")
+    seal_password = r.optional(table, "signing", "seal_pkcs12_password", secret=True)
+    if "seal_pkcs12_password" in table and "seal_pkcs12" not in table:
+        r.report("signing.seal_pkcs12_password", "given without signing.seal_pkcs12")
+    password_unresolved = "seal_pkcs12_password" in table and seal_password is None
+    if seal_pkcs12 is not None and not password_unresolved:
+        _check_pkcs12(r, seal_pkcs12, seal_password)
+    pkcs11 = _pkcs11(r, table)
+    if "seal_pkcs12" in table and "pkcs11" in table:
+        r.report(
+            "signing.pkcs11",
+            "give one seal key: either signing.seal_pkcs12 (a file) or [signing.pkcs11] "
+            "(a token), not both",
+        )
+    bankid = _bankid(r, table)
+    oidc = _oidc(r, table)
+    for method in ("bankid", "oidc"):
+        if method in auth_methods and method not in table:
+            r.report(
+                f"signing.{method}",
+                f"missing required section [signing.{method}]: signing.auth_methods lists {method}",
+            )
+    return SigningSettings(
+        auth_methods=auth_methods,
+        link_ttl=link_ttl,
+        seal_pkcs12=seal_pkcs12,
+        seal_pkcs12_password=seal_password,
+        pkcs11=pkcs11,
+        tsa_url=r.optional(
+            table,
+            "signing",
+            "tsa_url",
+            is_http_url,
+            "an http:// or https:// URL like https://timestamp.example.org/tsa",
+        ),
+        trust_roots=_trust_roots(r, table),
+        bankid=bankid,
+        oidc=oidc,
+    )
+
+
+def _existing_file(
+    r: Reader, table: dict[str, Any], parent: str, key: str, *, required: bool = False
+) -> Path | None:
+    """A path relative to the config file that must name an existing file."""
+    text = r.required(table, parent, key) if required else r.optional(table, parent, key)
+    if not text:
+        return None
+    path = absolute(r.base_dir, text)
+    if not path.is_file():
+        what = "a folder, not a file" if path.is_dir() else "no such file"
+        r.report(key_place(parent, key), f"{what}: {str(path)!r}")
+        return None
+    return path
+
+
+def _check_pkcs12(r: Reader, path: Path, password: str | None) -> None:
+    """Open the seal key now, so check-config finds a wrong password before a signer does."""
+    try:
+        key, certificate, _ = pkcs12.load_key_and_certificates(
+            path.read_bytes(), password.encode("utf-8") if password is not None else None
+        )
+    except OSError as error:
+        r.report("signing.seal_pkcs12", f"cannot read {str(path)!r}: {error.strerror or error}")
+        return
+    except ValueError:
+        r.report(
+            "signing.seal_pkcs12",
+            f"{str(path)!r} cannot be opened: not a PKCS#12 file, or "
+            "signing.seal_pkcs12_password is wrong or missing",
+        )
+        return
+    if key is None or certificate is None:
+        r.report(
+            "signing.seal_pkcs12",
+            f"{str(path)!r} must hold the seal's private key and its certificate",
+        )
+
+
+def _pkcs11(r: Reader, signing: dict[str, Any]) -> Pkcs11Settings | None:
+    if "pkcs11" not in signing:
+        return None
+    place = "signing.pkcs11"
+    table = r.table(place, signing["pkcs11"], _PKCS11_KEYS)
+    if table is None:
+        return None
+    module = _existing_file(r, table, place, "module", required=True)
+    settings = Pkcs11Settings(
+        module=module or Path(),
+        token_label=r.required(table, place, "token_label"),
+        key_label=r.required(table, place, "key_label"),
+        pin=r.optional(table, place, "pin", secret=True),
+        cert_label=r.optional(table, place, "cert_label"),
+    )
+    return settings if module is not None else None
+
+
+def _trust_roots(r: Reader, signing: dict[str, Any]) -> tuple[Path, ...]:
+    """Certificate files (PEM or DER), each relative to the config file and readable."""
+    place = key_place("signing", "trust_roots")
+    roots: list[Path] = []
+    for index, text in enumerate(r.strings(signing, "signing", "trust_roots")):
+        path = absolute(r.base_dir, text)
+        at = item_place(place, index)
+        if not path.is_file():
+            r.report(at, f"no such file: {str(path)!r}")
+            continue
+        data = path.read_bytes()
+        try:
+            if b"-----BEGIN CERTIFICATE-----" in data:
+                x509.load_pem_x509_certificates(data)
+            else:
+                x509.load_der_x509_certificate(data)
+        except ValueError:
+            r.report(at, f"{str(path)!r} is not an X.509 certificate (PEM or DER)")
+            continue
+        roots.append(path)
+    return tuple(roots)
+
+
+def _bankid(r: Reader, signing: dict[str, Any]) -> BankIdSettings | None:
+    if "bankid" not in signing:
+        return None
+    place = "signing.bankid"
+    table = r.table(place, signing["bankid"], _BANKID_KEYS)
+    if table is None:
+        return None
+    url = r.required(
+        table,
+        place,
+        "url",
+        is_http_url,
+        "an https:// URL like https://appapi2.test.bankid.com/rp/v6.0",
+    )
+    client_cert = _existing_file(r, table, place, "client_cert", required=True)
+    ca_cert = _existing_file(r, table, place, "ca_cert", required=True)
+    settings = BankIdSettings(
+        url=url.rstrip("/"),
+        client_cert=client_cert or Path(),
+        client_key=_existing_file(r, table, place, "client_key"),
+        ca_cert=ca_cert or Path(),
+        client_key_password=r.optional(table, place, "client_key_password", secret=True),
+    )
+    return settings if url and client_cert and ca_cert else None
+
+
+def _oidc(r: Reader, signing: dict[str, Any]) -> OidcSettings | None:
+    if "oidc" not in signing:
+        return None
+    place = "signing.oidc"
+    table = r.table(place, signing["oidc"], _OIDC_KEYS)
+    if table is None:
+        return None
+    defaults = OidcSettings(issuer="", client_id="")
+    issuer = r.required(
+        table, place, "issuer", is_http_url, "an https:// URL like https://idp.example.org"
+    )
+    client_id = r.required(table, place, "client_id")
+    scopes = defaults.scopes
+    if "scopes" in table:
+        scopes = r.strings(table, place, "scopes")
+        if isinstance(table["scopes"], list) and "openid" not in scopes:
+            r.report(key_place(place, "scopes"), 'must include "openid"')
+    settings = OidcSettings(
+        issuer=issuer.rstrip("/"),
+        client_id=client_id,
+        client_secret=r.optional(table, place, "client_secret", secret=True),
+        scopes=scopes,
+        personal_number_claim=(
+            r.optional(table, place, "personal_number_claim") or defaults.personal_number_claim
+        ),
+        ca_cert=_existing_file(r, table, place, "ca_cert"),
+    )
+    return settings if issuer and client_id else None
 
 
 def _logging(r: Reader, root: dict[str, Any]) -> LoggingSettings:

@@ -83,9 +83,20 @@ _FORM_KEYS = (
     "legal_reference",
     "next_step",
     "description",
+    "appeal",
     "fields",
 )
-_FIELD_KEYS = ("id", "type", "label", "help", "required", "choices", "show_if", "max_length")
+_FIELD_KEYS = (
+    "id",
+    "type",
+    "label",
+    "help",
+    "required",
+    "choices",
+    "show_if",
+    "max_length",
+    "decision",
+)
 _CHOICE_KEYS = ("value", "label")
 _CONDITION_KEYS = ("field", "equals", "any_of")
 _SYNTAX_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
@@ -138,6 +149,8 @@ class FieldSpec:
     choices: tuple[Choice, ...] = ()
     show_if: Condition | None = None
     max_length: int | None = None
+    decision: bool = False
+    """This answer is the decision itself: the decision document quotes it as such."""
 
     @property
     def length_limit(self) -> int | None:
@@ -157,6 +170,16 @@ class FormTemplate:
     next_step: str
     description: str
     fields: tuple[FieldSpec, ...]
+    appeal: str = ""
+    """How to appeal the decision, printed on the decision document; empty when none."""
+
+    @property
+    def decision_field(self) -> FieldSpec | None:
+        """The question whose answer is the decision text (``decision = true``), if any."""
+        for spec in self.fields:
+            if spec.decision:
+                return spec
+        return None
 
     def field(self, id: str) -> FieldSpec:
         """The question with this id; KeyError when the form has none."""
@@ -245,6 +268,7 @@ def _template(r: Reader, root: dict[str, Any]) -> FormTemplate:
         next_step=_text(r, root, "", "next_step"),
         description=_text(r, root, "", "description"),
         fields=_fields(r, root),
+        appeal=_text(r, root, "", "appeal", required=False),
     )
 
 
@@ -302,6 +326,7 @@ def _fields(r: Reader, root: dict[str, Any]) -> tuple[FieldSpec, ...]:
             position_of.setdefault(raw_id.strip(), index)
     parsed: dict[str, FieldSpec | None] = {}
     specs: list[FieldSpec] = []
+    decision_place: str | None = None
     for index, (place, raw) in enumerate(items):
         raw_id = raw.get("id") if isinstance(raw, dict) else None
         if isinstance(raw_id, str) and _ID.fullmatch(raw_id.strip()):
@@ -318,6 +343,14 @@ def _fields(r: Reader, root: dict[str, Any]) -> tuple[FieldSpec, ...]:
             )
         elif spec.id:
             parsed[spec.id] = spec if len(r.problems) == before else None
+        if spec.decision:
+            if decision_place is not None:
+                r.report(
+                    key_place(place, "decision"),
+                    f"only one question can hold the decision; {decision_place} already does",
+                )
+            else:
+                decision_place = place
         specs.append(spec)
     return tuple(specs)
 
@@ -336,6 +369,7 @@ def _field(
     if not isinstance(required, bool):
         r.report(key_place(place, "required"), f"expected true or false, got {describe(required)}")
         required = True
+    decision = _decision_flag(r, table, place, field_type)
     return FieldSpec(
         id=field_id,
         type=field_type or "text",
@@ -345,7 +379,34 @@ def _field(
         choices=_choices(r, table, place, field_type),
         show_if=_condition(r, table, place, field_id, index, earlier, position_of),
         max_length=_max_length(r, table, place, field_type),
+        decision=decision,
     )
+
+
+def _decision_flag(
+    r: Reader, table: dict[str, Any], parent: str, field_type: FieldType | None
+) -> bool:
+    """``decision = true``: the answer is the decision text, so it must be free text."""
+    if "decision" not in table:
+        return False
+    place = key_place(parent, "decision")
+    value = table["decision"]
+    if not isinstance(value, bool):
+        r.report(place, f"expected true or false, got {describe(value)}")
+        return False
+    if value and field_type is not None and field_type not in TEXT_TYPES:
+        r.report(
+            place,
+            f"only a text or long_text question can hold the decision, not {field_type}",
+        )
+        return False
+    if value and (table.get("required") is False or "show_if" in table):
+        r.report(
+            place,
+            "the decision question must always be asked: remove required = false and show_if",
+        )
+        return False
+    return value
 
 
 def _field_type(r: Reader, table: dict[str, Any], parent: str) -> FieldType | None:

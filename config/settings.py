@@ -186,10 +186,10 @@ class Pkcs11Settings:
 class BankIdSettings:
     """BankID Relying Party API v6 over mutual TLS."""
 
-    url: str                      # e.g. https://appapi2.test.bankid.com/rp/v6.0
-    client_cert: Path             # PEM: the RP certificate (may also hold the key)
-    client_key: Path | None       # PEM key, if not in client_cert
-    ca_cert: Path                 # PEM: the CA that issued the BankID server certificate
+    url: str  # e.g. https://appapi2.test.bankid.com/rp/v6.0
+    client_cert: Path  # PEM: the RP certificate (may also hold the key)
+    client_key: Path | None  # PEM key, if not in client_cert
+    ca_cert: Path  # PEM: the CA that issued the BankID server certificate
     client_key_password: str | None = field(default=None, repr=False)
 
 

@@ -1,0 +1,546 @@
+"""The decision document: the PDF a decision-maker reads and the seal signs.
+
+Rendered from the structured report (``handlers.dialogue.build_report``) and its
+form template with reportlab's platypus, in Helvetica (a standard PDF font, so
+nothing is embedded and the file stays small). The same input always gives the
+same bytes: reportlab's invariant mode fixes the document id, and the creation
+date is the report's submission time. That lets the signing page show the
+SHA-256 of the document before anyone signs, and lets anyone re-render and
+compare later.
+
+The page reserves an empty box under the decision-maker's name for the visible
+signature: it is written into the PDF as an empty signature field named
+:data:`SIGNATURE_FIELD`, so the seal signs into that field and its stamp lands
+exactly there, whatever page the box fell on.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from xml.sax.saxutils import escape
+from zoneinfo import ZoneInfo
+
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle
+from reportlab.lib.units import mm
+from reportlab.pdfbase.pdfdoc import PDFArray, PDFDictionary, PDFName, PDFString
+from reportlab.pdfgen.canvas import Canvas
+from reportlab.platypus import (
+    Flowable,
+    HRFlowable,
+    KeepTogether,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+    Table,
+    TableStyle,
+)
+
+from config.forms import FormTemplate
+
+__all__ = [
+    "LOCAL_TIME",
+    "SIGNATURE_BOX_SIZE",
+    "SIGNATURE_FIELD",
+    "RenderedDecision",
+    "SignatureBox",
+    "layout_decision",
+    "render_decision",
+]
+
+LOCAL_TIME = ZoneInfo("Europe/Stockholm")
+"""Dates on the document and the stamp are Swedish local time, as the law counts days."""
+SIGNATURE_FIELD = "Beslutsfattare"
+"""The empty signature field the document reserves; the seal signs into it."""
+SIGNATURE_BOX_SIZE = (260, 96)
+"""Width and height of the reserved box in PDF points (1/72 inch)."""
+
+_MARGIN = 20 * mm
+_FOOTER_Y = 12 * mm
+_INK = colors.HexColor("#1a1a1a")
+_MUTED = colors.HexColor("#555555")
+_RULE = colors.HexColor("#9a9a9a")
+_DECISION_BACKGROUND = colors.HexColor("#f2f4f7")
+
+_TEXT: Mapping[str, Mapping[str, str]] = {
+    "sv": {
+        "committee": "Socialnämnden",
+        "title": "Beslut",
+        "case": "Ärende",
+        "date": "Datum",
+        "legal": "Lagrum",
+        "report": "Underlag",
+        "report_line": "{title} (version {version}), upprättat {date} kl. {time} av {by}",
+        "decision": "Beslutet",
+        "no_decision": "Beslutstext saknas.",
+        "grounds": "Beslutsunderlag",
+        "not_given": "Ingen uppgift.",
+        "maker": "Beslutsfattare",
+        "name": "Namn",
+        "role": "Roll",
+        "signed_note": "Beslutet är undertecknat elektroniskt; se signaturen.",
+        "next_step": "Nästa steg",
+        "appeal": "Hur man överklagar",
+        "page": "Sida {page} av {pages}",
+    },
+    "en": {
+        "committee": "Social Welfare Committee",
+        "title": "Decision",
+        "case": "Case",
+        "date": "Date",
+        "legal": "Legal basis",
+        "report": "Report",
+        "report_line": "{title} (version {version}), drawn up {date} at {time} by {by}",
+        "decision": "The decision",
+        "no_decision": "The decision text is missing.",
+        "grounds": "Facts and grounds",
+        "not_given": "Not given.",
+        "maker": "Decision-maker",
+        "name": "Name",
+        "role": "Role",
+        "signed_note": "The decision is signed electronically; see the signature.",
+        "next_step": "Next step",
+        "appeal": "How to appeal",
+        "page": "Page {page} of {pages}",
+    },
+}
+_ROLES_EN = {"ordförande": "Chair", "vice ordförande": "Vice chair", "ledamot": "Member"}
+
+
+@dataclass(frozen=True)
+class SignatureBox:
+    """Where the visible signature goes: a 0-based page index and a rectangle in points."""
+
+    page: int
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+    @property
+    def rect(self) -> tuple[float, float, float, float]:
+        return (self.x1, self.y1, self.x2, self.y2)
+
+
+@dataclass(frozen=True)
+class RenderedDecision:
+    """The rendered PDF and where its reserved signature box landed."""
+
+    pdf: bytes
+    signature_box: SignatureBox
+    pages: int
+
+
+def render_decision(
+    report: Mapping[str, Any],
+    form: FormTemplate,
+    *,
+    municipality_name: str,
+    signer_name: str,
+    signer_role: str,
+    language: str = "sv",
+) -> bytes:
+    """The decision PDF for ``report`` (see :func:`layout_decision` for the box too)."""
+    return layout_decision(
+        report,
+        form,
+        municipality_name=municipality_name,
+        signer_name=signer_name,
+        signer_role=signer_role,
+        language=language,
+    ).pdf
+
+
+def layout_decision(
+    report: Mapping[str, Any],
+    form: FormTemplate,
+    *,
+    municipality_name: str,
+    signer_name: str,
+    signer_role: str,
+    language: str = "sv",
+) -> RenderedDecision:
+    """Render the decision and report the reserved signature box.
+
+    Built twice: the first pass counts the pages, so every footer can say
+    "page x of y" without reportlab's deferred-page tricks, which would break the
+    signature field's reference to its page.
+    """
+    if language not in _TEXT:
+        raise ValueError(f"unsupported language {language!r}; expected one of {sorted(_TEXT)}")
+    text = _TEXT[language]
+    submitted = _local(report["submitted_at"])
+    case_number = str(report["case_number"])
+    content = _Content(
+        text=text,
+        form=form,
+        report=report,
+        municipality_name=municipality_name,
+        signer_name=signer_name,
+        signer_role=_ROLES_EN.get(signer_role, signer_role) if language == "en" else signer_role,
+        submitted=submitted,
+        case_number=case_number,
+    )
+    pages = 0
+    box: SignatureBox | None = None
+    for _ in range(2):
+        output = io.BytesIO()
+        reserved = _ReservedBox(*SIGNATURE_BOX_SIZE)
+        document = SimpleDocTemplate(
+            output,
+            pagesize=A4,
+            leftMargin=_MARGIN,
+            rightMargin=_MARGIN,
+            topMargin=_MARGIN,
+            bottomMargin=_MARGIN + 6 * mm,
+            title=f"{text['title']} {case_number}",
+            author=f"{municipality_name}, {text['committee']}",
+            subject=form.decision_type,
+            creator="Socialjour",
+            producer="Socialjour",
+            lang="sv-SE" if language == "sv" else "en-GB",
+            invariant=1,
+        )
+        decorate = _page_decorator(text, case_number, form.decision_type, submitted, pages)
+        document.build(content.story(reserved), onFirstPage=decorate, onLaterPages=decorate)
+        pages = document.page
+        box = reserved.placed
+    if box is None:
+        raise RuntimeError("the reserved signature box was never drawn")
+    return RenderedDecision(pdf=output.getvalue(), signature_box=box, pages=pages)
+
+
+# -- content ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Content:
+    text: Mapping[str, str]
+    form: FormTemplate
+    report: Mapping[str, Any]
+    municipality_name: str
+    signer_name: str
+    signer_role: str
+    submitted: datetime
+    case_number: str
+
+    def story(self, reserved: _ReservedBox) -> list[Flowable]:
+        text, form = self.text, self.form
+        decision_field = form.decision_field
+        answers: Sequence[Mapping[str, Any]] = self.report.get("answers", ())
+        decision_answer = next(
+            (a for a in answers if decision_field and a.get("id") == decision_field.id), None
+        )
+        story: list[Flowable] = [*self._header(), *self._title()]
+        if decision_field is not None:
+            decision_text = _display(decision_answer) or text["no_decision"]
+            story += [_heading(text["decision"]), Paragraph(_markup(decision_text), _DECISION)]
+        story.append(_heading(text["grounds"]))
+        for answer in answers:
+            if answer is decision_answer:
+                continue
+            number = answer.get("number")
+            label = str(answer.get("label") or answer.get("id") or "")
+            shown_label = f"{number}. {label}" if number is not None else label
+            body = _display(answer)
+            story.append(
+                KeepTogether(
+                    [
+                        Paragraph(_markup(shown_label), _LABEL),
+                        Paragraph(_markup(body), _ANSWER)
+                        if body
+                        else Paragraph(f"<i>{_markup(text['not_given'])}</i>", _ANSWER),
+                    ]
+                )
+            )
+        story.append(
+            KeepTogether(
+                [
+                    _heading(text["maker"]),
+                    _pairs([(text["name"], self.signer_name), (text["role"], self.signer_role)]),
+                    Spacer(1, 4),
+                    Paragraph(_markup(text["signed_note"]), _BODY),
+                    Spacer(1, 4),
+                    reserved,
+                ]
+            )
+        )
+        story.append(KeepTogether([_heading(text["next_step"]), _paragraph(form.next_step)]))
+        if form.appeal:
+            story.append(KeepTogether([_heading(text["appeal"]), _paragraph(form.appeal)]))
+        return story
+
+    def _header(self) -> list[Flowable]:
+        text = self.text
+        left = [
+            Paragraph(_markup(self.municipality_name), _ORGANISATION),
+            Paragraph(_markup(text["committee"]), _COMMITTEE),
+        ]
+        right = _pairs(
+            [
+                (text["case"], self.case_number),
+                (text["date"], self.submitted.strftime("%Y-%m-%d")),
+            ],
+            label_width=22 * mm,
+            value_width=38 * mm,
+        )
+        header = Table([[left, right]], colWidths=[None, 60 * mm])
+        header.setStyle(
+            TableStyle(
+                [
+                    ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                    ("LEFTPADDING", (0, 0), (-1, -1), 0),
+                    ("RIGHTPADDING", (0, 0), (-1, -1), 0),
+                ]
+            )
+        )
+        return [header, Spacer(1, 3 * mm), HRFlowable(width="100%", thickness=0.8, color=_RULE)]
+
+    def _title(self) -> list[Flowable]:
+        text, form = self.text, self.form
+        report_line = text["report_line"].format(
+            title=form.title,
+            version=form.version,
+            date=self.submitted.strftime("%Y-%m-%d"),
+            time=self.submitted.strftime("%H:%M"),
+            by=str(self.report.get("submitted_by") or "-"),
+        )
+        return [
+            Spacer(1, 5 * mm),
+            Paragraph(_markup(text["title"]), _TITLE),
+            Paragraph(_markup(form.decision_type), _DECISION_TYPE),
+            _pairs(
+                [(text["legal"], form.legal_reference), (text["report"], report_line)],
+                label_width=28 * mm,
+            ),
+        ]
+
+
+class _ReservedBox(Flowable):
+    """An empty frame for the signature stamp that also writes the signature field.
+
+    ``placed`` records where it was drawn, in default user space, for the caller.
+    """
+
+    def __init__(self, width: int, height: int) -> None:
+        super().__init__()
+        self.width = width
+        self.height = height
+        self.placed: SignatureBox | None = None
+
+    def wrap(self, availWidth: float, availHeight: float) -> tuple[float, float]:
+        return self.width + 1, self.height + 1  # room to move onto whole points
+
+    def draw(self) -> None:
+        canvas: Canvas = self.canv
+        x, y = canvas.absolutePosition(0, 0)
+        # Whole-point corners: pyHanko sizes the stamp in whole points, and a frame
+        # off by a fraction would peek out beside it.
+        dx, dy = math.ceil(x) - x, math.ceil(y) - y
+        canvas.saveState()
+        canvas.setStrokeColor(_RULE)
+        canvas.setLineWidth(0.6)
+        canvas.setDash(3, 2)
+        inset = 1.5  # inside the box, so the stamp's opaque ground covers it
+        canvas.rect(
+            dx + inset, dy + inset, self.width - 2 * inset, self.height - 2 * inset, stroke=1
+        )
+        canvas.restoreState()
+        box = SignatureBox(
+            page=canvas.getPageNumber() - 1,
+            x1=math.ceil(x),
+            y1=math.ceil(y),
+            x2=math.ceil(x) + self.width,
+            y2=math.ceil(y) + self.height,
+        )
+        self.placed = box
+        _add_signature_field(canvas, box)
+
+
+def _add_signature_field(canvas: Canvas, box: SignatureBox) -> None:
+    """An unsigned signature field (widget annotation) over ``box`` on the current page.
+
+    reportlab has no signature fields, so this builds the dictionary the way its
+    own AcroForm text fields are built (ISO 32000-1, 12.7.4.5).
+    """
+    form = canvas.acroForm
+    widget = PDFDictionary(
+        {
+            "FT": PDFName("Sig"),
+            "T": PDFString(SIGNATURE_FIELD),
+            "Type": PDFName("Annot"),
+            "Subtype": PDFName("Widget"),
+            "Rect": PDFArray(list(box.rect)),
+            "F": 4,  # print
+            "P": canvas._doc.thisPageRef(),
+        }
+    )
+    canvas._addAnnotation(widget)
+    form.fields.append(form.getRef(widget))
+
+
+def _page_decorator(
+    text: Mapping[str, str], case_number: str, decision_type: str, submitted: datetime, pages: int
+) -> Callable[[Canvas, SimpleDocTemplate], None]:
+    created = submitted.astimezone(UTC).strftime("D:%Y%m%d%H%M%S+00'00'")
+
+    def decorate(canvas: Canvas, document: SimpleDocTemplate) -> None:
+        canvas.setDateFormatter(lambda *_: created)
+        canvas.saveState()
+        width, _ = A4
+        canvas.setStrokeColor(_RULE)
+        canvas.setLineWidth(0.5)
+        canvas.line(_MARGIN, _FOOTER_Y + 10, width - _MARGIN, _FOOTER_Y + 10)
+        canvas.setFont("Helvetica", 8)
+        canvas.setFillColor(_MUTED)
+        canvas.drawString(_MARGIN, _FOOTER_Y, _winansi(f"{case_number} · {decision_type}"))
+        page = canvas.getPageNumber()
+        shown = text["page"].format(page=page, pages=pages or page)
+        canvas.drawRightString(width - _MARGIN, _FOOTER_Y, shown)
+        canvas.restoreState()
+
+    return decorate
+
+
+# -- text helpers ----------------------------------------------------------------------
+
+
+def _local(value: Any) -> datetime:
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(LOCAL_TIME)
+
+
+def _display(answer: Mapping[str, Any] | None) -> str:
+    if answer is None:
+        return ""
+    shown = answer.get("display")
+    if shown is None:
+        shown = answer.get("value")
+    if shown is None:
+        return ""
+    if isinstance(shown, list | tuple):
+        return ", ".join(str(item) for item in shown)
+    return str(shown).strip()
+
+
+def _winansi(text: str) -> str:
+    """Text the standard fonts can show: Latin-1 and cp1252 as is, others simplified.
+
+    Helvetica carries only the cp1252 repertoire (å ä ö é ü § – ” ...). A letter
+    outside it loses its accent when it has one (Ş -> S, ł stays ?), so a name
+    stays readable; anything else becomes "?". Control characters go, newlines stay.
+    """
+    out: list[str] = []
+    for character in unicodedata.normalize("NFC", text):
+        if character == "\n":
+            out.append(character)
+            continue
+        if unicodedata.category(character) in ("Cc", "Cf"):
+            continue
+        try:
+            character.encode("cp1252")
+        except UnicodeEncodeError:
+            simpler = unicodedata.normalize("NFKD", character)
+            kept = simpler.encode("cp1252", "ignore").decode("cp1252")
+            out.append(kept if kept.strip() else "?")
+        else:
+            out.append(character)
+    return "".join(out)
+
+
+def _markup(text: str) -> str:
+    """User text made safe for reportlab's paragraph mini-markup, line breaks kept."""
+    lines = _winansi(text).replace("\r\n", "\n").split("\n")
+    return "<br/>".join(escape(line) for line in lines)
+
+
+def _heading(text: str) -> Paragraph:
+    return Paragraph(_markup(text), _HEADING)
+
+
+def _paragraph(text: str) -> Paragraph:
+    return Paragraph(_markup(text), _BODY)
+
+
+def _pairs(
+    rows: Sequence[tuple[str, str]],
+    *,
+    label_width: float = 22 * mm,
+    value_width: float | None = None,
+) -> Table:
+    table = Table(
+        [
+            [Paragraph(_markup(label), _PAIR_LABEL), Paragraph(_markup(value), _BODY)]
+            for label, value in rows
+        ],
+        colWidths=[label_width, value_width],
+        hAlign="LEFT",
+    )
+    table.setStyle(
+        TableStyle(
+            [
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ("LEFTPADDING", (0, 0), (-1, -1), 0),
+                ("RIGHTPADDING", (0, 0), (-1, -1), 4),
+                ("TOPPADDING", (0, 0), (-1, -1), 1),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 1),
+            ]
+        )
+    )
+    return table
+
+
+_BODY = ParagraphStyle("body", fontName="Helvetica", fontSize=10, leading=13.5, textColor=_INK)
+_PAIR_LABEL = ParagraphStyle(
+    "pair-label", parent=_BODY, fontName="Helvetica-Bold", textColor=_MUTED
+)
+_ORGANISATION = ParagraphStyle(
+    "organisation", parent=_BODY, fontName="Helvetica-Bold", fontSize=14, leading=18
+)
+_COMMITTEE = ParagraphStyle("committee", parent=_BODY, fontSize=11, leading=14)
+_TITLE = ParagraphStyle("title", parent=_BODY, fontName="Helvetica-Bold", fontSize=22, leading=27)
+_DECISION_TYPE = ParagraphStyle(
+    "decision-type", parent=_BODY, fontName="Helvetica-Bold", fontSize=13, leading=17, spaceAfter=4
+)
+_HEADING = ParagraphStyle(
+    "heading",
+    parent=_BODY,
+    fontName="Helvetica-Bold",
+    fontSize=12,
+    leading=15,
+    spaceBefore=10,
+    spaceAfter=4,
+)
+_LABEL = ParagraphStyle(
+    "label",
+    parent=_BODY,
+    fontName="Helvetica-Bold",
+    fontSize=9.5,
+    leading=12,
+    spaceBefore=5,
+    textColor=_MUTED,
+)
+_ANSWER = ParagraphStyle("answer", parent=_BODY, leftIndent=12)
+_DECISION = ParagraphStyle(
+    "decision",
+    parent=_BODY,
+    fontSize=11,
+    leading=15,
+    backColor=_DECISION_BACKGROUND,
+    borderColor=_RULE,
+    borderWidth=0.6,
+    borderPadding=6,
+    leftIndent=6,
+    rightIndent=6,
+    spaceBefore=6,
+    spaceAfter=8,
+)

@@ -1,0 +1,383 @@
+"""The seal signature: PAdES on the decision PDF, with the signer's identification inside.
+
+BankID and the other e-legitimations identify the decision-maker; they do not
+sign PDFs. The installation's seal key does, on the decision-maker's behalf,
+right after the identification succeeds. What binds the two is in the signed
+file itself: the identification evidence is embedded as ``identifiering.json``
+*before* signing, so the signature covers it, and the visible stamp and the
+signature dictionary name the person, their role and how they identified.
+
+The signature is an approval signature, not a certification (DocMDP) one: a
+certification signature must be the first in the file and fixes what may change
+afterwards, which would stand in the way of a second signer or a later archival
+timestamp (B-LTA), while an approval signature already makes every later change
+detectable (validation reports an incremental update after it). PAdES baseline
+B-T with an RFC 3161 timestamp when a TSA is configured, B-B otherwise.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pyhanko.keys import load_certs_from_pemder
+from pyhanko.pdf_utils import embed
+from pyhanko.pdf_utils.content import RawContent
+from pyhanko.pdf_utils.font.basic import SimpleFontEngineFactory
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.layout import (
+    AxisAlignment,
+    BoxConstraints,
+    InnerScaling,
+    Margins,
+    SimpleBoxLayoutRule,
+)
+from pyhanko.pdf_utils.text import TextBoxStyle
+from pyhanko.sign.fields import SigFieldSpec, SigSeedSubFilter, enumerate_sig_fields
+from pyhanko.sign.signers import PdfSignatureMetadata, PdfSigner, Signer, SimpleSigner
+from pyhanko.sign.signers.pdf_byterange import BuildProps
+from pyhanko.sign.timestamps import HTTPTimeStamper, TimeStamper
+from pyhanko.stamp import TextStampStyle
+from pyhanko_certvalidator import ValidationContext
+
+from config.settings import Pkcs11Settings, SigningSettings
+from signing.document import LOCAL_TIME, SIGNATURE_FIELD, SignatureBox
+from signing.verify import EVIDENCE_FILE
+
+__all__ = [
+    "EVIDENCE_FILE",
+    "SealError",
+    "StampInfo",
+    "close_signer",
+    "load_signer",
+    "sign_decision",
+]
+
+_STAMP_LABELS: Mapping[str, Mapping[str, str]] = {
+    "sv": {
+        "signer": "Undertecknat av",
+        "role": "Roll",
+        "time": "Tid",
+        "method": "Identifierad med",
+        "case": "Ärende",
+        "seal": "Sigill",
+        "reason": "Beslut fattat av {name}, {role}; identifierad med {method}",
+        "evidence": "Identifiering av beslutsfattaren",
+    },
+    "en": {
+        "signer": "Signed by",
+        "role": "Role",
+        "time": "Time",
+        "method": "Identified with",
+        "case": "Case",
+        "seal": "Seal",
+        "reason": "Decision made by {name}, {role}; identified with {method}",
+        "evidence": "Identification of the decision-maker",
+    },
+}
+_STAMP_LINES = ("signer", "role", "time", "method", "case", "seal")
+_APPLICATION = BuildProps(name="Socialjour", revision="0.1")
+
+
+class SealError(Exception):
+    """The seal key cannot be used, or the document cannot be sealed."""
+
+
+@dataclass(frozen=True)
+class StampInfo:
+    """What the visible stamp says about the signing."""
+
+    signer_name: str
+    signer_role: str
+    method_label: str  # how they identified, as people say it: "BankID", "Freja eID", ...
+    signed_at: datetime
+    case_number: str
+    language: str = "sv"
+
+
+# -- the key ---------------------------------------------------------------------------
+
+
+def load_signer(settings: SigningSettings) -> Signer:
+    """The seal signer from the configured PKCS#12 file or PKCS#11 token.
+
+    A PKCS#11 signer keeps its token session open for its lifetime; hand it to
+    :func:`close_signer` when done.
+    """
+    if settings.pkcs11 is not None:
+        return _pkcs11_signer(settings.pkcs11)
+    if settings.seal_pkcs12 is None:
+        raise SealError("no seal key configured: set signing.seal_pkcs12 or [signing.pkcs11]")
+    password = settings.seal_pkcs12_password
+    try:
+        data = settings.seal_pkcs12.read_bytes()
+        return SimpleSigner.load_pkcs12_data(
+            data,
+            other_certs=[],
+            passphrase=password.encode("utf-8") if password is not None else None,
+        )
+    except OSError as error:
+        raise SealError(f"cannot read the seal key {settings.seal_pkcs12}: {error}") from error
+    except ValueError as error:
+        raise SealError(
+            f"cannot open the seal key {settings.seal_pkcs12}: wrong password or not PKCS#12"
+        ) from error
+
+
+def _pkcs11_signer(settings: Pkcs11Settings) -> Signer:
+    try:
+        from pkcs11 import PKCS11Error
+        from pyhanko.config.pkcs11 import TokenCriteria
+        from pyhanko.sign.pkcs11 import PKCS11Signer, open_pkcs11_session
+    except ImportError as error:
+        raise SealError("PKCS#11 needs python-pkcs11: pip install 'socialjour[hsm]'") from error
+    try:
+        session = open_pkcs11_session(
+            str(settings.module),
+            token_criteria=TokenCriteria(label=settings.token_label),
+            user_pin=settings.pin,
+        )
+    except PKCS11Error as error:
+        raise SealError(
+            f"cannot open PKCS#11 token {settings.token_label!r} with {settings.module}: "
+            f"{type(error).__name__}"
+        ) from error
+    return PKCS11Signer(
+        session,
+        cert_label=settings.cert_label or settings.key_label,
+        key_label=settings.key_label,
+    )
+
+
+def close_signer(signer: Signer) -> None:
+    """Release what a signer holds (a PKCS#11 session); harmless for a PKCS#12 signer."""
+    session = getattr(signer, "pkcs11_session", None)
+    if session is not None:
+        session.close()
+
+
+# -- signing ---------------------------------------------------------------------------
+
+
+async def sign_decision(
+    pdf: bytes,
+    *,
+    signer: Signer,
+    stamp: StampInfo,
+    evidence: Mapping[str, Any] | None,
+    timestamper_url: str | None = None,
+    trust_roots: Sequence[Path] = (),
+    timestamper: TimeStamper | None = None,
+    box: SignatureBox | None = None,
+) -> bytes:
+    """Seal ``pdf`` in its reserved signature field and return the signed PDF.
+
+    ``evidence`` (JSON-serialisable; None for none) is embedded first, so the
+    signature covers it. ``timestamper_url`` makes it PAdES B-T through an RFC 3161
+    TSA; ``timestamper`` does the same with any pyHanko timestamper (tests). With
+    ``trust_roots`` the seal certificate (and the TSA's) is validated before
+    signing, so a misconfigured key fails here and not in a verifier's hands.
+    ``box`` places the stamp in a PDF that has no reserved field (not one of ours).
+    """
+    if timestamper_url is not None and timestamper is not None:
+        raise ValueError("give timestamper_url or timestamper, not both")
+    if timestamper_url is not None:
+        timestamper = HTTPTimeStamper(timestamper_url, timeout=15)
+    labels = _STAMP_LABELS.get(stamp.language, _STAMP_LABELS["sv"])
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
+    if evidence is not None:
+        _embed_evidence(writer, evidence, stamp, labels["evidence"])
+    field_spec = _field_spec(writer, box)
+    metadata = PdfSignatureMetadata(
+        field_name=SIGNATURE_FIELD,
+        md_algorithm="sha256",
+        subfilter=SigSeedSubFilter.PADES,
+        certify=False,
+        name=stamp.signer_name,
+        reason=labels["reason"].format(
+            name=stamp.signer_name, role=stamp.signer_role, method=stamp.method_label
+        ),
+        app_build_props=_APPLICATION,
+        validation_context=_validation_context(trust_roots),
+        signer_key_usage={"non_repudiation"},
+    )
+    pdf_signer = PdfSigner(
+        metadata,
+        signer,
+        timestamper=timestamper,
+        stamp_style=_stamp_style(),
+        new_field_spec=field_spec,
+    )
+    output = io.BytesIO()
+    try:
+        await pdf_signer.async_sign_pdf(
+            writer,
+            output=output,
+            appearance_text_params=_stamp_text(stamp, labels, signer),
+        )
+    except SealError:
+        raise
+    except Exception as error:
+        raise SealError(f"sealing failed: {type(error).__name__}: {error}") from error
+    return output.getvalue()
+
+
+def _embed_evidence(
+    writer: IncrementalPdfFileWriter,
+    evidence: Mapping[str, Any],
+    stamp: StampInfo,
+    description: str,
+) -> None:
+    try:
+        data = json.dumps(
+            evidence, ensure_ascii=False, sort_keys=True, indent=2, default=_json_default
+        ).encode("utf-8")
+    except (TypeError, ValueError) as error:
+        raise SealError(f"the identification evidence is not JSON: {error}") from error
+    stream = embed.EmbeddedFileObject.from_file_data(
+        writer,
+        data,
+        mime_type="application/json",
+        params=embed.EmbeddedFileParams(creation_date=stamp.signed_at),
+    )
+    embed.embed_file(
+        writer,
+        embed.FileSpec(
+            file_spec_string=EVIDENCE_FILE,
+            file_name=EVIDENCE_FILE,
+            embedded_data=stream,
+            description=description,
+        ),
+    )
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    raise TypeError(f"evidence value of type {type(value).__name__} is not JSON")
+
+
+def _field_spec(writer: IncrementalPdfFileWriter, box: SignatureBox | None) -> SigFieldSpec | None:
+    """None when the document has its reserved, unsigned field; else a new field at ``box``."""
+    for name, value, _ in enumerate_sig_fields(writer.prev, filled_status=None):
+        if name != SIGNATURE_FIELD:
+            continue
+        if value is not None:
+            raise SealError(f"the signature field {SIGNATURE_FIELD!r} is already signed")
+        return None
+    if box is None:
+        raise SealError(
+            f"the document has no reserved signature field {SIGNATURE_FIELD!r}; "
+            "render it with signing.document or pass box="
+        )
+    return SigFieldSpec(
+        sig_field_name=SIGNATURE_FIELD,
+        on_page=box.page,
+        box=(round(box.x1), round(box.y1), round(box.x2), round(box.y2)),
+    )
+
+
+def _validation_context(trust_roots: Sequence[Path]) -> ValidationContext | None:
+    if not trust_roots:
+        return None
+    roots = [cert for path in trust_roots for cert in load_certs_from_pemder([str(path)])]
+    return ValidationContext(trust_roots=roots)
+
+
+def _stamp_style() -> TextStampStyle:
+    """Six lines of Helvetica on an opaque white ground that hides the reserved frame.
+
+    Built per signature: pyHanko binds the background to the writer it renders into.
+    """
+    return TextStampStyle(
+        stamp_text="\n".join(f"%({key})s" for key in _STAMP_LINES),
+        text_box_style=TextBoxStyle(
+            font=SimpleFontEngineFactory("Helvetica", 0.5),
+            font_size=9,
+            leading=12,
+            box_layout_rule=SimpleBoxLayoutRule(
+                x_align=AxisAlignment.ALIGN_MIN,
+                y_align=AxisAlignment.ALIGN_MID,
+                margins=Margins.uniform(2),
+            ),
+        ),
+        inner_content_layout=SimpleBoxLayoutRule(
+            x_align=AxisAlignment.ALIGN_MIN,
+            y_align=AxisAlignment.ALIGN_MID,
+            margins=Margins(left=8, right=6, top=4, bottom=4),
+        ),
+        border_width=1,
+        border_color=(0.15, 0.3, 0.55),
+        background=RawContent(b"1 g 0 0 1 1 re f", box=BoxConstraints(1, 1)),
+        background_layout=SimpleBoxLayoutRule(
+            x_align=AxisAlignment.ALIGN_MIN,
+            y_align=AxisAlignment.ALIGN_MIN,
+            inner_content_scaling=InnerScaling.STRETCH_FILL,
+        ),
+        background_opacity=1.0,
+    )
+
+
+def _stamp_text(stamp: StampInfo, labels: Mapping[str, str], signer: Signer) -> dict[str, str]:
+    local = stamp.signed_at.astimezone(LOCAL_TIME)
+    seal_name = ""
+    if signer.signing_cert is not None:
+        seal_name = signer.signing_cert.subject.native.get("common_name", "")
+    values = {
+        "signer": stamp.signer_name,
+        "role": stamp.signer_role,
+        "time": local.strftime("%Y-%m-%d %H:%M %Z"),
+        "method": stamp.method_label,
+        "case": stamp.case_number,
+        "seal": seal_name,
+    }
+    return {key: _plain(f"{labels[key]}: {value}") for key, value in values.items()}
+
+
+_PUNCTUATION = str.maketrans(
+    {
+        "–": "-",
+        "—": "-",
+        "‘": "'",
+        "’": "'",
+        "“": '"',
+        "”": '"',
+        "„": '"',
+        "…": "...",
+        "\u00a0": " ",
+        "\u00ad": None,
+    }
+)
+
+
+def _plain(text: str) -> str:
+    """Text the stamp's standard font shows right: Latin-1 only, one line.
+
+    The stamp writes PDFDocEncoding into a WinAnsi font; the two agree on ASCII
+    and Latin-1 letters (å ä ö é ü), not elsewhere. Other letters lose their accent
+    (Ş -> S) or become "?".
+    """
+    out: list[str] = []
+    for character in unicodedata.normalize("NFC", text.translate(_PUNCTUATION)):
+        code = ord(character)
+        if character in "\r\n\t":
+            out.append(" ")
+        elif code < 0x20 or 0x7F <= code < 0xA1:
+            continue
+        elif code <= 0xFF:
+            out.append(character)
+        else:
+            simpler = unicodedata.normalize("NFKD", character)
+            kept = "".join(c for c in simpler if 0x20 <= ord(c) < 0x7F)
+            out.append(kept or "?")
+    return "".join(out).strip()
