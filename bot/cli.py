@@ -90,7 +90,10 @@ def cmd_trust_accept(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from signing.verify import print_report, verify_file
 
-    report = verify_file(Path(args.file), trust_roots=[Path(p) for p in args.trust or []])
+    settings = _load(args.config).signing if args.config else None
+    report = verify_file(
+        Path(args.file), trust_roots=[Path(p) for p in args.trust or []], settings=settings
+    )
     print_report(report)
     return 0 if report.ok else 1
 
@@ -134,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--trust", action="append", metavar="CA.pem", help="a trusted root certificate (repeatable)"
     )
+    p.add_argument("--config", metavar="PATH", help="also trust signing.trust_roots from here")
     p.set_defaults(func=cmd_verify)
 
     trust = sub.add_parser("trust", help="encryption identities of users")
