@@ -15,7 +15,7 @@ import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -186,11 +186,25 @@ class DecisionService:
             raise NotFound("error.link_unknown")
         return request
 
-    def _open(self, request: SigningRequest) -> None:
+    async def _open(self, request: SigningRequest) -> None:
+        """Refuse a link whose case is decided (saying by whom) or that has expired."""
         if request.status in decisions.DECIDED or request.status == "superseded":
-            raise AlreadyDecided("error.already_decided")
+            raise await self._already_decided(request.case_id)
         if request.status == "expired" or self.clock() >= request.expires_at:
             raise Expired("error.link_expired")
+
+    async def _already_decided(self, case_id: int) -> AlreadyDecided:
+        async with self.sessions() as session:
+            decided = await decisions.list_signing_requests(
+                session, case_id=case_id, statuses=decisions.DECIDED
+            )
+        if not decided:
+            return AlreadyDecided("error.already_decided")
+        winner = decided[0]
+        key = (
+            "error.already_signed_by" if winner.status == "signed" else "error.already_declined_by"
+        )
+        return AlreadyDecided(key, name=winner.signer_name)
 
     async def _context(self, request: SigningRequest, ip: str) -> SigningContext:
         async with self.sessions() as session:
@@ -243,7 +257,7 @@ class DecisionService:
 
     async def start_auth(self, token: str, method: str, ip: str) -> dict[str, Any]:
         request = await self._load(token)
-        self._open(request)
+        await self._open(request)
         provider = self.providers.get(method)
         if provider is None or method not in self.settings.signing.auth_methods:
             raise BadRequest("error.unknown_method")
@@ -265,7 +279,7 @@ class DecisionService:
     ) -> tuple[dict[str, Any], str | None]:
         """Advance identification; returns (page data, new session cookie or None)."""
         request = await self._load(token)
-        self._open(request)
+        await self._open(request)
         if request.auth_method is None or request.auth_state is None:
             raise BadRequest("error.auth_not_started")
         if request.auth_attempts >= MAX_AUTH_ATTEMPTS:
@@ -340,7 +354,7 @@ class DecisionService:
         self, token: str, cookie: str | None, action: str, reason: str
     ) -> dict[str, Any]:
         request = await self._identified(token, cookie)
-        self._open(request)
+        await self._open(request)
         if action == "decline":
             if not reason.strip():
                 raise BadRequest("error.reason_required")
@@ -381,6 +395,23 @@ class DecisionService:
         """Record exactly one decision per case; the loser learns who decided."""
         now = self.clock()
         sha = hashlib.sha256(signed).hexdigest() if signed else None
+        try:
+            await self._record(request, outcome, now, reason, signed, sha)
+        except _Lost:
+            raise await self._already_decided(request.case_id) from None
+        log.info("signing request %d: %s", request.id, outcome)
+        await self.post_outcome(request.id)
+        return {"status": outcome, "document_sha256": sha or request.document_sha256}
+
+    async def _record(
+        self,
+        request: SigningRequest,
+        outcome: str,
+        now: datetime,
+        reason: str | None,
+        signed: bytes | None,
+        sha: str | None,
+    ) -> None:
         async with self.sessions() as session, session.begin():
             moved = await repo.change_status(
                 session,
@@ -399,8 +430,8 @@ class DecisionService:
                 signed_document=signed,
                 signed_sha256=sha,
             )
-            if not won:
-                raise AlreadyDecided("error.already_decided")  # rolls the transaction back
+            if not won:  # raising rolls the transaction back
+                raise _Lost()
             await decisions.close_pending(
                 session, case_id=request.case_id, status="superseded", except_id=request.id
             )
@@ -412,9 +443,6 @@ class DecisionService:
                 now=now,
                 detail={"request": request.id},
             )
-        log.info("signing request %d: %s", request.id, outcome)
-        await self.post_outcome(request.id)
-        return {"status": outcome, "document_sha256": sha or request.document_sha256}
 
     async def post_outcome(self, request_id: int) -> None:
         """Put the decision into the case room, once (also after a crash in between)."""
@@ -472,3 +500,7 @@ class DecisionService:
                 await self.post_outcome(request.id)
             except Exception:
                 log.exception("could not post the outcome of signing request %d", request.id)
+
+
+class _Lost(Exception):
+    """Another decision-maker decided first (inside the transaction)."""

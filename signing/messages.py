@@ -11,6 +11,8 @@ WEB_MESSAGES: dict[str, dict[str, str]] = {
         "error.link_unknown": "Länken är ogiltig. Kontrollera att hela länken kom med, eller be jouren om en ny.",
         "error.link_expired": "Länken har gått ut. Be jouren skicka en ny.",
         "error.already_decided": "Beslutet är redan fattat. Inget mer behöver göras här.",
+        "error.already_signed_by": "Beslutet är redan undertecknat av {name}. Inget mer behöver göras här.",
+        "error.already_declined_by": "Beslutet är redan avslaget av {name}. Inget mer behöver göras här.",
         "error.unknown_method": "Det identifieringssättet används inte här.",
         "error.auth_not_started": "Börja med att välja hur du vill identifiera dig.",
         "error.too_many_attempts": "För många försök. Be jouren skicka en ny länk.",
@@ -30,6 +32,8 @@ WEB_MESSAGES: dict[str, dict[str, str]] = {
         "error.link_unknown": "The link is not valid. Check that the whole link came through, or ask the duty service for a new one.",
         "error.link_expired": "The link has expired. Ask the duty service to send a new one.",
         "error.already_decided": "The decision has already been made. Nothing more is needed here.",
+        "error.already_signed_by": "The decision has already been signed by {name}. Nothing more is needed here.",
+        "error.already_declined_by": "The decision has already been declined by {name}. Nothing more is needed here.",
         "error.unknown_method": "That identification method is not used here.",
         "error.auth_not_started": "First choose how to identify yourself.",
         "error.too_many_attempts": "Too many attempts. Ask the duty service for a new link.",
@@ -53,10 +57,13 @@ def _catalogues() -> list[Mapping[str, Mapping[str, str]]]:
     return [WEB_MESSAGES, BANKID_MESSAGES, OIDC_MESSAGES]
 
 
-def message(lang: str, key: str) -> str:
+def message(lang: str, key: str, **params: object) -> str:
     """The text for ``key`` in ``lang`` (Swedish if missing), from every catalogue."""
     for catalogue in _catalogues():
         text = catalogue.get(lang, {}).get(key) or catalogue.get("sv", {}).get(key)
         if text:
-            return text
+            try:
+                return text.format(**params) if params else text
+            except (KeyError, IndexError, ValueError):
+                return text
     return key

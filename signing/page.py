@@ -183,7 +183,9 @@ async def oidc_callback(request: web.Request) -> web.StreamResponse:
         )
     except SigningError as exc:
         return web.Response(
-            status=exc.status, content_type="text/plain", text=message(lang, exc.message_key)
+            status=exc.status,
+            content_type="text/plain",
+            text=message(lang, exc.message_key, **exc.params),
         )
     response = web.HTTPSeeOther(f"/s/{token}")
     if cookie:

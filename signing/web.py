@@ -67,7 +67,7 @@ async def middleware(
     except SigningError as exc:
         body: dict[str, Any] = {
             "error": exc.code,
-            "message": message(language(request), exc.message_key),
+            "message": message(language(request), exc.message_key, **exc.params),
         }
         body.update({k: v for k, v in exc.params.items() if k in ("code", "retry")})
         response = web.json_response(body, status=exc.status)
