@@ -42,6 +42,7 @@ from signing.identity.oidc import (
     OidcProvider,
     normalise_personal_number,
 )
+from tests.components import unavailable
 
 PROVIDER_DIR = Path(__file__).resolve().parent / "oidc"
 PUBLIC_BASE_URL = "https://signera.socialjour.test"
@@ -80,7 +81,7 @@ def make_ctx(personal_number: str | None = TOLVAN, language: str = "sv") -> Sign
 def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        pytest.skip("Node.js not installed")
+        unavailable("Node.js not installed")
     if not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
         subprocess.run(
             [npm, "ci", "--prefix", str(PROVIDER_DIR), "--no-audit", "--no-fund"],

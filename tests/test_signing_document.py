@@ -22,6 +22,7 @@ from signing.document import (
     render_decision,
 )
 from signing.verify import verify_bytes
+from tests.components import unavailable
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 LVU = builtin_forms()["lvu6"]
@@ -114,7 +115,7 @@ def render(report: dict[str, Any] | None = None, **options: Any) -> bytes:
 def poppler(tool: str) -> str:
     found = shutil.which(tool)
     if found is None:
-        pytest.skip(f"{tool} not installed: apt-get install poppler-utils")
+        unavailable(f"{tool} not installed: apt-get install poppler-utils")
     return found
 
 

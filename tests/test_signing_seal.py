@@ -32,6 +32,7 @@ from signing.devtsa import create_tsa_app
 from signing.document import SignatureBox, layout_decision
 from signing.seal import SealError, StampInfo, load_signer, sign_decision
 from signing.verify import EVIDENCE_FILE, async_verify_bytes, print_report
+from tests.components import unavailable
 from tests.test_signing_document import ARTIFACTS, LVU, make_report, pdf_text, render, screenshot
 
 SIGNED_AT = datetime(2026, 11, 24, 2, 31, tzinfo=UTC)  # 03:31 in Sweden
@@ -101,7 +102,7 @@ async def validate(pdf: bytes, pki: DevPki) -> PdfSignatureStatus:
 def pdfsig(pdf: bytes, tmp_path: Path) -> str:
     tool = shutil.which("pdfsig")
     if tool is None:
-        pytest.skip("pdfsig not installed: apt-get install poppler-utils")
+        unavailable("pdfsig not installed: apt-get install poppler-utils")
     path = tmp_path / "sealed.pdf"
     path.write_bytes(pdf)
     done = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=60)
