@@ -164,20 +164,36 @@ class ReportCommands:
         assert room is not None
         if spec is None:
             await self.messenger.send(room, i18n.render(self.lang, "report.complete", notice=False))
-            loaded.state.asked = None
-            await self.save(loaded)
+            await self._mark_asked(loaded, None, None)
             return
         await self.messenger.send(room, self.question(form, loaded.state, spec))
         options = self.options(spec)
+        poll_event = None
         if options:
             poll = Poll(
                 question=f"{form.number_of(spec.id)}. {spec.label}",
                 options=tuple(options),
                 max_selections=len(options) if spec.type == "multi_choice" else 1,
             )
-            loaded.state.poll_event = await self.messenger.send_poll(room, poll)
-        loaded.state.asked = spec.id
-        await self.save(loaded)
+            poll_event = await self.messenger.send_poll(room, poll)
+        await self._mark_asked(loaded, spec.id, poll_event)
+
+    async def _mark_asked(
+        self, loaded: Loaded, field_id: str | None, poll_event: str | None
+    ) -> None:
+        """Note what was just asked. Bookkeeping only: if someone saved in between,
+        note it on their state if it is still the same question, and never tell the
+        worker (whose answer is already stored) that anything failed."""
+        for _ in range(3):
+            loaded.state.asked, loaded.state.poll_event = field_id, poll_event
+            try:
+                await self.save(loaded)
+                return
+            except ConcurrentChange:
+                fresh = await self.load(loaded.case)
+                if fresh.state.current != field_id:
+                    return  # the dialogue moved on; whoever moved it asks the next one
+                loaded.state, loaded.version = fresh.state, fresh.version
 
     def options(self, spec: FieldSpec) -> list[tuple[str, str]]:
         if spec.type in ("choice", "multi_choice"):
@@ -228,7 +244,11 @@ class ReportCommands:
         """Plain text in a drafting case room is the answer to the current question."""
         loaded = await self._loaded(ctx)
         if loaded.case.status != CaseStatus.DRAFTING.value:
-            return  # the room is a conversation again once the report is sent
+            # Once sent, the room is a conversation again; only an edit of an answer
+            # is clearly meant for the report.
+            if ctx.msg.replaces is not None:
+                await ctx.reply("report.locked")
+            return
         await self._answer(ctx, loaded, ctx.msg.body, replaces=ctx.msg.replaces)
 
     async def handle_vote(self, vote: IncomingVote, case: Case) -> None:
@@ -243,6 +263,7 @@ class ReportCommands:
         )
         loaded = await self.load(case)
         if loaded.case.status != CaseStatus.DRAFTING.value:
+            await ctx.reply("report.locked")
             return
         if vote.poll_event_id != loaded.state.poll_event or not vote.answers:
             await ctx.reply("report.old_poll")

@@ -152,11 +152,17 @@ async def test_worker_completes_lvu_form_with_text_polls_edit_and_restart(
     assert "Mariestad" not in summary.body and "Jourhem A" not in summary.body
     assert "<" not in summary.body
 
-    await w.say("!skicka", "skickad och låst")
+    # Nobody is on call for Skövde in this configuration: the worker is told at once,
+    # the duty lead is mentioned, and the report opens again.
+    mark = len(anna.received)
+    await anna.send(room, "!skicka")
+    await anna.wait_message(room, contains="skickad och låst", after=mark)
+    nobody = await anna.wait_message(room, contains="Ingen beslutsfattare har jour", after=mark)
+    assert anna.user_id in nobody.event.source["content"]["m.mentions"]["user_ids"]
     mark = len(anna.received)
     await anna.send(room, "!status")
     status = await anna.wait_message(room, contains=number, after=mark)
-    assert "väntar på underskrift" in status.body
+    assert "utkast" in status.body
     # Nothing personal reached the log.
     log = bot.process.log_text()
     assert "Tolvan" not in log and "19121212" not in log and "mormor" not in log
