@@ -16,7 +16,7 @@ from handlers.commands import RoomKind, command
 from handlers.context import LOCAL_TZ, Clock, Ctx, local_time
 from handlers.errors import CaseNotFound, ConcurrentChange, RoomCreationFailed
 from handlers.messenger import Messenger
-from storage import repo
+from storage import decisions, repo
 from storage.models import Case
 
 log = logging.getLogger(__name__)
@@ -187,6 +187,8 @@ class CaseCommands:
                 actor=ctx.msg.sender,
                 now=now,
             )
+            if changed:  # an open signing link must not ask anyone to decide any more
+                await decisions.close_pending(session, case_id=case.id, status="cancelled")
         if not changed:
             raise ConcurrentChange()
         log.info("case %s cancelled", case.number)

@@ -9,6 +9,7 @@ links, identification and the one-decision guarantee lives here.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -43,7 +44,8 @@ from storage.models import Case, SigningRequest
 log = logging.getLogger(__name__)
 
 SESSION_TTL = timedelta(minutes=30)
-MAX_AUTH_ATTEMPTS = 5
+#: Starts and failed checks together, per link: one start and five wrong tries.
+MAX_AUTH_ATTEMPTS = 6
 METHOD_LABELS = {"matrix-code": "Matrix-kod", "bankid": "BankID", "oidc": "e-legitimation"}
 
 
@@ -60,6 +62,7 @@ class DecisionService:
     providers: Mapping[str, IdentityProvider] = field(default_factory=dict)
     #: The seal (a pyHanko signer); None means signing is not configured.
     signer: Any = None
+    _posting: dict[int, asyncio.Lock] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def lang(self) -> str:
@@ -190,6 +193,8 @@ class DecisionService:
         """Refuse a link whose case is decided (saying by whom) or that has expired."""
         if request.status in decisions.DECIDED or request.status == "superseded":
             raise await self._already_decided(request.case_id)
+        if request.status == "cancelled":
+            raise Expired("error.case_cancelled")
         if request.status == "expired" or self.clock() >= request.expires_at:
             raise Expired("error.link_expired")
 
@@ -261,6 +266,11 @@ class DecisionService:
         provider = self.providers.get(method)
         if provider is None or method not in self.settings.signing.auth_methods:
             raise BadRequest("error.unknown_method")
+        # Every start counts (a start sends a code or opens an order): per link, never reset.
+        async with self.sessions() as session, session.begin():
+            tries = await decisions.count_attempt(session, request_id=request.id)
+        if tries > MAX_AUTH_ATTEMPTS:
+            raise TooManyAttempts("error.too_many_attempts")
         try:
             started = await provider.start(await self._context(request, ip))
         except Exception as exc:
@@ -340,21 +350,22 @@ class DecisionService:
             or self.clock() >= request.session_expires_at
         )
 
-    async def _identified(self, token: str, cookie: str | None) -> SigningRequest:
+    async def document(self, token: str, cookie: str | None) -> bytes:
+        """The decision for the identified signer (signed, once it is)."""
         request = await self._load(token)
+        if request.status not in decisions.DECIDED:
+            await self._open(request)  # an expired or cancelled link shows nothing
         if not await self._has_session(request, cookie):
             raise Unauthorized("error.not_identified")
-        return request
-
-    async def document(self, token: str, cookie: str | None) -> bytes:
-        request = await self._identified(token, cookie)
         return request.signed_document or request.document
 
     async def decide(
         self, token: str, cookie: str | None, action: str, reason: str
     ) -> dict[str, Any]:
-        request = await self._identified(token, cookie)
-        await self._open(request)
+        request = await self._load(token)
+        await self._open(request)  # decided or expired says so, with or without a session
+        if not await self._has_session(request, cookie):
+            raise Unauthorized("error.not_identified")
         if action == "decline":
             if not reason.strip():
                 raise BadRequest("error.reason_required")
@@ -400,7 +411,11 @@ class DecisionService:
         except _Lost:
             raise await self._already_decided(request.case_id) from None
         log.info("signing request %d: %s", request.id, outcome)
-        await self.post_outcome(request.id)
+        try:
+            await self.post_outcome(request.id)
+        except Exception:
+            # The decision stands; recover() posts it within a minute.
+            log.exception("signing request %d: posting to the case room failed", request.id)
         return {"status": outcome, "document_sha256": sha or request.document_sha256}
 
     async def _record(
@@ -446,6 +461,12 @@ class DecisionService:
 
     async def post_outcome(self, request_id: int) -> None:
         """Put the decision into the case room, once (also after a crash in between)."""
+        lock = self._posting.setdefault(request_id, asyncio.Lock())
+        async with lock:  # the live request and the minute's recover() never both post
+            await self._post_outcome(request_id)
+        self._posting.pop(request_id, None)
+
+    async def _post_outcome(self, request_id: int) -> None:
         async with self.sessions() as session:
             request = await decisions.get_signing_request(session, request_id=request_id)
             assert request is not None
@@ -456,12 +477,17 @@ class DecisionService:
             return
         if request.status == "signed":
             assert request.signed_document is not None
-            await self.messenger.send_file(
-                case.room_id,
-                request.signed_document,
-                f"{case.number}-beslut.pdf",
-                "application/pdf",
-            )
+            if request.file_posted_at is None:
+                await self.messenger.send_file(
+                    case.room_id,
+                    request.signed_document,
+                    f"{case.number}-beslut.pdf",
+                    "application/pdf",
+                )
+                async with self.sessions() as session, session.begin():
+                    await decisions.mark_file_posted(
+                        session, request_id=request_id, now=self.clock()
+                    )
             await self.messenger.send(
                 case.room_id,
                 i18n.render(

@@ -153,6 +153,7 @@ _SV: dict[str, str] = {
         "```!jour ersätt @dag:example.org nu 2026-11-25T08:00``` eller ```... 18:00 07:00```."
     ),
     "oncall.override.unknown": "{user} är inte beslutsfattare för någon kommun i konfigurationen.",
+    "oncall.override.leads_only": "Bara jourens samordnare kan ändra beslutsjouren.",
     "oncall.override.done": "{user} har beslutsjour först för {municipalities} från {starts} till {ends}.",
     "decision.alert": (
         "**Brådskande beslut att underteckna**\n"
@@ -323,6 +324,7 @@ _EN: dict[str, str] = {
         "```!oncall replace @dag:example.org now 2026-11-25T08:00``` or ```... 18:00 07:00```."
     ),
     "oncall.override.unknown": "{user} is not a decision-maker for any configured municipality.",
+    "oncall.override.leads_only": "Only the duty leads can change who is on call.",
     "oncall.override.done": "{user} is on call first for {municipalities} from {starts} to {ends}.",
     "decision.alert": (
         "**Urgent decision to sign**\n"

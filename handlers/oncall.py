@@ -17,7 +17,7 @@ from config import DecisionMaker, Settings
 from handlers import i18n
 from handlers.commands import RoomKind, command
 from handlers.context import LOCAL_TZ, Clock, Ctx, local_time
-from handlers.errors import HandlerError, NotAllowed
+from handlers.errors import HandlerError
 from storage import decisions
 
 _MOMENT = re.compile(
@@ -28,6 +28,10 @@ _MOMENT = re.compile(
 
 class OverrideUsage(HandlerError):
     key = "oncall.override.usage"
+
+
+class LeadsOnly(HandlerError):
+    key = "oncall.override.leads_only"
 
 
 async def on_call(
@@ -100,17 +104,19 @@ class OnCallCommands:
 
     async def _override(self, ctx: Ctx, args: str) -> None:
         if ctx.msg.sender not in self.settings.duty.leads:
-            raise NotAllowed()
+            raise LeadsOnly()
         user, _, rest = args.strip().partition(" ")
         moments = _MOMENT.findall(rest)
         if not user.startswith("@") or len(moments) != 2:
             raise OverrideUsage()
         now = self.clock()
         try:
-            starts, ends = parse_moment(moments[0], now), parse_moment(moments[1], now)
+            starts = parse_moment(moments[0], now)
+            # A time of day for TILL is the next one after FRÅN ("18:00 07:00": overnight).
+            ends = parse_moment(moments[1], starts)
         except ValueError as exc:
             raise OverrideUsage() from exc
-        if ends <= starts:
+        if ends <= starts or ends <= now:
             raise OverrideUsage()
         places = [
             m

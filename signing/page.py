@@ -170,7 +170,7 @@ def remember_oidc_state(app: web.Application, token: str, redirect_url: str) -> 
 
 
 async def oidc_callback(request: web.Request) -> web.StreamResponse:
-    from signing.web import BACKEND_KEY, SESSION_COOKIE
+    from signing.web import BACKEND_KEY, BASE_URL_KEY, SESSION_COOKIE
 
     entry = request.app[OIDC_STATES].pop(request.query.get("state", ""), None)
     if entry is None:
@@ -196,7 +196,7 @@ async def oidc_callback(request: web.Request) -> web.StreamResponse:
             samesite="Strict",
             path=f"/api/v1/signing/{token}",
             max_age=1800,
-            secure=request.url.scheme == "https",
+            secure=request.app[BASE_URL_KEY].startswith("https://"),
         )
     raise response
 

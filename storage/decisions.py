@@ -79,11 +79,11 @@ async def list_signing_requests(
 async def set_auth(
     session: AsyncSession, *, request_id: int, method: str, state: dict[str, Any]
 ) -> None:
-    """Start (or restart) identification; a new start resets the attempt counter."""
+    """Start (or restart) identification. The attempt counter is per link, not per start."""
     await session.execute(
         update(SigningRequest)
         .where(SigningRequest.id == request_id)
-        .values(auth_method=method, auth_state=state, auth_attempts=0)
+        .values(auth_method=method, auth_state=state)
     )
 
 
@@ -188,6 +188,13 @@ async def expire_due(session: AsyncSession, *, now: datetime) -> list[SigningReq
 async def mark_posted(session: AsyncSession, *, request_id: int, now: datetime) -> None:
     await session.execute(
         update(SigningRequest).where(SigningRequest.id == request_id).values(posted_at=now)
+    )
+
+
+async def mark_file_posted(session: AsyncSession, *, request_id: int, now: datetime) -> None:
+    """The signed PDF is in the room (its announcement may still be missing)."""
+    await session.execute(
+        update(SigningRequest).where(SigningRequest.id == request_id).values(file_posted_at=now)
     )
 
 

@@ -247,6 +247,7 @@ class SigningRequest(Base):
     decision_reason: Mapped[str | None] = mapped_column(Text)
     signed_document: Mapped[bytes | None] = mapped_column(LargeBinary)
     signed_sha256: Mapped[str | None] = mapped_column(String(64))
+    file_posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 

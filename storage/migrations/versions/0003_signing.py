@@ -51,6 +51,7 @@ def upgrade() -> None:
         sa.Column("decision_reason", sa.Text(), nullable=True),
         sa.Column("signed_document", sa.LargeBinary(), nullable=True),
         sa.Column("signed_sha256", sa.String(64), nullable=True),
+        sa.Column("file_posted_at", _utc(), nullable=True),
         sa.Column("posted_at", _utc(), nullable=True),
         sa.ForeignKeyConstraint(
             ["case_id"],

@@ -1,0 +1,409 @@
+"""Who is on call to decide, and the duty lead's ``!jour ersätt`` overrides.
+
+:func:`handlers.oncall.on_call` and the ``!jour`` command through the real
+dispatcher, on a migrated database (SQLite and PostgreSQL, the storage fixtures),
+with the in-memory messenger and a clock the test moves; :func:`parse_moment` on
+its own.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from config import Settings, load_settings
+from handlers import i18n
+from handlers.context import LOCAL_TZ
+from handlers.dispatcher import Dispatcher
+from handlers.messenger import IncomingMessage, MemoryMessenger, Message
+from handlers.oncall import on_call, parse_moment
+from storage import decisions
+from storage.models import RosterOverride
+from tests.test_handlers import FakeClock
+
+Sessions = async_sessionmaker[AsyncSession]
+
+ANNA = "@anna:example.org"  # on duty, not a lead
+LENA = "@lena:example.org"  # duty lead
+DAG = "@dag:example.org"
+EVA = "@eva:example.org"  # decides for Skövde and Tibro
+OLLE = "@olle:example.org"
+TOVE = "@tove:example.org"  # decides for Tibro only
+STRANGER = "@mallory:example.org"
+DUTY = "!duty:test"
+NOW = datetime(2026, 11, 24, 2, 30, tzinfo=UTC)  # Tuesday 03:30 in Stockholm
+
+CONFIG = """
+[matrix]
+homeserver = "http://127.0.0.1:8008"
+user_id = "@socialjour:example.org"
+password = {{ env = "SOCIALJOUR_MATRIX_PASSWORD" }}
+
+[storage]
+data_dir = "data"
+
+[duty]
+room_alias = "#socialjour:example.org"
+members = {members}
+leads = {leads}
+language = "{language}"
+
+[[municipalities]]
+id = "skovde"
+name = "Skövde kommun"
+intake_room_alias = "#mottagning-skovde:example.org"
+
+  [[municipalities.decision_makers]]
+  user_id = "{dag}"
+  name = "Dag Dagsson"
+  role = "ordförande"
+
+  [[municipalities.decision_makers]]
+  user_id = "{eva}"
+  name = "Eva Evasdotter"
+  role = "vice ordförande"
+
+  [[municipalities.decision_makers]]
+  user_id = "{olle}"
+  name = "Olle Olsson"
+  role = "ledamot"
+
+[[municipalities]]
+id = "tibro"
+name = "Tibro kommun"
+intake_room_alias = "#mottagning-tibro:example.org"
+
+  [[municipalities.decision_makers]]
+  user_id = "{tove}"
+  name = "Tove Tibro"
+  role = "ordförande"
+
+  [[municipalities.decision_makers]]
+  user_id = "{eva}"
+  name = "Eva Evasdotter"
+  role = "ledamot"
+
+[[municipalities]]
+id = "mariestad"
+name = "Mariestads kommun"
+intake_room_alias = "#mottagning-mariestad:example.org"
+"""
+
+_folders = itertools.count(1)
+
+
+def make_settings(folder: Path, language: str = "sv") -> Settings:
+    path = folder / f"config{next(_folders)}.toml"
+    text = CONFIG.format(
+        members=json.dumps([ANNA]),
+        leads=json.dumps([LENA]),
+        language=language,
+        dag=DAG,
+        eva=EVA,
+        olle=OLLE,
+        tove=TOVE,
+    )
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return load_settings(path, environ={"SOCIALJOUR_MATRIX_PASSWORD": "secret"})
+
+
+class Duty:
+    """The duty room: a dispatcher, its messenger and clock."""
+
+    _events = itertools.count(1)
+
+    def __init__(self, settings: Settings, sessions: Sessions) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.messenger = MemoryMessenger()
+        self.clock = FakeClock(NOW)
+        self.dispatcher = Dispatcher(
+            settings=settings, sessions=sessions, messenger=self.messenger, clock=self.clock
+        )
+        self.dispatcher.duty_room_id = DUTY
+
+    async def say(self, body: str, sender: str = LENA) -> Message:
+        """One message in the duty room; the bot's single answer there."""
+        before = len(self.messenger.sent)
+        event_id = f"$jour{next(self._events)}"
+        await self.dispatcher.handle(IncomingMessage(DUTY, sender, event_id, body))
+        answers = self.messenger.sent[before:]
+        assert [room for room, _ in answers] == [DUTY], answers
+        (answer,) = (message for _, message in answers)
+        assert answer.reply_to == event_id
+        return answer
+
+    async def order(self, municipality: str = "skovde") -> list[str]:
+        people = await on_call(self.settings, self.sessions, municipality, self.clock())
+        return [d.user_id for d in people]
+
+    async def override(
+        self,
+        user_id: str,
+        *,
+        starts: datetime,
+        ends: datetime,
+        municipality: str = "skovde",
+        created: datetime = NOW,
+    ) -> None:
+        async with self.sessions() as session, session.begin():
+            await decisions.add_override(
+                session,
+                municipality_id=municipality,
+                user_id=user_id,
+                starts_at=starts,
+                ends_at=ends,
+                created_by=LENA,
+                now=created,
+            )
+
+    async def overrides(self) -> list[RosterOverride]:
+        found: list[RosterOverride] = []
+        for m in self.settings.municipalities:
+            async with self.sessions() as session:
+                found += await decisions.active_overrides(
+                    session, municipality_id=m.id, at=self.clock()
+                )
+        return found
+
+
+@pytest.fixture
+def duty(sessions: Sessions, tmp_path: Path) -> Duty:
+    return Duty(make_settings(tmp_path), sessions)
+
+
+def text(key: str, **params: object) -> str:
+    return i18n.text("sv", key, **params)
+
+
+# -- on_call -----------------------------------------------------------------------------------
+
+
+async def test_without_overrides_the_order_is_the_config_order(duty: Duty) -> None:
+    assert await duty.order("skovde") == [DAG, EVA, OLLE]
+    assert await duty.order("tibro") == [TOVE, EVA]
+    assert await duty.order("mariestad") == []
+    assert await duty.order("nowhere") == []
+    people = await on_call(duty.settings, duty.sessions, "skovde", NOW)
+    assert (people[0].name, people[0].role) == ("Dag Dagsson", "ordförande")
+
+
+async def test_an_active_override_comes_first_once(duty: Duty) -> None:
+    await duty.override(OLLE, starts=NOW - timedelta(hours=1), ends=NOW + timedelta(hours=1))
+
+    assert await duty.order("skovde") == [OLLE, DAG, EVA]
+    assert await duty.order("tibro") == [TOVE, EVA]  # only the municipality it was set for
+
+
+async def test_of_two_active_overrides_the_latest_set_comes_first(duty: Duty) -> None:
+    window = {"starts": NOW - timedelta(hours=2), "ends": NOW + timedelta(hours=2)}
+    await duty.override(OLLE, **window, created=NOW - timedelta(minutes=30))
+    await duty.override(EVA, **window, created=NOW - timedelta(minutes=10))
+
+    assert await duty.order("skovde") == [EVA, OLLE, DAG]
+
+
+async def test_expired_and_future_overrides_are_ignored(duty: Duty) -> None:
+    await duty.override(OLLE, starts=NOW - timedelta(hours=8), ends=NOW)  # ended just now
+    await duty.override(EVA, starts=NOW + timedelta(minutes=1), ends=NOW + timedelta(hours=8))
+    assert await duty.order("skovde") == [DAG, EVA, OLLE]
+
+    duty.clock.advance(minutes=1)  # Eva's period begins
+    assert await duty.order("skovde") == [EVA, DAG, OLLE]
+    duty.clock.advance(hours=8)  # ... and is over
+    assert await duty.order("skovde") == [DAG, EVA, OLLE]
+
+
+async def test_an_override_for_someone_who_does_not_decide_there_is_ignored(duty: Duty) -> None:
+    window = {"starts": NOW - timedelta(hours=1), "ends": NOW + timedelta(hours=1)}
+    await duty.override(TOVE, **window, municipality="skovde")  # Tibro's, not Skövde's
+    await duty.override(STRANGER, **window, municipality="skovde")
+    await duty.override(DAG, **window, municipality="mariestad")
+
+    assert await duty.order("skovde") == [DAG, EVA, OLLE]
+    assert await duty.order("mariestad") == []
+
+
+async def test_override_times_compare_across_time_zones(duty: Duty) -> None:
+    """A period stored in Stockholm time is read back and compared as the same instant."""
+    starts = datetime(2026, 11, 24, 3, 0, tzinfo=LOCAL_TZ)  # 02:00 UTC, before NOW
+    ends = datetime(2026, 11, 24, 3, 45, tzinfo=LOCAL_TZ)  # 02:45 UTC, after NOW
+    await duty.override(EVA, starts=starts, ends=ends)
+    assert await duty.order("skovde") == [EVA, DAG, OLLE]
+    duty.clock.advance(minutes=15)  # 02:45 UTC: over
+    assert await duty.order("skovde") == [DAG, EVA, OLLE]
+
+
+# -- !jour -------------------------------------------------------------------------------------
+
+
+async def test_jour_shows_who_is_on_call_per_municipality(duty: Duty) -> None:
+    answer = await duty.say("!jour", sender=ANNA)
+
+    assert answer.text.splitlines() == [
+        text("oncall.header"),
+        "Skövde kommun: Dag Dagsson (ordförande), Eva Evasdotter (vice ordförande), "
+        "Olle Olsson (ledamot)",
+        "Tibro kommun: Tove Tibro (ordförande), Eva Evasdotter (ledamot)",
+        "Mariestads kommun: ingen beslutsfattare inlagd",
+    ]
+    assert answer.html is not None and "<strong>Skövde kommun</strong>" in answer.html
+    assert (await duty.say("!oncall", sender=LENA)).text == answer.text
+
+
+async def test_a_lead_overrides_and_jour_shows_it(duty: Duty) -> None:
+    answer = await duty.say(f"!jour ersätt {EVA} nu 2026-11-25T08:00")
+
+    assert answer.text == text(
+        "oncall.override.done",
+        user=EVA,
+        municipalities="Skövde kommun, Tibro kommun",
+        starts="2026-11-24 03:30",
+        ends="2026-11-25 08:00",
+    )
+    stored = await duty.overrides()
+    assert sorted(o.municipality_id for o in stored) == ["skovde", "tibro"]
+    for override in stored:
+        assert override.user_id == EVA and override.created_by == LENA
+        assert override.starts_at == NOW
+        assert override.ends_at == datetime(2026, 11, 25, 7, 0, tzinfo=UTC)  # 08:00 CET
+    assert await duty.order("skovde") == [EVA, DAG, OLLE]
+    assert await duty.order("tibro") == [EVA, TOVE]
+
+    shown = (await duty.say("!jour", sender=ANNA)).text.splitlines()
+    assert shown[1].startswith("Skövde kommun: Eva Evasdotter (vice ordförande), Dag Dagsson")
+    assert shown[2].startswith("Tibro kommun: Eva Evasdotter (ledamot), Tove Tibro")
+
+    duty.clock.now = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)  # the period is over
+    shown = (await duty.say("!jour", sender=ANNA)).text.splitlines()
+    assert shown[1].startswith("Skövde kommun: Dag Dagsson")
+
+
+async def test_the_english_alias_works_too(duty: Duty) -> None:
+    answer = await duty.say(f"!oncall replace {OLLE} 2026-11-24T18:00 2026-11-25 07.00")
+    assert "Skövde kommun" in answer.text
+    assert "från 2026-11-24 18:00 till 2026-11-25 07:00" in answer.text
+    assert await duty.overrides() == []  # not in force yet
+    assert await duty.order("skovde") == [DAG, EVA, OLLE]
+    duty.clock.now = datetime(2026, 11, 24, 17, 0, tzinfo=UTC)  # 18:00 in Stockholm
+    assert await duty.order("skovde") == [OLLE, DAG, EVA]
+
+
+@pytest.mark.parametrize(
+    ("sender", "refusal"),
+    [(ANNA, "oncall.override.leads_only"), (STRANGER, "error.not_allowed")],
+)
+async def test_only_a_lead_may_override(duty: Duty, sender: str, refusal: str) -> None:
+    answer = await duty.say(f"!jour ersätt {EVA} nu 2026-11-25T08:00", sender=sender)
+
+    # A duty member is told who can; an outsider is refused like anywhere else.
+    assert answer.text == text(refusal)
+    assert await duty.overrides() == []
+    assert await duty.order("skovde") == [DAG, EVA, OLLE]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        "",
+        f"{EVA}",
+        f"{EVA} nu",
+        "eva nu 2026-11-25T08:00",  # not a Matrix user id
+        f"{EVA} nu 2026-11-25T08:00 2026-11-26T08:00",  # three moments
+        f"{EVA} 2026-11-25T08:00 nu",  # ends before it starts
+        f"{EVA} nu nu",
+        f"{EVA} nu 25:00",
+        f"{EVA} nu 2026-02-30",
+        f"{EVA} imorgon 08:00",
+    ],
+)
+async def test_bad_syntax_gets_the_usage(duty: Duty, args: str) -> None:
+    answer = await duty.say(f"!jour ersätt {args}".rstrip())
+
+    assert answer.text == text("oncall.override.usage")
+    assert "!jour ersätt @person:server FRÅN TILL" in answer.text
+    assert await duty.overrides() == []
+
+
+async def test_an_unknown_decision_maker_is_named(duty: Duty) -> None:
+    answer = await duty.say(f"!jour ersätt {STRANGER} nu 08:00")
+    assert answer.text == text("oncall.override.unknown", user=STRANGER)
+    assert await duty.overrides() == []
+
+
+async def test_the_usage_example_works_at_night(duty: Duty) -> None:
+    answer = await duty.say(f"!jour ersätt {EVA} 18:00 07:00")  # said at 03:30
+
+    assert answer.text.startswith(f"{EVA} har beslutsjour först")
+    assert "från 2026-11-24 18:00 till 2026-11-25 07:00" in answer.text
+
+
+async def test_the_usage_example_works_in_the_daytime(duty: Duty) -> None:
+    duty.clock.now = datetime(2026, 11, 24, 11, 0, tzinfo=UTC)  # 12:00 in Stockholm
+    answer = await duty.say(f"!jour ersätt {EVA} 18:00 07:00")
+    assert "från 2026-11-24 18:00 till 2026-11-25 07:00" in answer.text
+
+
+# -- parse_moment ------------------------------------------------------------------------------
+
+
+def local(*args: int) -> datetime:
+    return datetime(*args, tzinfo=LOCAL_TZ)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("word", ["nu", "NU", "now", " nu "])
+def test_now(word: str) -> None:
+    assert parse_moment(word, NOW) == NOW
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("18:00", local(2026, 11, 24, 18, 0)),  # later today
+        ("18.00", local(2026, 11, 24, 18, 0)),
+        ("7:05", local(2026, 11, 24, 7, 5)),
+        ("03:30", local(2026, 11, 24, 3, 30)),  # this very minute is still today
+        ("03:29", local(2026, 11, 24, 3, 29)),  # a minute's grace
+        ("03:28", local(2026, 11, 25, 3, 28)),  # already past: tomorrow
+        ("00:00", local(2026, 11, 25, 0, 0)),
+    ],
+)
+def test_a_time_is_today_or_else_tomorrow(text: str, expected: datetime) -> None:
+    moment = parse_moment(text, NOW)  # NOW is 03:30 in Stockholm
+    assert moment == expected
+    assert moment.utcoffset() == timedelta(hours=1)
+
+
+def test_a_time_across_the_change_to_summer_time() -> None:
+    evening = datetime(2026, 3, 28, 20, 0, tzinfo=UTC)  # 21:00 CET, the night clocks go forward
+    moment = parse_moment("18:00", evening)
+    assert moment == datetime(2026, 3, 29, 16, 0, tzinfo=UTC)  # 18:00 CEST next day
+    assert moment.astimezone(LOCAL_TZ).hour == 18
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-25", datetime(2026, 11, 24, 23, 0, tzinfo=UTC)),  # local midnight
+        ("2026-11-25T08:00", datetime(2026, 11, 25, 7, 0, tzinfo=UTC)),
+        ("2026-11-25 08:00", datetime(2026, 11, 25, 7, 0, tzinfo=UTC)),
+        ("2026-11-25T8:00", datetime(2026, 11, 25, 7, 0, tzinfo=UTC)),
+        ("2026-11-25T08.00", datetime(2026, 11, 25, 7, 0, tzinfo=UTC)),
+        ("2026-07-01T08:00", datetime(2026, 7, 1, 6, 0, tzinfo=UTC)),  # summer time
+        ("2025-01-01", datetime(2024, 12, 31, 23, 0, tzinfo=UTC)),  # the past is a date too
+    ],
+)
+def test_dates_and_date_times_are_stockholm_time(text: str, expected: datetime) -> None:
+    assert parse_moment(text, NOW) == expected
+
+
+@pytest.mark.parametrize("text", ["25:00", "12:60", "2026-02-30", "2026-13-01T08:00", "igår"])
+def test_nonsense_is_a_value_error(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_moment(text, NOW)
