@@ -91,6 +91,7 @@ def render_page(token: str, lang: str) -> str:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex">
 <title>{t["title"]} – Socialjour</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/static/signing.css">
 </head>
 <body>
@@ -137,8 +138,9 @@ def render_page(token: str, lang: str) -> str:
 
 
 async def page(request: web.Request) -> web.Response:
+    """Always the page, even for a cut-off link: its first API call says what is wrong."""
     token = request.match_info["token"]
-    if not 20 <= len(token) <= 100:
+    if len(token) > 200:
         raise NotFound("error.link_unknown")
     return web.Response(text=render_page(token, language(request)), content_type="text/html")
 

@@ -56,12 +56,13 @@ async def _admin_connection() -> tuple[asyncpg.Connection, str]:
 
 
 @asynccontextmanager
-async def postgres_database() -> AsyncIterator[str]:
-    """A new, empty PostgreSQL database for one test; yields its SQLAlchemy URL."""
+async def postgres_database(template: str | None = None) -> AsyncIterator[str]:
+    """A new PostgreSQL database for one test (empty, or a copy of ``template``)."""
     name = f"socialjour_test_{uuid.uuid4().hex[:16]}"
     admin, user = await _admin_connection()
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        copy = f' TEMPLATE "{template}"' if template else ""
+        await admin.execute(f'CREATE DATABASE "{name}"{copy}')
     finally:
         await admin.close()
     try:

@@ -114,7 +114,8 @@
       $("case-number").textContent = view.case_number;
       $("decision-type").textContent = view.decision_type;
       $("signer").textContent = view.signer;
-      $("expires").textContent = new Date(view.expires_at).toLocaleString(data.lang === "en" ? "en-GB" : "sv-SE");
+      $("expires").textContent = new Date(view.expires_at).toLocaleString(
+        data.lang === "en" ? "en-GB" : "sv-SE", { dateStyle: "short", timeStyle: "short" });
       $("summary").hidden = false;
       if (view.status !== "pending") { finished("decided"); return; }
       if (view.identified) { readyToDecide(); return; }
