@@ -9,6 +9,7 @@ per room, and outside the sync loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -241,10 +242,9 @@ class MatrixConnection:
             return
         log.info("waiting for the room key of an event in %s", room.room_id)
         self._pending.append((time.monotonic(), room, event))
-        try:
+        # LocalProtocolError: a request for this session is already out.
+        with contextlib.suppress(LocalProtocolError):
             await self.client.request_room_key(event)
-        except LocalProtocolError:
-            pass  # a request for this session is already out
 
     def _retry_pending(self) -> None:
         still: list[tuple[float, MatrixRoom, MegolmEvent]] = []
