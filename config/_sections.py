@@ -16,6 +16,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from config import personnummer
 from config._reader import (
     HTTP_URL,
     ROOM_ALIAS,
@@ -106,7 +107,6 @@ _OIDC_KEYS = (
     "personal_number_claim",
     "ca_cert",
 )
-_PERSONAL_NUMBER = re.compile(r"([0-9]{8})-?([0-9]{4})")
 PERSONAL_NUMBER = "a personal number YYYYMMDD-NNNN"
 _MUNICIPALITY_ID = re.compile(r"[a-z0-9_-]+")
 _CASE_PREFIX = re.compile(r"[A-Z]{1,8}")
@@ -332,36 +332,30 @@ def _decision_makers(
 def _personal_number(r: Reader, table: dict[str, Any], parent: str) -> str | None:
     """``YYYYMMDD-NNNN`` (the hyphen may be left out), a real date and a valid check digit.
 
-    The same rule as a report's personnummer answer, repeated here because config
-    imports nothing from ``handlers``. A samordningsnummer (day + 60) is accepted.
+    The same rule as a report's personnummer answer (``config.personnummer``).
+    A samordningsnummer (day + 60) is accepted.
     """
     text = r.optional(table, parent, "personal_number", secret=True)
     if text is None:
         return None
     place = key_place(parent, "personal_number")
-    match = _PERSONAL_NUMBER.fullmatch(text.strip())
-    if match is None:
+    if not _TWELVE.fullmatch(text.strip()):
         r.report(place, f"expected {PERSONAL_NUMBER} (twelve digits)")
         return None
-    birth, serial = match.groups()
-    day = int(birth[6:])
     try:
-        date(int(birth[:4]), int(birth[4:6]), day - 60 if day > 60 else day)
-    except ValueError:
-        r.report(place, f"expected {PERSONAL_NUMBER}; its first eight digits are not a date")
+        return personnummer.parse(text.strip(), today=date.today())
+    except personnummer.PersonnummerError as exc:
+        r.report(place, _PERSONAL_NUMBER_PROBLEMS[exc.reason])
         return None
-    if not _luhn_valid(birth[2:] + serial):
-        r.report(place, "the check digit (the last digit) does not match; a typing mistake?")
-        return None
-    return f"{birth}-{serial}"
 
 
-def _luhn_valid(ten_digits: str) -> bool:
-    total = 0
-    for position, character in enumerate(ten_digits):
-        product = int(character) * (2 if position % 2 == 0 else 1)
-        total += product - 9 if product > 9 else product
-    return total % 10 == 0
+_TWELVE = re.compile(r"[0-9]{8}-?[0-9]{4}")
+_PERSONAL_NUMBER_PROBLEMS = {
+    "format": f"expected {PERSONAL_NUMBER} (twelve digits)",
+    "date": f"expected {PERSONAL_NUMBER}; its first eight digits are not a date",
+    "checksum": "the check digit (the last digit) does not match; a typing mistake?",
+    "future": f"expected {PERSONAL_NUMBER}; the date lies in the future",
+}
 
 
 def _policies(r: Reader, root: dict[str, Any]) -> Mapping[str, EscalationPolicy]:

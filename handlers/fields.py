@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import unquote
 from zoneinfo import ZoneInfo
 
+from config import personnummer
 from config.forms import FieldSpec, FormTemplate
 from config.settings import Municipality
 from handlers.i18n_fields import FIELD_MESSAGES
@@ -58,7 +59,6 @@ _COMPACT_DATE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})")
 _DAY_MONTH = re.compile(r"([0-9]{1,2})/([0-9]{1,2})(?:/([0-9]{4}))?")
 _TIME = re.compile(r"([0-9]{1,2})[:.]([0-9]{2})(?::([0-9]{2}))?")
 _CLOCK_WORD = re.compile(r"\bkl(?:ockan)?\b\.?", re.IGNORECASE)
-_PERSONNUMMER = re.compile(r"([0-9]{6}|[0-9]{8})([-+]?)([0-9]{4})")
 _DASHES = str.maketrans({"–": "-", "—": "-", "‐": "-", "‑": "-", "−": "-"})
 _PHONE_NOISE = re.compile(r"[\s\-()./]")
 _MATRIX_TO = re.compile(r"https?://matrix\.to/#/(@[^?/\s]+)", re.IGNORECASE)
@@ -178,56 +178,15 @@ def visible_answers(form: FormTemplate, answers: Mapping[str, Any]) -> dict[str,
 
 
 def parse_personnummer(text: str, *, today: date) -> str:
-    """A personnummer or samordningsnummer as ``YYYYMMDD-NNNN``, or ``InvalidAnswer``.
-
-    Ten digits get the century that makes the person 0-99 years old at ``today``,
-    or 100 or older with a ``+`` separator. A samordningsnummer keeps its day + 60.
-    """
-    compact = re.sub(r"\s+", "", text.translate(_DASHES))
-    match = _PERSONNUMMER.fullmatch(compact)
-    if match is None or (len(match[1]) == 8 and match[2] == "+"):
-        raise InvalidAnswer("field.personnummer.format")
-    birth, separator, serial = match.groups()
-    month, written_day = int(birth[-4:-2]), int(birth[-2:])
-    day = written_day - 60 if written_day > 60 else written_day
-    if len(birth) == 8:
-        year = int(birth[:4])
-    else:
-        year = today.year - (today.year - int(birth[:2])) % 100
-        if (year, month, day) > (today.year, today.month, today.day):
-            year -= 100
-        if separator == "+":
-            year -= 100
+    """A personnummer or samordningsnummer as ``YYYYMMDD-NNNN``, or ``InvalidAnswer``."""
     try:
-        born = date(year, month, day)
-    except ValueError:
-        raise InvalidAnswer(
-            "field.personnummer.date", date=f"{year:04d}-{month:02d}-{written_day:02d}"
-        ) from None
-    if not _luhn_valid(birth[-6:] + serial):
-        raise InvalidAnswer("field.personnummer.checksum")
-    if born > today:
-        raise InvalidAnswer("field.personnummer.future", date=born.isoformat())
-    return f"{year:04d}{month:02d}{written_day:02d}-{serial}"
+        return personnummer.parse(text, today=today)
+    except personnummer.PersonnummerError as exc:
+        raise InvalidAnswer(f"field.personnummer.{exc.reason}", **exc.params) from None
 
 
-def is_samordningsnummer(normalised: str) -> bool:
-    """True for a coordination number (day of birth + 60) in ``YYYYMMDD-NNNN`` form."""
-    return int(normalised[6:8]) > 60
-
-
-def birth_date(normalised: str) -> date:
-    """The date of birth in a normalised number (the real day for a samordningsnummer)."""
-    day = int(normalised[6:8])
-    return date(int(normalised[:4]), int(normalised[4:6]), day - 60 if day > 60 else day)
-
-
-def _luhn_valid(ten_digits: str) -> bool:
-    total = 0
-    for position, character in enumerate(ten_digits):
-        product = int(character) * (2 if position % 2 == 0 else 1)
-        total += product - 9 if product > 9 else product
-    return total % 10 == 0
+is_samordningsnummer = personnummer.is_samordningsnummer
+birth_date = personnummer.birth_date
 
 
 # -- text ----------------------------------------------------------------------------

@@ -172,7 +172,7 @@ def remember_oidc_state(app: web.Application, token: str, redirect_url: str) -> 
 
 
 async def oidc_callback(request: web.Request) -> web.StreamResponse:
-    from signing.web import BACKEND_KEY, BASE_URL_KEY, SESSION_COOKIE
+    from signing.web import BACKEND_KEY, set_session_cookie
 
     entry = request.app[OIDC_STATES].pop(request.query.get("state", ""), None)
     if entry is None:
@@ -191,15 +191,7 @@ async def oidc_callback(request: web.Request) -> web.StreamResponse:
         )
     response = web.HTTPSeeOther(f"/s/{token}")
     if cookie:
-        response.set_cookie(
-            SESSION_COOKIE,
-            cookie,
-            httponly=True,
-            samesite="Strict",
-            path=f"/api/v1/signing/{token}",
-            max_age=1800,
-            secure=request.app[BASE_URL_KEY].startswith("https://"),
-        )
+        set_session_cookie(response, request.app, token, cookie)
     raise response
 
 

@@ -148,16 +148,24 @@ async def _finish_auth(request: web.Request, params: Mapping[str, Any]) -> web.R
         page = {**page, "message": message(language(request), page["hint"])}
     response = web.json_response(page)
     if cookie:
-        response.set_cookie(
-            SESSION_COOKIE,
-            cookie,
-            httponly=True,
-            samesite="Strict",
-            secure=request.app[BASE_URL_KEY].startswith("https://"),
-            path=f"/api/v1/signing/{_token(request)}",
-            max_age=1800,
-        )
+        set_session_cookie(response, request.app, _token(request), cookie)
     return response
+
+
+def set_session_cookie(
+    response: web.StreamResponse, app: web.Application, token: str, cookie: str
+) -> None:
+    """The identified signer's session: this link's API only, never readable by scripts,
+    never sent cross-site, and only over TLS when the service is public over https."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie,
+        httponly=True,
+        samesite="Strict",
+        secure=app[BASE_URL_KEY].startswith("https://"),
+        path=f"/api/v1/signing/{token}",
+        max_age=1800,
+    )
 
 
 async def api_auth_verify(request: web.Request) -> web.Response:

@@ -33,6 +33,7 @@ import aiohttp
 import jwt
 from yarl import URL
 
+from config import personnummer
 from config.settings import OidcSettings
 from signing.identity.base import CheckResult, Done, Failed, Identity, SigningContext, Started
 
@@ -106,54 +107,15 @@ def _unreachable(code: str = "unreachable") -> OidcError:
 
 # -- personal numbers -------------------------------------------------------------------------
 
-_PERSONAL_NUMBER = re.compile(r"^(\d{2})?(\d{6})([-+]?)(\d{4})$")
-
 
 def normalise_personal_number(value: object, *, today: date | None = None) -> str | None:
-    """``YYYYMMDD-NNNN`` from the common spellings, or ``None`` if it is not a valid one.
-
-    Ten digits get their century from the separator: ``-`` (or none) means the
-    most recent century that puts the birth date in the past, ``+`` one more.
-    Coordination numbers (day + 60) are accepted; the check digit must be right.
-    """
+    """``YYYYMMDD-NNNN`` from the common spellings, or ``None`` if it is not a valid one."""
     if not isinstance(value, str):
         return None
-    match = _PERSONAL_NUMBER.match(value.strip().replace(" ", ""))
-    if match is None:
-        return None
-    century, short_date, separator, tail = match.groups()
-    if century is not None and separator == "+":
-        return None
-    month, day = int(short_date[2:4]), int(short_date[4:6])
-    if day > 60:
-        day -= 60  # samordningsnummer
-    if not (1 <= month <= 12 and 1 <= day <= 31):
-        return None
-    if century is None:
-        today = today or datetime.now(UTC).date()
-        year = today.year - (today.year % 100) + int(short_date[:2])
-        if (year, month, day) > (today.year, today.month, today.day):
-            year -= 100
-        if separator == "+":
-            year -= 100
-        full_date = f"{year:04d}{short_date[2:]}"
-    else:
-        full_date = century + short_date
     try:
-        date(int(full_date[:4]), month, day)
-    except ValueError:
+        return personnummer.parse(value, today=today or datetime.now(UTC).date())
+    except personnummer.PersonnummerError:
         return None
-    if not _luhn_ok(short_date + tail):
-        return None
-    return f"{full_date}-{tail}"
-
-
-def _luhn_ok(digits: str) -> bool:
-    total = 0
-    for index, char in enumerate(digits):
-        product = int(char) * (2 if index % 2 == 0 else 1)
-        total += product - 9 if product > 9 else product
-    return total % 10 == 0
 
 
 # -- the provider -----------------------------------------------------------------------------
