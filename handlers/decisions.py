@@ -124,20 +124,35 @@ class DecisionService:
                 detail={"request": request.id, "signer": signer.user_id},
             )
         link = f"{self.settings.web.public_base_url}/s/{token}"
-        room = await self.direct_room(signer.user_id)
-        await self.messenger.send(
-            room,
-            i18n.render(
-                self.lang,
-                "decision.alert",
-                number=fresh.number,
-                decision_type=form.decision_type,
-                link=link,
-                expires=local_time(request.expires_at),
-                mentions=(signer.user_id,),
-                notice=False,
-            ),
-        )
+        try:
+            room = await self.direct_room(signer.user_id)
+            await self.messenger.send(
+                room,
+                i18n.render(
+                    self.lang,
+                    "decision.alert",
+                    number=fresh.number,
+                    decision_type=form.decision_type,
+                    link=link,
+                    expires=local_time(request.expires_at),
+                    mentions=(signer.user_id,),
+                    notice=False,
+                ),
+            )
+        except Exception:
+            # The link stands; the worker and the leads must know the phone did not ring.
+            log.exception("case %s: the decision-maker could not be alerted", fresh.number)
+            await self.messenger.send(
+                fresh.room_id,
+                i18n.render(
+                    self.lang,
+                    "decision.alert_failed",
+                    name=signer.name,
+                    mentions=tuple(self.settings.duty.leads),
+                    notice=False,
+                ),
+            )
+            return
         await self.messenger.send(
             fresh.room_id,
             i18n.render(

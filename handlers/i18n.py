@@ -162,6 +162,10 @@ _SV: dict[str, str] = {
         "Länken är personlig och gäller till {expires}."
     ),
     "decision.requested": "Beslutet skickades till **{name}** ({role}) kl. {time} för underskrift.",
+    "decision.alert_failed": (
+        "Beslutet är klart för underskrift, men **{name}** kunde inte nås via Matrix just nu. "
+        "Ring beslutsfattaren. Jourens samordnare: kontrollera jourlistan med ```!jour```."
+    ),
     "decision.nobody_on_call": (
         "Ingen beslutsfattare har jour för **{municipality}** just nu, så beslutet kunde inte "
         "skickas. Rapporten är öppen igen. Jourens samordnare: lägg in jour med "
@@ -333,6 +337,10 @@ _EN: dict[str, str] = {
         "The link is personal and valid until {expires}."
     ),
     "decision.requested": "The decision was sent to **{name}** ({role}) at {time} for signature.",
+    "decision.alert_failed": (
+        "The decision is ready for signature, but **{name}** could not be reached over Matrix "
+        "right now. Phone the decision-maker. Duty lead: check who is on call with ```!oncall```."
+    ),
     "decision.nobody_on_call": (
         "No decision-maker is on call for **{municipality}** right now, so the decision could "
         "not be sent. The report is open again. Duty lead: set who is on call with "

@@ -1436,3 +1436,26 @@ async def test_oidc_for_another_person_is_403(oidc_env: Env, oidc_issuer: str) -
     assert back.text == "Du är inte den beslutsfattare som länken gäller."
     assert back.cookie is None
     assert (await env.request(token)).session_hash is None
+
+
+class UnreachableSigner(FaultyMessenger):
+    """A homeserver that cannot open a direct room with the decision-maker."""
+
+    async def create_direct_room(self, user_id: str) -> str:
+        raise ConnectionError("homeserver unreachable")
+
+
+async def test_an_alert_that_cannot_be_delivered_is_told_to_the_worker_and_leads(
+    sqlite_sessions: Sessions, make_env: MakeEnv
+) -> None:
+    messenger = UnreachableSigner()
+    env = await make_env(sqlite_sessions, messenger=messenger)
+    sub = await env.submit()
+
+    (told,) = [m for m in messenger.in_room(sub.room_id) if "kunde inte nås" in m.text]
+    assert "Ring beslutsfattaren" in told.text
+    assert told.mentions == (LENA,)
+    # The request itself stands: the link works once someone passes it on.
+    async with env.sessions() as session:
+        (request,) = await decisions.list_signing_requests(session, case_id=sub.case_id)
+    assert request.status == "pending"
