@@ -122,12 +122,22 @@ def record(
 
 
 def skip(form: FormTemplate, state: DialogueState, spec: FieldSpec) -> FieldSpec | None:
-    """Skip an optional question; the caller checks that it is optional."""
-    state.answers.pop(spec.id, None)
-    if spec.id not in state.skipped:
+    """Skip an optional question; the caller checks that it is optional.
+
+    A question that already has an answer (asked again by back or edit) keeps it:
+    skipping then only means "leave it as it is".
+    """
+    if spec.id not in state.answers and spec.id not in state.skipped:
         state.skipped.append(spec.id)
     state.last_answer = None
     return _advance(form, state)
+
+
+def settle_optional(form: FormTemplate, state: DialogueState) -> None:
+    """Optional questions passed over without an answer count as skipped (at submission)."""
+    for spec in visible_fields(form, state):
+        if not spec.required and not is_settled(state, spec):
+            state.skipped.append(spec.id)
 
 
 def back(form: FormTemplate, state: DialogueState) -> FieldSpec | None:

@@ -194,8 +194,9 @@ birth_date = personnummer.birth_date
 
 def _clean(text: str, *, keep_lines: bool) -> str:
     """NFC, no control characters; one line with single spaces unless ``keep_lines``."""
-    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\t", " ")
-    text = _CONTROL.sub("", text)
+    # Control characters out first, so that what is left composes as typed (é, not e + ´).
+    text = text.replace("\r\n", "\n").replace("\t", " ")
+    text = unicodedata.normalize("NFC", _CONTROL.sub("", text))
     if not keep_lines:
         return " ".join(text.split())
     lines = [line.rstrip() for line in text.split("\n")]

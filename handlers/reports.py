@@ -343,7 +343,7 @@ class ReportCommands:
 
         wanted = fold(text.strip().strip("."))
         forms = list(self.settings.forms.values())
-        if wanted.isdigit() and 1 <= int(wanted) <= len(forms):
+        if _small_number(wanted) and 1 <= int(wanted) <= len(forms):
             return forms[int(wanted) - 1]
         for form in forms:
             if wanted in (fold(form.id), fold(form.title)):
@@ -392,7 +392,7 @@ class ReportCommands:
             return
         loaded, form = found
         arg = ctx.args.strip().rstrip(".")
-        if not arg.isdigit() or not 1 <= int(arg) <= len(form.fields):
+        if not _small_number(arg) or not 1 <= int(arg) <= len(form.fields):
             await ctx.reply("report.edit.usage", max=len(form.fields))
             return
         if dialogue.goto(form, loaded.state, int(arg)) is None:
@@ -450,11 +450,13 @@ class ReportCommands:
             return
         loaded, form = found
         missing = dialogue.missing_required(form, loaded.state)
-        if missing or not dialogue.is_complete(form, loaded.state):
-            numbers = ", ".join(str(form.number_of(f.id)) for f in missing) or "–"
+        if missing:
+            numbers = ", ".join(str(form.number_of(f.id)) for f in missing)
             await ctx.reply("report.missing", numbers=numbers)
             await self._ask_current(loaded, form)
             return
+        # Every required answer is there: optional questions passed over are skipped.
+        dialogue.settle_optional(form, loaded.state)
         now = self.clock()
         report = dialogue.build_report(
             form, loaded.state, case_number=loaded.case.number, submitted_by=ctx.msg.sender, at=now
@@ -467,6 +469,7 @@ class ReportCommands:
                 expected_version=loaded.version,
                 report=report,
                 now=now,
+                state=loaded.state.to_json(),
             )
             moved = frozen and await repo.change_status(
                 session,
@@ -496,3 +499,8 @@ class ReportCommands:
         )
         if self.on_submitted is not None:
             await self.on_submitted(loaded.case, report)
+
+
+def _small_number(text: str) -> bool:
+    """ASCII digits only, and few of them (``int`` accepts other scripts' digits)."""
+    return text.isascii() and text.isdecimal() and len(text) <= 4

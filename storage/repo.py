@@ -461,8 +461,18 @@ async def submit_report(
     expected_version: int,
     report: dict[str, Any],
     now: datetime,
+    state: dict[str, Any] | None = None,
 ) -> bool:
-    """Freeze the report; False if it changed since ``expected_version`` or was submitted."""
+    """Freeze the report (and the dialogue's last ``state``, if given); False if it
+    changed since ``expected_version`` or was submitted already."""
+    values: dict[str, Any] = {
+        "submitted": report,
+        "submitted_at": now,
+        "version": expected_version + 1,
+        "updated_at": now,
+    }
+    if state is not None:
+        values["state"] = state
     result = await session.execute(
         update(Report)
         .where(
@@ -470,7 +480,7 @@ async def submit_report(
             Report.version == expected_version,
             Report.submitted_at.is_(None),
         )
-        .values(submitted=report, submitted_at=now, version=expected_version + 1, updated_at=now)
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     return _rowcount(result) == 1
