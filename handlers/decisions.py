@@ -63,6 +63,8 @@ class DecisionService:
     #: The seal (a pyHanko signer); None means signing is not configured.
     signer: Any = None
     _posting: dict[int, asyncio.Lock] = field(default_factory=dict, init=False, repr=False)
+    _room_locks: dict[str, asyncio.Lock] = field(default_factory=dict, init=False, repr=False)
+    _tsa: Any = field(default=None, init=False, repr=False)
 
     @property
     def lang(self) -> str:
@@ -184,7 +186,11 @@ class DecisionService:
         )
 
     async def direct_room(self, user_id: str) -> str:
-        """The encrypted direct room with ``user_id``, created on first use."""
+        """The encrypted direct room with ``user_id``, created on first use (once)."""
+        async with self._room_locks.setdefault(user_id, asyncio.Lock()):
+            return await self._direct_room(user_id)
+
+    async def _direct_room(self, user_id: str) -> str:
         async with self.sessions() as session:
             room = await decisions.get_direct_room(session, user_id=user_id)
         if room is None:
@@ -405,10 +411,22 @@ class DecisionService:
                 language=self.lang,
             ),
             evidence=identity,
-            timestamper_url=self.settings.signing.tsa_url,
+            timestamper=self._timestamper(),
             trust_roots=self.settings.signing.trust_roots,
         )
         return await self._settle(request, "signed", signed=signed)
+
+    def _timestamper(self) -> Any:
+        """One long-lived TSA client: pyHanko caches its size-estimation token per
+        client, so reusing it saves a round trip to the TSA on every signature."""
+        url = self.settings.signing.tsa_url
+        if url is None:
+            return None
+        if self._tsa is None:
+            from pyhanko.sign.timestamps import HTTPTimeStamper
+
+            self._tsa = HTTPTimeStamper(url, timeout=15)
+        return self._tsa
 
     async def _settle(
         self,

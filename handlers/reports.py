@@ -142,9 +142,8 @@ class ReportCommands:
             options=tuple((f.id, f.title) for f in forms),
             max_selections=1,
         )
-        loaded.state.poll_event = await self.messenger.send_poll(room, poll)
-        loaded.state.asked = FORM_CHOICE
-        await self.save(loaded)
+        poll_event = await self.messenger.send_poll(room, poll)
+        await self._mark_asked(loaded, FORM_CHOICE, poll_event, current=None)
 
     async def _choose_form(self, loaded: Loaded, form: FormTemplate) -> None:
         dialogue.start(form, loaded.state)
@@ -164,7 +163,7 @@ class ReportCommands:
         assert room is not None
         if spec is None:
             await self.messenger.send(room, i18n.render(self.lang, "report.complete", notice=False))
-            await self._mark_asked(loaded, None, None)
+            await self._mark_asked(loaded, None, None, current=None)
             return
         await self.messenger.send(room, self.question(form, loaded.state, spec))
         options = self.options(spec)
@@ -176,10 +175,15 @@ class ReportCommands:
                 max_selections=len(options) if spec.type == "multi_choice" else 1,
             )
             poll_event = await self.messenger.send_poll(room, poll)
-        await self._mark_asked(loaded, spec.id, poll_event)
+        await self._mark_asked(loaded, spec.id, poll_event, current=spec.id)
 
     async def _mark_asked(
-        self, loaded: Loaded, field_id: str | None, poll_event: str | None
+        self,
+        loaded: Loaded,
+        field_id: str | None,
+        poll_event: str | None,
+        *,
+        current: str | None,
     ) -> None:
         """Note what was just asked. Bookkeeping only: if someone saved in between,
         note it on their state if it is still the same question, and never tell the
@@ -191,7 +195,7 @@ class ReportCommands:
                 return
             except ConcurrentChange:
                 fresh = await self.load(loaded.case)
-                if fresh.state.current != field_id:
+                if fresh.state.current != current or fresh.state.form_id != loaded.state.form_id:
                     return  # the dialogue moved on; whoever moved it asks the next one
                 loaded.state, loaded.version = fresh.state, fresh.version
 
