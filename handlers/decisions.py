@@ -264,7 +264,7 @@ class DecisionService:
     async def view(self, token: str, cookie: str | None = None) -> dict[str, Any]:
         """What the page may show before identification: nothing about the person."""
         request = await self._load(token)
-        identified = await self._has_session(request, cookie)
+        identified = self._has_session(request, cookie)
         if request.status == "expired" or (
             request.status == "pending" and self.clock() >= request.expires_at
         ):
@@ -362,7 +362,7 @@ class DecisionService:
             )
         return {"status": "done"}, cookie
 
-    async def _has_session(self, request: SigningRequest, cookie: str | None) -> bool:
+    def _has_session(self, request: SigningRequest, cookie: str | None) -> bool:
         return not (
             not cookie
             or request.session_hash is None
@@ -376,7 +376,7 @@ class DecisionService:
         request = await self._load(token)
         if request.status not in decisions.DECIDED:
             await self._open(request)  # an expired or cancelled link shows nothing
-        if not await self._has_session(request, cookie):
+        if not self._has_session(request, cookie):
             raise Unauthorized("error.not_identified")
         return request.signed_document or request.document
 
@@ -385,7 +385,7 @@ class DecisionService:
     ) -> dict[str, Any]:
         request = await self._load(token)
         await self._open(request)  # decided or expired says so, with or without a session
-        if not await self._has_session(request, cookie):
+        if not self._has_session(request, cookie):
             raise Unauthorized("error.not_identified")
         if action == "decline":
             if not reason.strip():
