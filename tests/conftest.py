@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -112,10 +111,3 @@ def make_bot(
         ARTIFACTS.mkdir(exist_ok=True)
         name = request.node.name.replace("/", "_")
         (ARTIFACTS / f"{name}-bot.log").write_text(setup.process.log_tail(400))
-
-
-def postgres_url() -> str | None:
-    """The PostgreSQL server of this machine, if reachable (CI starts it)."""
-    return os.environ.get(
-        "SOCIALJOUR_TEST_POSTGRES", "postgresql+asyncpg://root@127.0.0.1:5432/test"
-    )
