@@ -1,0 +1,1 @@
+"""Benchmarks that run against a real local Synapse (see bench/README.md)."""
