@@ -438,10 +438,10 @@ class BankIdProvider:
             if not isinstance(code, str) or not code:
                 code = _STATUS_ERRORS.get(status, "unknown")
             # "details" may name the user: never logged.
-            log.warning("BankID %s answered HTTP %s %s", endpoint, status, code)
+            log.warning("BankID %s replied HTTP %s %s", endpoint, status, code)
             raise _api_error(code)
         if not isinstance(answer, dict):
-            log.warning("BankID %s answered something that is not a JSON object", endpoint)
+            log.warning("BankID %s replied with something that is not a JSON object", endpoint)
             raise _bad_response()
         return answer
 
@@ -484,7 +484,7 @@ class BankIdProvider:
             }
             auto_start_token = str(answer["autoStartToken"])
         except KeyError:
-            log.warning("BankID sign answer lacks a field")
+            log.warning("BankID sign reply lacks a field")
             raise _bad_response() from None
         log.info("BankID order %s started for request %s", state["orderRef"], ctx.request_id)
         page = {

@@ -311,7 +311,7 @@ class OidcProvider:
             raise _unreachable() from error
         if status != 200 or not isinstance(body, dict):
             error_code = body.get("error") if isinstance(body, dict) else None
-            log.info("oidc token endpoint answered %s (%s)", status, str(error_code)[:40])
+            log.info("oidc token endpoint replied %s (%s)", status, str(error_code)[:40])
             if status >= 500:
                 raise _unreachable("token_endpoint_error")
             raise OidcError("token_exchange_failed", "oidc.token_exchange_failed")
