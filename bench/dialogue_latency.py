@@ -12,12 +12,14 @@ clients, cross-signed) each
   question, ``Fråga n av 17``); and
 * talk to the echo bot in a room of their own (the reply is the echo).
 
-All N dialogues of a phase run at once; each worker sends its next message as
-soon as the reply has arrived (plus a random think time, ``--think-ms``). One
-sample is the time from just before the worker's client starts sending (it
-encrypts, then PUTs) until the worker's client has decrypted the reply (stamped
-in the nio event callback, inside the worker's sync). The first exchange of
-every dialogue is a warm-up and not counted (it sets up the Megolm session).
+All N dialogues of a round run at once; each worker sends its next message as
+soon as the reply has arrived (plus a random think time, ``--think-ms``). The
+rounds alternate ABBA (echo, Socialjour, Socialjour, echo) so that drift during
+a level weighs on both bots alike. One sample is the time from just before the
+worker's client starts sending (it encrypts, then PUTs) until the worker's
+client has decrypted the reply (stamped in the nio event callback, inside the
+worker's sync). The first exchange of every dialogue is a warm-up and not
+counted (it sets up the Megolm session).
 
     python -m bench.dialogue_latency [--dialogues 1,10,50] [--answers 10] [--out r.json]
 
@@ -187,7 +189,8 @@ class BenchUser(MatrixUser):
                 await asyncio.sleep(0.5)
 
     async def pause_sync(self) -> None:
-        """Stop syncing (the long-poll in flight is cancelled; nothing is lost)."""
+        """Stop syncing: the long-poll in flight is cancelled, and the next sync starts
+        again from the last stored token."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -274,9 +277,12 @@ class Worker:
     # -- setup ------------------------------------------------------------------------
 
     async def join_duty_room(self) -> None:
-        """Every worker joins before anyone opens a case: a member joining rotates the
-        duty room's Megolm session, and a rotation during a send is what breaks a
-        send in nio (see bench/README.md)."""
+        """Join the duty room (everyone was invited when the bot started).
+
+        Every worker joins before anyone opens a case and nobody leaves: a member
+        who leaves makes nio rotate the bot's Megolm session for the room, and a
+        rotation during a send breaks that send (see bench/README.md).
+        """
         user = self.user
         await user.wait(lambda: self.duty_room in user.invites, timeout=SETUP_TIMEOUT)
         await user.join(self.duty_room)
@@ -311,8 +317,8 @@ class Worker:
             try:
                 _, question = await self._next_question(room, INVITE_TIMEOUT)
             except BenchError:
-                self.setup_retries.append("no first question in the new case room")
-                log(f"{user.localpart}: no first question in {room}")
+                self.setup_retries.append(f"no first question: {self.describe(room)}")
+                log(self.setup_retries[-1])
                 continue
             if question != 1:
                 raise BenchError(f"a new case started at question {question}, not 1")
@@ -360,7 +366,10 @@ class Worker:
         queue = self.user.inbox(room)
         deadline = time.monotonic() + timeout
         while True:
-            got = await _next(queue, deadline, "the bot's next question")
+            try:
+                got = await _next(queue, deadline, "the bot's next question")
+            except BenchError as exc:
+                raise BenchError(f"{exc} ({self.describe(room)})") from None
             if got.kind != "text":
                 self.unexpected.append("(a poll before its question)")
                 continue
@@ -370,6 +379,13 @@ class Worker:
                 return got, None
             if "Ärende" not in got.body and "Formulär" not in got.body:  # welcome, form chosen
                 self.unexpected.append(got.body[:200])
+
+    def describe(self, room: str) -> str:
+        """What this worker's client has seen in ``room``, for error messages."""
+        user = self.user
+        seen = [r.body[:50] for r in user.received if r.room_id == room][-4:]
+        undecrypted = len(user.undecrypted.get(room, []))
+        return f"{user.localpart} in {room}: {undecrypted} undecryptable events; last {seen}"
 
     async def _wait_poll(self, room: str) -> None:
         queue = self.user.inbox(room)
@@ -1099,8 +1115,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (BenchError, TimeoutError) as exc:
         log(f"failed: {exc}")
+        if env.bot is not None and env.bot.proc is not None and env.bot.proc.poll() is None:
+            env.bot.proc.send_signal(signal.SIGUSR1)  # the bot logs where each task waits
+            time.sleep(1)
         if env.bot is not None:
-            log("Socialjour log tail:\n" + env.bot.log_tail(30))
+            log("Socialjour log tail:\n" + env.bot.log_tail(40))
         return 1
     finally:
         env.cleanup()

@@ -54,6 +54,9 @@ IdentityChangedHandler = Callable[[str, list[str]], Awaitable[None]]
 #: How long to wait for a room key that arrives after its message.
 DECRYPTION_GRACE = 60.0
 SYNC_TIMEOUT_MS = 30_000
+#: Synapse's default timeline limit is 10 events per room per sync: a burst of commands
+#: (thirty workers typing !ny at once) would lose the earlier ones.
+SYNC_FILTER = {"room": {"timeline": {"limit": 500}}}
 
 
 class MatrixError(Exception):
@@ -175,9 +178,15 @@ class MatrixConnection:
     # -- syncing -------------------------------------------------------------
 
     async def sync_once(self, *, full_state: bool = False, timeout_ms: int = 0) -> None:
-        resp = await self.client.sync(timeout=timeout_ms, full_state=full_state)
+        resp = await self.client.sync(
+            timeout=timeout_ms, full_state=full_state, sync_filter=SYNC_FILTER
+        )
         if not isinstance(resp, SyncResponse):
             raise MatrixError(f"sync failed: {getattr(resp, 'message', resp)}")
+        for room_id, info in resp.rooms.join.items():
+            if info.timeline.limited:
+                # More events than the filter's limit arrived between two syncs.
+                log.warning("sync gap in %s: some events were not delivered", room_id)
         await self._after_sync(resp)
 
     def start(self) -> None:
@@ -329,6 +338,12 @@ class MatrixConnection:
                 self.trust.invalidate([exc.device.user_id])
                 if attempt == 2:
                     raise MatrixError("a member device stayed undecided") from exc
+                continue
+            except KeyError as exc:
+                # nio 0.26 race: the outbound session was dropped (membership or trust
+                # changed) while its keys were being shared. A new session is made on retry.
+                if attempt == 2:
+                    raise MatrixError("the room's encryption session kept changing") from exc
                 continue
             if isinstance(resp, RoomSendResponse):
                 return resp.event_id
