@@ -4,24 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 import signal
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from nio import MatrixRoom, RoomMessageText, UnknownEvent
+from nio import MatrixRoom, ReactionEvent, RoomMessageText, UnknownEvent
 
 from bot import events
+from bot.instance_lock import InstanceLock
 from bot.matrix import MatrixConnection
+from bot.notifiers import build_notifier
 from bot.rooms import MatrixMessenger, RoomKeeper
-from config import Settings
+from bot.roster_source import CalendarRosterSource
+from bot.scheduler import Scheduler
+from config import DecisionMaker, Settings
 from handlers import i18n
+from handlers.alerts import Alerter, DirectRooms
 from handlers.case_state import CaseStatus
+from handlers.context import utcnow
 from handlers.decisions import DecisionService
 from handlers.dispatcher import Dispatcher
+from handlers.escalation import Escalator
+from handlers.issuing import Issuer
+from handlers.links import LinkSealer
 from handlers.messenger import IncomingMessage, IncomingVote
+from handlers.oncall import OnCallCommands, on_call
+from handlers.signing_backend import SigningBackend
 from signing.identity import IdentityProvider, SigningContext
 from signing.identity.matrix_code import MatrixCodeProvider
 from signing.web import create_app
@@ -41,21 +55,67 @@ class Socialjour:
         self.settings = settings
         self.engine = create_engine(settings.storage.database_url)
         self.sessions = session_factory(self.engine)
+        self.lock = InstanceLock(self.sessions)
         self.matrix = MatrixConnection(settings, self.sessions)
         self.rooms = RoomKeeper(self.matrix)
         self.messenger = MatrixMessenger(self.matrix, self.rooms)
-        self.dispatcher = Dispatcher(
-            settings=settings, sessions=self.sessions, messenger=self.messenger
+        clock = utcnow
+        sealer = LinkSealer(link_key(settings.storage.data_dir))
+        direct_rooms = DirectRooms(self.sessions, self.messenger, clock)
+        self.alerter = Alerter(
+            settings, self.messenger, direct_rooms, sealer, duty_room=self._duty_room
+        )
+        self.roster = CalendarRosterSource(settings)
+
+        async def who_is_on_call(municipality_id: str, at: datetime) -> list[DecisionMaker]:
+            return await on_call(settings, self.sessions, municipality_id, at, roster=self.roster)
+
+        self.notifier = build_notifier(settings, acknowledge=self._acknowledge_call)
+        self.scheduler = Scheduler(settings.storage.database_url, self._wake)
+        self.escalator = Escalator(
+            settings,
+            self.sessions,
+            clock,
+            self.alerter,
+            Issuer(settings, sealer),
+            who_is_on_call,
+            wakeups=self.scheduler,
+            notifier=self.notifier,
         )
         self.decisions = DecisionService(
             settings,
             self.sessions,
             self.messenger,
-            self.dispatcher.clock,
+            clock,
+            issuer=self.escalator.issuer,
+            escalator=self.escalator,
+            alerter=self.alerter,
+            on_call=who_is_on_call,
+        )
+        self.backend = SigningBackend(
+            settings,
+            self.sessions,
+            self.messenger,
+            clock,
+            escalator=self.escalator,
             providers=build_providers(settings, self._send_code),
             signer=load_seal(settings),
         )
-        self.dispatcher.reports.on_submitted = self.decisions.request_signature
+        self.dispatcher = Dispatcher(
+            settings=settings,
+            sessions=self.sessions,
+            messenger=self.messenger,
+            clock=clock,
+            decisions=self.decisions,
+            oncall=OnCallCommands(settings, self.sessions, clock, roster=self.roster),
+        )
+        # Handlers are attached before the first sync, so nothing that arrived while
+        # the bot was down is claimed without being acted on.
+        self.matrix.on_message = self._on_message
+        self.matrix.on_vote = self._on_vote
+        self.matrix.on_reaction = self._on_reaction
+        self.matrix.on_undecryptable = self._on_undecryptable
+        self.matrix.on_identity_changed = self._on_identity_changed
         self.events_handled = 0
         self.started_at = time.monotonic()
         self._runner: web.AppRunner | None = None
@@ -63,14 +123,14 @@ class Socialjour:
         # Events that arrive while the rooms are still being set up wait for this.
         self._ready = asyncio.Event()
 
+    def _duty_room(self) -> str | None:
+        return self.dispatcher.duty_room_id
+
     async def start(self) -> None:
         settings = self.settings
         await upgrade(settings.storage.database_url)
+        await self.lock.acquire()  # one scheduler per database: refuse to run twice
         await self.matrix.connect()
-        self.matrix.on_message = self._on_message
-        self.matrix.on_vote = self._on_vote
-        self.matrix.on_undecryptable = self._on_undecryptable
-        self.matrix.on_identity_changed = self._on_identity_changed
         self.matrix.start()
         duty = settings.duty
         self.dispatcher.duty_room_id = await self.rooms.ensure_room(
@@ -81,34 +141,35 @@ class Socialjour:
                 alias=m.intake_room_alias, name=f"Socialjour – {m.name}", members=m.intake_members
             )
             self.dispatcher.intake_rooms[room_id] = m.id
+        await self.roster.start()
         await self.dispatcher.resume()
-        await self.decisions.recover()
+        await self.backend.recover()
         await self._start_web()
+        self.scheduler.start()
+        await self.escalator.resume()
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
         self._ready.set()
         log.info("ready")
 
+    async def _wake(self, step_id: int) -> None:
+        await self._ready.wait()
+        await self.escalator.wake(step_id)
+
+    async def _acknowledge_call(self, reference: str) -> bool:
+        """A decision-maker pressed 1 in the alert call (``reference``: the call's step)."""
+        return await self.escalator.acknowledge_step(reference, "call")
+
     async def _send_code(self, ctx: SigningContext, code: str) -> None:
-        room = await self.decisions.direct_room(ctx.signer_user_id)
-        await self.messenger.send(
-            room,
-            i18n.render(
-                self.settings.duty.language,
-                "auth.code",
-                number=ctx.case_number,
-                code=code,
-                mentions=(ctx.signer_user_id,),
-                notice=False,
-            ),
-        )
+        await self.alerter.send_code(ctx.signer_user_id, ctx.case_number, code)
 
     async def _start_web(self) -> None:
         app = create_app(
             health=self.health,
             metrics_source=self.metrics,
-            backend=self.decisions,
+            backend=self.backend,
             public_base_url=self.settings.web.public_base_url,
         )
+        self.notifier.add_routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(
@@ -123,7 +184,8 @@ class Socialjour:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
             try:
                 await self.dispatcher.cases.recover()
-                await self.decisions.recover()
+                await self.backend.recover()
+                await self.escalator.check()
                 if time.monotonic() - last_prune > 86400:
                     async with self.sessions() as session, session.begin():
                         await repo.prune_events(
@@ -137,9 +199,13 @@ class Socialjour:
         if self._housekeeping:
             self._housekeeping.cancel()
             await asyncio.gather(self._housekeeping, return_exceptions=True)
+        self.scheduler.shutdown()
         if self._runner:
             await self._runner.cleanup()
         await self.matrix.stop()
+        await self.roster.stop()
+        await self.notifier.close()
+        await self.lock.release()
         await self.engine.dispose()
 
     async def _on_message(self, room: MatrixRoom, event: RoomMessageText, trusted: bool) -> None:
@@ -173,6 +239,11 @@ class Socialjour:
                 trusted_device=trusted,
             )
         )
+
+    async def _on_reaction(self, room: MatrixRoom, event: ReactionEvent, trusted: bool) -> None:
+        await self._ready.wait()
+        if trusted:  # a ✅ on an alert from the person it went to: "I am on it"
+            await self.decisions.reaction(event.sender, event.reacts_to, event.key)
 
     async def _on_undecryptable(self, room_id: str, event_id: str) -> None:
         kind, _ = await self.dispatcher.locate(room_id)
@@ -271,7 +342,25 @@ async def run(settings: Settings) -> None:
     app = Socialjour(settings)
     try:
         await app.start()
-        await stop.wait()
+        lost = asyncio.create_task(app.lock.lost.wait())
+        waiting = asyncio.create_task(stop.wait())
+        await asyncio.wait({lost, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (lost, waiting):
+            task.cancel()
         log.info("stopping")
     finally:
         await app.stop()
+
+
+def link_key(data_dir: Path) -> bytes:
+    """The key that seals signing links (``data_dir/keys/links.key``), made once."""
+    path = data_dir / "keys" / "links.key"
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = secrets.token_bytes(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key.hex() + "\n")
+        return key

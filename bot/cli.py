@@ -34,10 +34,15 @@ def _load(path: str) -> Settings:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bot.app import run
+    from bot.instance_lock import AlreadyRunning
 
     settings = _load(args.config)
     _setup_logging(settings.logging.level)
-    asyncio.run(run(settings))
+    try:
+        asyncio.run(run(settings))
+    except AlreadyRunning as exc:
+        print(f"socialjour run: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -29,6 +29,7 @@ from nio import (
     MatrixRoom,
     MegolmEvent,
     OlmUnverifiedDeviceError,
+    ReactionEvent,
     RoomMessageText,
     RoomSendResponse,
     SyncResponse,
@@ -50,6 +51,7 @@ MessageHandler = Callable[[MatrixRoom, RoomMessageText, bool], Awaitable[None]]
 VoteHandler = Callable[[MatrixRoom, UnknownEvent, bool], Awaitable[None]]
 UndecryptableHandler = Callable[[str, str], Awaitable[None]]
 IdentityChangedHandler = Callable[[str, list[str]], Awaitable[None]]
+ReactionHandler = Callable[[MatrixRoom, ReactionEvent, bool], Awaitable[None]]
 
 #: How long to wait for a room key that arrives after its message.
 DECRYPTION_GRACE = 60.0
@@ -103,6 +105,7 @@ class MatrixConnection:
         self.on_vote: VoteHandler | None = None
         self.on_undecryptable: UndecryptableHandler | None = None
         self.on_identity_changed: IdentityChangedHandler | None = None
+        self.on_reaction: ReactionHandler | None = None
         self._warned: set[tuple[str, str]] = set()
         self.synced = asyncio.Condition()
         self.sync_count = 0
@@ -114,6 +117,7 @@ class MatrixConnection:
         self.client.add_event_callback(self._on_text, RoomMessageText)
         self.client.add_event_callback(self._on_unknown, UnknownEvent)
         self.client.add_event_callback(self._on_undecrypted, MegolmEvent)
+        self.client.add_event_callback(self._on_reaction, ReactionEvent)
 
     # -- login ---------------------------------------------------------------
 
@@ -246,6 +250,10 @@ class MatrixConnection:
         if event.sender != self.client.user_id and event.type in POLL_RESPONSE_TYPES:
             self._spawn(self._handle(room, event))
 
+    async def _on_reaction(self, room: MatrixRoom, event: ReactionEvent) -> None:
+        if event.sender != self.client.user_id:
+            self._spawn(self._handle(room, event))
+
     async def _on_undecrypted(self, room: MatrixRoom, event: MegolmEvent) -> None:
         if event.sender == self.client.user_id:
             return
@@ -263,7 +271,7 @@ class MatrixConnection:
                 decrypted = self.client.decrypt_event(event)
             except Exception:
                 decrypted = None
-            if isinstance(decrypted, RoomMessageText) or (
+            if isinstance(decrypted, RoomMessageText | ReactionEvent) or (
                 isinstance(decrypted, UnknownEvent) and decrypted.type in POLL_RESPONSE_TYPES
             ):
                 self._spawn(self._handle(room, decrypted))
@@ -282,7 +290,9 @@ class MatrixConnection:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, room: MatrixRoom, event: RoomMessageText | UnknownEvent) -> None:
+    async def _handle(
+        self, room: MatrixRoom, event: RoomMessageText | UnknownEvent | ReactionEvent
+    ) -> None:
         lock = self._room_locks.setdefault(room.room_id, asyncio.Lock())
         async with lock:  # FIFO: commands in one room are handled in the order they came
             try:
@@ -309,6 +319,8 @@ class MatrixConnection:
                     await self.on_message(room, event, trusted)
                 elif isinstance(event, UnknownEvent) and self.on_vote is not None:
                     await self.on_vote(room, event, trusted)
+                elif isinstance(event, ReactionEvent) and self.on_reaction is not None:
+                    await self.on_reaction(room, event, trusted)
             except Exception:
                 log.exception("handling an event failed")
 

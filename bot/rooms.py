@@ -193,6 +193,32 @@ class MatrixMessenger:
     async def invite(self, room_id: str, user_id: str) -> None:
         await self.rooms.invite_missing(room_id, [user_id])
 
+    async def can_decrypt(self, room_id: str, user_id: str) -> bool:
+        """At least one of the user's devices will get this room's keys from us.
+
+        nio encrypts for whoever is left after the trust policy and reports success
+        even when that is nobody; this is the check that makes "sent" mean "readable".
+        """
+        client = self.matrix.client
+        await self.matrix.wait_for(lambda: room_id in client.rooms)
+        if user_id not in client.rooms[room_id].users:
+            return False
+        if client.olm is not None and not list(_devices(client, user_id)):
+            client.olm.users_for_key_query.add(user_id)
+            await client.keys_query()
+        await self.matrix.trust.prepare_room(room_id)
+        devices = list(_devices(client, user_id))
+        if self.matrix.trust.shares_with_all:
+            return bool(devices)
+        return client.olm is not None and any(client.olm.is_device_verified(d) for d in devices)
+
+
+def _devices(client: Any, user_id: str) -> Iterable[Any]:
+    try:
+        return list(client.device_store.active_user_devices(user_id))
+    except (KeyError, AttributeError):
+        return []
+
 
 def message_content(message: Message) -> dict[str, Any]:
     content: dict[str, Any] = {

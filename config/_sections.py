@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from config import personnummer
+from config._notify import read_notify, read_rule
 from config._reader import (
     HTTP_URL,
     ROOM_ALIAS,
@@ -37,6 +38,7 @@ from config.durations import format_duration
 from config.settings import (
     ACTIONS,
     AUTH_METHODS,
+    DEFAULT_NOTIFY,
     LANGUAGES,
     LOG_LEVELS,
     ROLES,
@@ -50,6 +52,7 @@ from config.settings import (
     LoggingSettings,
     MatrixSettings,
     Municipality,
+    NotifySettings,
     OidcSettings,
     Pkcs11Settings,
     Settings,
@@ -72,6 +75,7 @@ _TOP_KEYS = (
     "municipalities",
     "escalation_policies",
     "signing",
+    "notify",
     "logging",
     "forms",
 )
@@ -84,8 +88,10 @@ _MUNICIPALITY_KEYS = (
     "intake_members",
     "escalation_policy",
     "decision_makers",
+    "notify",
+    "roster_ics",
 )
-_DECISION_MAKER_KEYS = ("user_id", "name", "role", "email", "phone", "personal_number")
+_DECISION_MAKER_KEYS = ("user_id", "name", "role", "email", "phone", "personal_number", "notify")
 _SIGNING_KEYS = (
     "auth_methods",
     "link_ttl",
@@ -120,15 +126,20 @@ def read_settings(r: Reader, root: dict[str, Any], config_path: Path) -> Setting
     policy_names = {STANDARD_POLICY.name}
     if isinstance(raw_policies, dict):
         policy_names.update(raw_policies)
+    notify = read_notify(r, root)
+    policies = _policies(r, root)
+    municipalities = _municipalities(r, root, policy_names, notify)
+    _check_next_signer(r, municipalities, policies, written=set(raw_policies or ()))
     return Settings(
         config_path=config_path,
         matrix=_matrix(r, root),
         storage=_storage(r, root),
         web=_web(r, root),
         duty=_duty(r, root),
-        municipalities=_municipalities(r, root, policy_names),
-        escalation_policies=_policies(r, root),
+        municipalities=municipalities,
+        escalation_policies=policies,
         signing=_signing(r, root),
+        notify=notify,
         logging=_logging(r, root),
         form_dirs=_form_dirs(r, root),
     )
@@ -242,8 +253,31 @@ def _duty(r: Reader, root: dict[str, Any]) -> DutySettings:
     )
 
 
+def _check_next_signer(
+    r: Reader,
+    municipalities: tuple[Municipality, ...],
+    policies: Mapping[str, EscalationPolicy],
+    written: set[str],
+) -> None:
+    """A ``next_signer`` step of a policy the file defines needs a second decision-maker.
+
+    The built-in ``standard`` policy is left alone: there a lone decision-maker's
+    ``next_signer`` step alerts the duty leads instead.
+    """
+    for index, m in enumerate(municipalities):
+        policy = policies.get(m.escalation_policy)
+        if policy is None or len(m.decision_makers) != 1 or policy.name not in written:
+            continue
+        if any(step.action == "next_signer" for step in policy.steps):
+            r.report(
+                key_place(item_place("municipalities", index), "escalation_policy"),
+                f"policy {policy.name!r} has a next_signer step, but {m.name} has one "
+                "decision-maker; add a deputy or use a policy without next_signer",
+            )
+
+
 def _municipalities(
-    r: Reader, root: dict[str, Any], policy_names: set[str]
+    r: Reader, root: dict[str, Any], policy_names: set[str], notify: NotifySettings
 ) -> tuple[Municipality, ...]:
     if "municipalities" not in root:
         return ()
@@ -284,14 +318,31 @@ def _municipalities(
                 ),
                 intake_members=r.strings(table, place, "intake_members", is_user_id, USER_ID),
                 escalation_policy=policy,
-                decision_makers=_decision_makers(r, table, place),
+                decision_makers=_decision_makers(r, table, place, notify),
+                notify=read_rule(r, table, place, notify=notify) or DEFAULT_NOTIFY,
+                roster_ics=_roster_ics(r, table, place),
             )
         )
     return tuple(municipalities)
 
 
+def _roster_ics(r: Reader, table: dict[str, Any], place: str) -> str | None:
+    """A path (relative to the config file) or an https URL."""
+    value = r.optional(table, place, "roster_ics")
+    if value is None:
+        return None
+    if value.startswith(("http://", "https://")):
+        if not is_http_url(value):
+            r.report(key_place(place, "roster_ics"), f"expected {HTTP_URL}")
+        return value
+    path = absolute(r.base_dir, value)
+    if not path.is_file():
+        r.report(key_place(place, "roster_ics"), f"no such file: {path}")
+    return str(path)
+
+
 def _decision_makers(
-    r: Reader, municipality: dict[str, Any], parent: str
+    r: Reader, municipality: dict[str, Any], parent: str, notify: NotifySettings
 ) -> tuple[DecisionMaker, ...]:
     if "decision_makers" not in municipality:
         return ()
@@ -312,18 +363,19 @@ def _decision_makers(
             )
         elif user_id:
             first_place_of_user[user_id] = place
+        email = r.optional(table, place, "email", is_email, "an email address like dag@example.org")
+        phone = r.optional(table, place, "phone", is_phone, "a phone number like +46701234567")
         makers.append(
             DecisionMaker(
                 user_id=user_id,
                 name=r.required(table, place, "name"),
                 role=r.choice(table, place, "role", ROLES, "ledamot", required=True),
-                email=r.optional(
-                    table, place, "email", is_email, "an email address like dag@example.org"
-                ),
-                phone=r.optional(
-                    table, place, "phone", is_phone, "a phone number like +46701234567"
-                ),
+                email=email,
+                phone=phone,
                 personal_number=_personal_number(r, table, place),
+                notify=read_rule(
+                    r, table, place, notify=notify, email=email, phone=phone, person=True
+                ),
             )
         )
     return tuple(makers)
@@ -370,13 +422,14 @@ def _policies(r: Reader, root: dict[str, Any]) -> Mapping[str, EscalationPolicy]
         raw = {}
     for name, spec in raw.items():
         place = key_place("escalation_policies", name)
-        table = r.table(place, spec, ("steps", "repeat_every"))
+        table = r.table(place, spec, ("steps", "repeat_every", "ack_window"))
         if table is None:
             continue
         policies[name] = EscalationPolicy(
             name=name,
             steps=_steps(r, table, place),
             repeat_every=r.duration(table, place, "repeat_every"),
+            ack_window=r.duration(table, place, "ack_window") or STANDARD_POLICY.ack_window,
         )
     return MappingProxyType(policies)
 

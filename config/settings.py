@@ -20,20 +20,27 @@ if TYPE_CHECKING:
 __all__ = [
     "ACTIONS",
     "AUTH_METHODS",
+    "CHANNELS",
+    "DEFAULT_NOTIFY",
     "LANGUAGES",
     "LOG_LEVELS",
     "ROLES",
     "STANDARD_POLICY",
     "TRUST_LEVELS",
     "Action",
+    "Channel",
     "DecisionMaker",
     "DutySettings",
+    "EmailSettings",
     "EscalationPolicy",
     "EscalationStep",
     "Language",
     "LoggingSettings",
     "MatrixSettings",
     "Municipality",
+    "NotifyRule",
+    "NotifySettings",
+    "PhoneSettings",
     "Problem",
     "Role",
     "Settings",
@@ -47,11 +54,13 @@ Trust = Literal["cross-signed", "all"]
 Language = Literal["sv", "en"]
 Role = Literal["ordförande", "vice ordförande", "ledamot"]
 Action = Literal["remind", "next_signer", "alert_leads"]
+Channel = Literal["matrix", "sms", "call", "email"]
 
 TRUST_LEVELS: tuple[Trust, ...] = ("cross-signed", "all")
 LANGUAGES: tuple[Language, ...] = ("sv", "en")
 ROLES: tuple[Role, ...] = ("ordförande", "vice ordförande", "ledamot")
 ACTIONS: tuple[Action, ...] = ("remind", "next_signer", "alert_leads")
+CHANNELS: tuple[Channel, ...] = ("matrix", "sms", "call", "email")
 AUTH_METHODS = ("matrix-code", "bankid", "oidc")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -118,6 +127,19 @@ class DutySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class NotifyRule:
+    """One channel of a person's alert rule: ``via`` this channel ``after`` the alert,
+    unless the person has acknowledged (or someone has decided) by then."""
+
+    after: timedelta
+    via: Channel
+
+
+#: Matrix at once; every other channel is opt-in per municipality or person.
+DEFAULT_NOTIFY: tuple[NotifyRule, ...] = (NotifyRule(timedelta(0), "matrix"),)
+
+
+@dataclass(frozen=True, slots=True)
 class DecisionMaker:
     """A committee member who can sign urgent decisions for one municipality."""
 
@@ -128,6 +150,8 @@ class DecisionMaker:
     phone: str | None = None
     #: YYYYMMDD-NNNN; needed for BankID and OIDC, where the identity is a personal number.
     personal_number: str | None = field(default=None, repr=False)
+    #: The person's own alert rule; None means the municipality's default rule.
+    notify: tuple[NotifyRule, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +164,25 @@ class Municipality:
     intake_members: tuple[str, ...] = ()
     escalation_policy: str = "standard"
     decision_makers: tuple[DecisionMaker, ...] = ()
+    #: The default alert rule of its decision-makers (channels they have no address
+    #: for are left out).
+    notify: tuple[NotifyRule, ...] = DEFAULT_NOTIFY
+    #: On-call order from an iCalendar file: an absolute path, or an https URL.
+    roster_ics: str | None = None
+
+    def rule_for(self, maker: DecisionMaker) -> tuple[NotifyRule, ...]:
+        """The channels to use for ``maker``: Matrix first, always, then their rule."""
+        rule = maker.notify if maker.notify is not None else self.notify
+        reachable = [
+            r
+            for r in rule
+            if r.via == "matrix"
+            or (r.via in ("sms", "call") and maker.phone)
+            or (r.via == "email" and maker.email)
+        ]
+        if not any(r.via == "matrix" for r in reachable):
+            reachable.insert(0, DEFAULT_NOTIFY[0])
+        return tuple(sorted(reachable, key=lambda r: (r.after, r.via != "matrix")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +200,8 @@ class EscalationPolicy:
     name: str
     steps: tuple[EscalationStep, ...]
     repeat_every: timedelta | None = None
+    #: An acknowledgement ("I am on it") pauses the policy this long.
+    ack_window: timedelta = timedelta(minutes=15)
 
 
 STANDARD_POLICY = EscalationPolicy(
@@ -227,6 +272,43 @@ class SigningSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class EmailSettings:
+    """SMTP for alert e-mails: STARTTLS on ``port`` (587) or implicit TLS (465)."""
+
+    host: str
+    port: int = 587
+    starttls: bool = True
+    tls: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    from_addr: str = "socialjour@localhost"
+    #: Extra CA bundle for a private mail server's TLS; system roots otherwise.
+    ca_cert: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneSettings:
+    """SMS and voice calls through a provider's HTTP API (46elks)."""
+
+    url: str
+    username: str
+    password: str = field(repr=False)
+    from_number: str
+    provider: str = "46elks"
+    #: The secret in the webhook's URL path that proves a callback is the provider's;
+    #: generated and kept in ``data_dir/keys`` when not configured.
+    webhook_secret: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class NotifySettings:
+    """The channels outside Matrix; each is off unless configured."""
+
+    email: EmailSettings | None = None
+    phone: PhoneSettings | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingSettings:
     """Log verbosity; a standard ``logging`` level name in upper case."""
 
@@ -255,6 +337,7 @@ class Settings:
         default_factory=_standard_policies, hash=False
     )
     signing: SigningSettings = SigningSettings()
+    notify: NotifySettings = NotifySettings()
     logging: LoggingSettings = LoggingSettings()
     form_dirs: tuple[Path, ...] = ()
     """Folders from ``[forms] extra_dirs`` whose templates add to or replace the built-in ones."""

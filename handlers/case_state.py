@@ -1,15 +1,22 @@
 """The case state machine: one status enum and one transition function.
 
-Every status change in the system goes through :func:`check_transition`, so an
-illegal move (signing a cancelled case, handing over an unsigned one) is refused
-in exactly one place.
+Every status change in the system goes through :func:`transition`, so an illegal
+move (signing a cancelled case, handing over an unsigned one) is refused in
+exactly one place, every move is written with its audit row, and what must happen
+because of it (escalation starts, stops) is decided here, on ``(old, new)``.
+``storage.repo.change_status`` has no other caller.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
-from handlers.errors import IllegalTransition
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers.errors import ConcurrentChange, IllegalTransition
+from storage import escalation, repo
 
 
 class CaseStatus(StrEnum):
@@ -56,3 +63,67 @@ def check_transition(old: CaseStatus | str, new: CaseStatus | str) -> tuple[Case
     if new_s not in _ALLOWED[old_s]:
         raise IllegalTransition(old_s.value, new_s.value)
     return old_s, new_s
+
+
+@dataclass(frozen=True, slots=True)
+class Effects:
+    """What the caller runs after the transaction commits."""
+
+    old: CaseStatus
+    new: CaseStatus
+    #: Escalation starts: wake the scheduler for the case's new steps.
+    start_escalation: bool = False
+    #: Escalation steps cancelled in the transaction: drop their scheduler jobs.
+    cancelled_steps: tuple[int, ...] = ()
+
+
+async def transition(
+    session: AsyncSession,
+    *,
+    case_id: int,
+    old: CaseStatus | str,
+    new: CaseStatus | str,
+    actor: str,
+    now: datetime,
+) -> Effects:
+    """Check the move, write it (compare-and-set on ``old``) with its audit row, and
+    do the database side of its effects in the same transaction.
+
+    Raises :class:`IllegalTransition` for a move the machine forbids and
+    :class:`ConcurrentChange` when the case is no longer in ``old`` (someone else
+    moved it first); either way nothing is written by this call.
+    """
+    old_s, new_s = check_transition(old, new)
+    moved = await repo.change_status(
+        session, case_id=case_id, expected=old_s.value, new=new_s.value, actor=actor, now=now
+    )
+    if not moved:
+        raise ConcurrentChange()
+    return await _effects(session, case_id, old_s, new_s)
+
+
+async def _effects(
+    session: AsyncSession, case_id: int, old: CaseStatus, new: CaseStatus
+) -> Effects:
+    match (old, new):
+        case (_, CaseStatus.AWAITING_SIGNATURE):
+            # The caller writes the signing request and the policy's steps in this
+            # same transaction; after commit the scheduler learns of them.
+            return Effects(old, new, start_escalation=True)
+        case (CaseStatus.AWAITING_SIGNATURE, CaseStatus.SIGNED | CaseStatus.DECLINED):
+            # The deciding request is settled by the caller; the others close, saying
+            # who decided, and nothing more is sent.
+            cancelled = await escalation.cancel(session, case_id=case_id)
+            return Effects(old, new, cancelled_steps=tuple(cancelled))
+        case (CaseStatus.AWAITING_SIGNATURE, _):
+            # Withdrawn (back to drafting) or cancelled: no link may still ask anyone.
+            for request in await escalation.open_requests(session, case_id=case_id):
+                await escalation.close(
+                    session,
+                    request_ids=[request.id],
+                    status="cancelled" if new is CaseStatus.CANCELLED else "superseded",
+                )
+            cancelled = await escalation.cancel(session, case_id=case_id)
+            return Effects(old, new, cancelled_steps=tuple(cancelled))
+        case _:
+            return Effects(old, new)

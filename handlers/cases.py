@@ -6,18 +6,22 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config import Settings
 from handlers import i18n
-from handlers.case_state import CaseStatus, check_transition
+from handlers.case_state import CaseStatus, check_transition, transition
 from handlers.commands import RoomKind, command
 from handlers.context import LOCAL_TZ, Clock, Ctx, local_time
-from handlers.errors import CaseNotFound, ConcurrentChange, RoomCreationFailed
+from handlers.errors import CaseNotFound, RoomCreationFailed
 from handlers.messenger import Messenger
-from storage import decisions, repo
+from storage import repo
 from storage.models import Case
+
+if TYPE_CHECKING:
+    from handlers.decisions import DecisionService
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +37,10 @@ class CaseCommands:
     sessions: async_sessionmaker[AsyncSession]
     messenger: Messenger
     clock: Clock
+    #: What starts in a new case room after the welcome (the guided report).
     after_open: AfterOpen | None = None
+    #: The decision side, for ``!status`` while a decision waits and for cancelling.
+    decisions: DecisionService | None = None
 
     @property
     def lang(self) -> str:
@@ -126,14 +133,20 @@ class CaseCommands:
         if ctx.kind is RoomKind.CASE:
             case = _require_case(ctx)
             status = CaseStatus(case.status)
-            await ctx.reply(
-                "case.status",
-                number=case.number,
-                status=i18n.text(self.lang, f"status.{status.value}"),
-                created=local_time(case.created_at),
-                created_by=case.created_by,
-                next=i18n.text(self.lang, f"case.next.{status.value}"),
-            )
+            lines = [
+                i18n.render(
+                    self.lang,
+                    "case.status",
+                    number=case.number,
+                    status=i18n.text(self.lang, f"status.{status.value}"),
+                    created=local_time(case.created_at),
+                    created_by=case.created_by,
+                    next=i18n.text(self.lang, f"case.next.{status.value}"),
+                )
+            ]
+            if self.decisions is not None:
+                lines += await self.decisions.status_lines(case)
+            await self.messenger.send(ctx.msg.room_id, i18n.join(lines, reply_to=ctx.msg.event_id))
             return
         async with self.sessions() as session:
             cases = await repo.list_cases(
@@ -179,18 +192,18 @@ class CaseCommands:
             await ctx.reply("cancel.no_request")
             return
         async with self.sessions() as session, session.begin():
-            changed = await repo.change_status(
+            # Open signing links close and pending escalation steps are cancelled in
+            # the same transaction (the state machine's effects of leaving the state).
+            effects = await transition(
                 session,
                 case_id=case.id,
-                expected=case.status,
-                new=CaseStatus.CANCELLED.value,
+                old=case.status,
+                new=CaseStatus.CANCELLED,
                 actor=ctx.msg.sender,
                 now=now,
             )
-            if changed:  # an open signing link must not ask anyone to decide any more
-                await decisions.close_pending(session, case_id=case.id, status="cancelled")
-        if not changed:
-            raise ConcurrentChange()
+        if self.decisions is not None:
+            self.decisions.escalator.stopped(effects.cancelled_steps)
         log.info("case %s cancelled", case.number)
         await ctx.reply("cancel.done", number=case.number, user=ctx.msg.sender)
 

@@ -18,6 +18,8 @@ class RoomKind(StrEnum):
     DUTY = "duty"
     CASE = "case"
     INTAKE = "intake"
+    #: A decision-maker's direct room with the bot (alerts, codes, ``!tittar``).
+    DIRECT = "direct"
     OTHER = "other"
 
 

@@ -1,56 +1,59 @@
-"""From a submitted report to a signed (or declined) decision in the case room.
+"""From a submitted report to a waiting decision, and what the worker can do then.
 
-:meth:`DecisionService.request_signature` renders the decision, finds who is on
-call, creates a single-use link bound to that person and to the document's
-SHA-256, and alerts them in an encrypted direct room. The signing web app drives
-the rest through the same object (it is the app's backend), so every rule about
-links, identification and the one-decision guarantee lives here.
+``!skicka`` renders the decision for the decision-maker on call (in a worker
+thread) *before* anything changes; then the report's freezing, the status change,
+the signing request and the escalation plan are written in one transaction, and
+only after it commits is anyone alerted. So a failing render leaves the report
+open, and a crash after the commit leaves due rows that the restart runs.
+
+The signing page's backend is :mod:`handlers.signing_backend`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import hmac
 import logging
-import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config import Settings
 from handlers import i18n
-from handlers.case_state import CaseStatus
-from handlers.context import Clock, local_time
+from handlers.alerts import Alerter
+from handlers.case_state import CaseStatus, transition
+from handlers.commands import RoomKind, command
+from handlers.context import Clock, Ctx
+from handlers.errors import CaseNotFound, HandlerError
+from handlers.escalation import Escalator, OnCall
+from handlers.issuing import Issuer, RenderFailed
+from handlers.links import token_hash
 from handlers.messenger import Messenger
-from handlers.oncall import on_call
-from signing.errors import (
-    AlreadyDecided,
-    BadRequest,
-    Expired,
-    Forbidden,
-    NotFound,
-    TooManyAttempts,
-    Unauthorized,
-    Unavailable,
-)
-from signing.identity import Done, Failed, IdentityProvider, Pending, SigningContext
-from storage import decisions, repo
-from storage.models import Case, SigningRequest
+from storage import escalation as steps
+from storage import repo
+from storage.models import Case
+
+__all__ = ["DecisionService", "Sent", "token_hash"]
 
 log = logging.getLogger(__name__)
 
-SESSION_TTL = timedelta(minutes=30)
-#: Starts and failed checks together, per link: one start and five wrong tries.
-MAX_AUTH_ATTEMPTS = 6
-METHOD_LABELS = {"matrix-code": "Matrix-kod", "bankid": "BankID", "oidc": "e-legitimation"}
+#: Runs inside the sending transaction (``!skicka`` freezes the report there); False
+#: aborts it (someone else changed the report first).
+BeforeSend = Callable[[AsyncSession], Awaitable[bool]]
+#: The reaction keys that acknowledge an alert ("I am on it").
+ACK_REACTIONS = frozenset({"✅", "✔️", "✔", "👍"})
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+class Sent(StrEnum):
+    SENT = "sent"
+    NOBODY_ON_CALL = "nobody_on_call"
+    RENDER_FAILED = "render_failed"
+    CHANGED = "changed"
+
+
+class NotWaiting(HandlerError):
+    key = "escalation.not_waiting"
 
 
 @dataclass
@@ -59,507 +62,150 @@ class DecisionService:
     sessions: async_sessionmaker[AsyncSession]
     messenger: Messenger
     clock: Clock
-    providers: Mapping[str, IdentityProvider] = field(default_factory=dict)
-    #: The seal (a pyHanko signer); None means signing is not configured.
-    signer: Any = None
-    _posting: dict[int, asyncio.Lock] = field(default_factory=dict, init=False, repr=False)
-    _room_locks: dict[str, asyncio.Lock] = field(default_factory=dict, init=False, repr=False)
-    _tsa: Any = field(default=None, init=False, repr=False)
+    issuer: Issuer
+    escalator: Escalator
+    alerter: Alerter
+    on_call: OnCall
 
     @property
     def lang(self) -> str:
         return self.settings.duty.language
 
-    # -- the case room side -------------------------------------------------------
+    async def direct_room(self, user_id: str) -> str:
+        return await self.alerter.rooms.get(user_id)
 
-    async def request_signature(self, case: Case, report: Mapping[str, Any]) -> None:
-        from signing.document import render_decision
+    # -- sending for signature -----------------------------------------------------------
 
-        async with self.sessions() as session:
-            fresh = await repo.get_case(session, case_id=case.id)
-        assert fresh is not None and fresh.room_id is not None
+    async def send(
+        self,
+        case: Case,
+        report: Mapping[str, Any],
+        *,
+        actor: str,
+        before: BeforeSend | None = None,
+        announce: Callable[[], Awaitable[None]] | None = None,
+    ) -> Sent:
+        """Render, then in one transaction: ``before``, the status change, the request and
+        the escalation plan; then alert. Tells the case room when nobody can be asked."""
         now = self.clock()
-        municipality = self.settings.municipality(fresh.municipality_id or "")
-        people = (
-            await on_call(self.settings, self.sessions, municipality.id, now)
-            if (municipality)
-            else []
-        )
+        municipality = self.settings.municipality(case.municipality_id or "")
+        people = await self.on_call(municipality.id, now) if municipality else []
         if municipality is None or not people:
-            await self._back_to_drafting(
-                fresh,
+            await self.alerter.tell_case(
+                case,
                 "decision.nobody_on_call",
+                mention=True,
                 municipality=municipality.name if municipality else "–",
             )
-            return
-        form = self.settings.forms[report["form"]["id"]]
-        signer = people[0]
-        pdf = render_decision(
-            report,
-            form,
-            municipality_name=municipality.name,
-            signer_name=signer.name,
-            signer_role=signer.role,
-            language=self.lang,
-        )
-        token = secrets.token_urlsafe(32)
+            await self.alerter.tell_leads(
+                "escalation.nobody_on_call_leads",
+                number=case.number,
+                municipality=municipality.name if municipality else "–",
+            )
+            await self._keep_open(case)
+            return Sent.NOBODY_ON_CALL
+        maker = people[0]
+        try:
+            prepared = await self.issuer.prepare(report, municipality, maker)
+        except RenderFailed as exc:
+            log.error("case %s: the decision could not be rendered: %s", case.number, exc)
+            await self.alerter.tell_case(case, "escalation.render_failed")
+            await self._keep_open(case)
+            return Sent.RENDER_FAILED
         async with self.sessions() as session, session.begin():
-            request = await decisions.create_signing_request(
+            if before is not None and not await before(session):
+                return Sent.CHANGED
+            fresh = await repo.get_case(session, case_id=case.id)
+            assert fresh is not None
+            await transition(
                 session,
-                case_id=fresh.id,
-                token_hash=token_hash(token),
-                signer_user_id=signer.user_id,
-                signer_name=signer.name,
-                signer_role=signer.role,
-                municipality_id=municipality.id,
-                document=pdf,
-                document_sha256=hashlib.sha256(pdf).hexdigest(),
+                case_id=case.id,
+                old=fresh.status,
+                new=CaseStatus.AWAITING_SIGNATURE,
+                actor=actor,
                 now=now,
-                expires_at=now + self.settings.signing.link_ttl,
+            )
+            request = await self.issuer.create(session, case_id=case.id, prepared=prepared, now=now)
+            await self.escalator.plan(
+                session,
+                case_id=case.id,
+                request=request,
+                municipality=municipality,
+                maker=maker,
+                now=now,
             )
             await repo.add_audit(
                 session,
-                case_id=fresh.id,
+                case_id=case.id,
                 actor="socialjour",
                 action="signature.requested",
                 now=now,
-                detail={"request": request.id, "signer": signer.user_id},
+                detail={"request": request.id, "signer": maker.user_id},
             )
-        link = f"{self.settings.web.public_base_url}/s/{token}"
-        try:
-            room = await self.direct_room(signer.user_id)
-            await self.messenger.send(
-                room,
-                i18n.render(
-                    self.lang,
-                    "decision.alert",
-                    number=fresh.number,
-                    decision_type=form.decision_type,
-                    link=link,
-                    expires=local_time(request.expires_at),
-                    mentions=(signer.user_id,),
-                    notice=False,
-                ),
-            )
-        except Exception:
-            # The link stands; the worker and the leads must know the phone did not ring.
-            log.exception("case %s: the decision-maker could not be alerted", fresh.number)
-            await self.messenger.send(
-                fresh.room_id,
-                i18n.render(
-                    self.lang,
-                    "decision.alert_failed",
-                    name=signer.name,
-                    mentions=tuple(self.settings.duty.leads),
-                    notice=False,
-                ),
-            )
-            return
-        await self.messenger.send(
-            fresh.room_id,
-            i18n.render(
-                self.lang,
-                "decision.requested",
-                name=signer.name,
-                role=signer.role,
-                time=local_time(now),
-            ),
-        )
-        log.info("case %s: signature requested", fresh.number)
-
-    async def _back_to_drafting(self, case: Case, key: str, **params: Any) -> None:
-        now = self.clock()
-        async with self.sessions() as session, session.begin():
-            await repo.change_status(
-                session,
-                case_id=case.id,
-                expected=CaseStatus.AWAITING_SIGNATURE.value,
-                new=CaseStatus.DRAFTING.value,
-                actor="socialjour",
-                now=now,
-            )
-            await repo.reopen_report(session, case_id=case.id, now=now)
-        assert case.room_id is not None
-        leads = tuple(self.settings.duty.leads)
-        await self.messenger.send(
-            case.room_id, i18n.render(self.lang, key, mentions=leads, notice=False, **params)
-        )
-
-    async def direct_room(self, user_id: str) -> str:
-        """The encrypted direct room with ``user_id``, created on first use (once)."""
-        async with self._room_locks.setdefault(user_id, asyncio.Lock()):
-            return await self._direct_room(user_id)
-
-    async def _direct_room(self, user_id: str) -> str:
-        async with self.sessions() as session:
-            room = await decisions.get_direct_room(session, user_id=user_id)
-        if room is None:
-            room = await self.messenger.create_direct_room(user_id)
-            async with self.sessions() as session, session.begin():
-                await decisions.set_direct_room(
-                    session, user_id=user_id, room_id=room, now=self.clock()
-                )
-        return room
-
-    # -- the signing page side (the web app's backend) -------------------------------
-
-    async def _load(self, token: str) -> SigningRequest:
-        async with self.sessions() as session:
-            request = await decisions.get_by_token_hash(session, token_hash=token_hash(token))
-        if request is None:
-            raise NotFound("error.link_unknown")
-        return request
-
-    async def _open(self, request: SigningRequest) -> None:
-        """Refuse a link whose case is decided (saying by whom) or that has expired."""
-        if request.status in decisions.DECIDED or request.status == "superseded":
-            raise await self._already_decided(request.case_id)
-        if request.status == "cancelled":
-            raise Expired("error.case_cancelled")
-        if request.status == "expired" or self.clock() >= request.expires_at:
-            raise Expired("error.link_expired")
-
-    async def _already_decided(self, case_id: int) -> AlreadyDecided:
-        async with self.sessions() as session:
-            decided = await decisions.list_signing_requests(
-                session, case_id=case_id, statuses=decisions.DECIDED
-            )
-        if not decided:
-            return AlreadyDecided("error.already_decided")
-        winner = decided[0]
-        key = (
-            "error.already_signed_by" if winner.status == "signed" else "error.already_declined_by"
-        )
-        return AlreadyDecided(key, name=winner.signer_name)
-
-    async def _context(self, request: SigningRequest, ip: str) -> SigningContext:
-        async with self.sessions() as session:
-            case = await repo.get_case(session, case_id=request.case_id)
-            report = await repo.get_report(session, case_id=request.case_id)
-        assert case is not None
-        submitted = (report.submitted or {}) if report else {}
-        maker = next(
-            (
-                d
-                for m in self.settings.municipalities
-                if m.id == request.municipality_id
-                for d in m.decision_makers
-                if d.user_id == request.signer_user_id
-            ),
-            None,
-        )
-        return SigningContext(
-            request_id=str(request.id),
-            case_number=case.number,
-            decision_type=str(submitted.get("form", {}).get("decision_type", "")),
-            document_sha256=request.document_sha256,
-            signer_user_id=request.signer_user_id,
-            signer_name=request.signer_name,
-            signer_personal_number=maker.personal_number if maker else None,
-            language=self.lang,
-            end_user_ip=ip,
-            public_base_url=self.settings.web.public_base_url,
-        )
-
-    async def view(self, token: str, cookie: str | None = None) -> dict[str, Any]:
-        """What the page may show before identification: nothing about the person."""
-        request = await self._load(token)
-        identified = self._has_session(request, cookie)
-        if request.status == "expired" or (
-            request.status == "pending" and self.clock() >= request.expires_at
-        ):
-            raise Expired("error.link_expired")
-        ctx = await self._context(request, "")
-        return {
-            "case_number": ctx.case_number,
-            "decision_type": ctx.decision_type,
-            "status": request.status,
-            "signer": request.signer_name,
-            "expires_at": request.expires_at.isoformat(),
-            "auth_methods": list(self.settings.signing.auth_methods),
-            "identified": identified,
-            "document_sha256": request.signed_sha256 or request.document_sha256,
-        }
-
-    async def start_auth(self, token: str, method: str, ip: str) -> dict[str, Any]:
-        request = await self._load(token)
-        await self._open(request)
-        provider = self.providers.get(method)
-        if provider is None or method not in self.settings.signing.auth_methods:
-            raise BadRequest("error.unknown_method")
-        # Every start counts (a start sends a code or opens an order): per link, never reset.
-        async with self.sessions() as session, session.begin():
-            tries = await decisions.count_attempt(session, request_id=request.id)
-        if tries > MAX_AUTH_ATTEMPTS:
-            raise TooManyAttempts("error.too_many_attempts")
-        try:
-            started = await provider.start(await self._context(request, ip))
-        except Exception as exc:
-            failed = getattr(exc, "failed", None)  # BankIdError, OidcError: a clear Failed
-            if isinstance(failed, Failed):
-                raise Unavailable(failed.message_key, code=failed.code, retry=failed.retry) from exc
-            raise
-        async with self.sessions() as session, session.begin():
-            await decisions.set_auth(
-                session, request_id=request.id, method=method, state=dict(started.state)
-            )
-        return {"method": method, **started.page}
-
-    async def check_auth(
-        self, token: str, params: Mapping[str, Any], ip: str
-    ) -> tuple[dict[str, Any], str | None]:
-        """Advance identification; returns (page data, new session cookie or None)."""
-        request = await self._load(token)
-        await self._open(request)
-        if request.auth_method is None or request.auth_state is None:
-            raise BadRequest("error.auth_not_started")
-        if request.auth_attempts >= MAX_AUTH_ATTEMPTS:
-            raise TooManyAttempts("error.too_many_attempts")
-        provider = self.providers[request.auth_method]
-        ctx = await self._context(request, ip)
-        result = await provider.check(ctx, request.auth_state, params)
-        if isinstance(result, Pending):
-            if result.state is not None:
-                async with self.sessions() as session, session.begin():
-                    await decisions.update_auth_state(
-                        session, request_id=request.id, state=dict(result.state)
-                    )
-            return {"status": "pending", "hint": result.hint, **result.page}, None
-        # (the web layer turns ``hint`` into a message in the page's language)
-        if isinstance(result, Failed):
-            async with self.sessions() as session, session.begin():
-                tries = await decisions.count_attempt(session, request_id=request.id)
-            if tries >= MAX_AUTH_ATTEMPTS:
-                raise TooManyAttempts("error.too_many_attempts")
-            raise Unauthorized(result.message_key, code=result.code, retry=result.retry)
-        assert isinstance(result, Done)
-        if not result.identity.matches(ctx):
-            log.warning("case %s: identified person is not the requested signer", ctx.case_number)
-            raise Forbidden("error.wrong_person")
-        cookie = secrets.token_urlsafe(32)
-        identity = {
-            "method": result.identity.method,
-            "subject": result.identity.subject,
-            "name": result.identity.name,
-            "at": result.identity.at.isoformat(),
-            "evidence": dict(result.identity.evidence),
-        }
-        async with self.sessions() as session, session.begin():
-            await decisions.open_session(
-                session,
-                request_id=request.id,
-                session_hash=token_hash(cookie),
-                expires_at=self.clock() + SESSION_TTL,
-                identity=identity,
-            )
-            await repo.add_audit(
-                session,
-                case_id=request.case_id,
-                actor=request.signer_user_id,
-                action="signer.identified",
-                now=self.clock(),
-                detail={"request": request.id, "method": request.auth_method},
-            )
-        return {"status": "done"}, cookie
-
-    def _has_session(self, request: SigningRequest, cookie: str | None) -> bool:
-        return not (
-            not cookie
-            or request.session_hash is None
-            or request.session_expires_at is None
-            or not hmac.compare_digest(token_hash(cookie), request.session_hash)
-            or self.clock() >= request.session_expires_at
-        )
-
-    async def document(self, token: str, cookie: str | None) -> bytes:
-        """The decision for the identified signer (signed, once it is)."""
-        request = await self._load(token)
-        if request.status not in decisions.DECIDED:
-            await self._open(request)  # an expired or cancelled link shows nothing
-        if not self._has_session(request, cookie):
-            raise Unauthorized("error.not_identified")
-        return request.signed_document or request.document
-
-    async def decide(
-        self, token: str, cookie: str | None, action: str, reason: str
-    ) -> dict[str, Any]:
-        request = await self._load(token)
-        await self._open(request)  # decided or expired says so, with or without a session
-        if not self._has_session(request, cookie):
-            raise Unauthorized("error.not_identified")
-        if action == "decline":
-            if not reason.strip():
-                raise BadRequest("error.reason_required")
-            return await self._settle(request, "declined", reason=reason.strip()[:2000])
-        if action != "sign":
-            raise BadRequest("error.unknown_action")
-        if self.signer is None:
-            raise Unavailable("error.no_seal")
-        from signing.seal import StampInfo, sign_decision
-
-        identity = request.identity or {}
-        ctx = await self._context(request, "")
-        signed = await sign_decision(
-            request.document,
-            signer=self.signer,
-            stamp=StampInfo(
-                signer_name=request.signer_name,
-                signer_role=request.signer_role,
-                method_label=METHOD_LABELS.get(str(identity.get("method")), "?"),
-                signed_at=self.clock(),
-                case_number=ctx.case_number,
-                language=self.lang,
-            ),
-            evidence=identity,
-            timestamper=self._timestamper(),
-            trust_roots=self.settings.signing.trust_roots,
-        )
-        return await self._settle(request, "signed", signed=signed)
-
-    def _timestamper(self) -> Any:
-        """One long-lived TSA client: pyHanko caches its size-estimation token per
-        client, so reusing it saves a round trip to the TSA on every signature."""
-        url = self.settings.signing.tsa_url
-        if url is None:
-            return None
-        if self._tsa is None:
-            from pyhanko.sign.timestamps import HTTPTimeStamper
-
-            self._tsa = HTTPTimeStamper(url, timeout=15)
-        return self._tsa
-
-    async def _settle(
-        self,
-        request: SigningRequest,
-        outcome: str,
-        *,
-        reason: str | None = None,
-        signed: bytes | None = None,
-    ) -> dict[str, Any]:
-        """Record exactly one decision per case; the loser learns who decided."""
-        now = self.clock()
-        sha = hashlib.sha256(signed).hexdigest() if signed else None
-        try:
-            await self._record(request, outcome, now, reason, signed, sha)
-        except _Lost:
-            raise await self._already_decided(request.case_id) from None
-        log.info("signing request %d: %s", request.id, outcome)
-        try:
-            await self.post_outcome(request.id)
-        except Exception:
-            # The decision stands; recover() posts it within a minute.
-            log.exception("signing request %d: posting to the case room failed", request.id)
-        return {"status": outcome, "document_sha256": sha or request.document_sha256}
-
-    async def _record(
-        self,
-        request: SigningRequest,
-        outcome: str,
-        now: datetime,
-        reason: str | None,
-        signed: bytes | None,
-        sha: str | None,
-    ) -> None:
-        async with self.sessions() as session, session.begin():
-            moved = await repo.change_status(
-                session,
-                case_id=request.case_id,
-                expected=CaseStatus.AWAITING_SIGNATURE.value,
-                new=outcome,
-                actor=request.signer_user_id,
-                now=now,
-            )
-            won = moved and await decisions.decide(
-                session,
-                request_id=request.id,
-                status=outcome,
-                now=now,
-                reason=reason,
-                signed_document=signed,
-                signed_sha256=sha,
-            )
-            if not won:  # raising rolls the transaction back
-                raise _Lost()
-            await decisions.close_pending(
-                session, case_id=request.case_id, status="superseded", except_id=request.id
-            )
-            await repo.add_audit(
-                session,
-                case_id=request.case_id,
-                actor=request.signer_user_id,
-                action=f"decision.{outcome}",
-                now=now,
-                detail={"request": request.id},
-            )
-
-    async def post_outcome(self, request_id: int) -> None:
-        """Put the decision into the case room, once (also after a crash in between)."""
-        lock = self._posting.setdefault(request_id, asyncio.Lock())
-        async with lock:  # the live request and the minute's recover() never both post
-            await self._post_outcome(request_id)
-        self._posting.pop(request_id, None)
-
-    async def _post_outcome(self, request_id: int) -> None:
-        async with self.sessions() as session:
-            request = await decisions.get_signing_request(session, request_id=request_id)
-            assert request is not None
-            case = await repo.get_case(session, case_id=request.case_id)
-            assert case is not None and case.room_id is not None
-            workers = tuple(p.user_id for p in case.participants)
-        if request.posted_at is not None:
-            return
-        if request.status == "signed":
-            assert request.signed_document is not None
-            if request.file_posted_at is None:
-                await self.messenger.send_file(
-                    case.room_id,
-                    request.signed_document,
-                    f"{case.number}-beslut.pdf",
-                    "application/pdf",
-                )
-                async with self.sessions() as session, session.begin():
-                    await decisions.mark_file_posted(
-                        session, request_id=request_id, now=self.clock()
-                    )
-            await self.messenger.send(
-                case.room_id,
-                i18n.render(
-                    self.lang,
-                    "decision.signed",
-                    number=case.number,
-                    name=request.signer_name,
-                    role=request.signer_role,
-                    sha=request.signed_sha256 or "",
-                    mentions=workers,
-                    notice=False,
-                ),
-            )
-        else:
-            await self.messenger.send(
-                case.room_id,
-                i18n.render(
-                    self.lang,
-                    "decision.declined",
-                    number=case.number,
-                    name=request.signer_name,
-                    reason=request.decision_reason or "",
-                    mentions=workers,
-                    notice=False,
-                ),
-            )
-        async with self.sessions() as session, session.begin():
-            await decisions.mark_posted(session, request_id=request_id, now=self.clock())
-
-    async def recover(self) -> None:
-        """At start-up and every minute: post decisions a crash kept from the room."""
-        async with self.sessions() as session:
-            unposted = await decisions.list_unposted(session)
-        for request in unposted:
+        log.info("case %s: signature requested", case.number)
+        if announce is not None:
             try:
-                await self.post_outcome(request.id)
-            except Exception:
-                log.exception("could not post the outcome of signing request %d", request.id)
+                await announce()
+            except Exception as exc:  # the alert matters more than the confirmation
+                log.warning("case %s: confirmation not sent: %s", case.number, exc)
+        await self.escalator.started(case.id)
+        return Sent.SENT
+
+    async def _keep_open(self, case: Case) -> None:
+        """Nothing was sent: the report stays (or becomes again) open for editing."""
+        async with self.sessions() as session, session.begin():
+            fresh = await repo.get_case(session, case_id=case.id)
+            if fresh is not None and fresh.status == CaseStatus.DRAFTING.value:
+                await repo.reopen_report(session, case_id=case.id, now=self.clock())
+
+    async def request_signature(self, case: Case, report: Mapping[str, Any]) -> Sent:
+        """Send a case whose report is already frozen (drafting -> awaiting signature)."""
+        return await self.send(case, report, actor="socialjour")
+
+    # -- the worker's commands while it waits --------------------------------------------
+
+    @command("påminn", "remind", rooms={RoomKind.CASE})
+    async def remind(self, ctx: Ctx) -> None:
+        case = _waiting(ctx)
+        count = await self.escalator.remind_now(case.id)
+        if count == 0:
+            raise NotWaiting()
+        await ctx.reply("escalation.remind_done", count=count)
+
+    @command("resend", rooms={RoomKind.CASE})
+    async def resend(self, ctx: Ctx) -> None:
+        case = _waiting(ctx)
+        names = await self.escalator.resend(case.id, ctx.msg.sender)
+        if not names:
+            raise NotWaiting()
+        await ctx.reply("escalation.resent", names=", ".join(names))
+
+    async def status_lines(self, case: Case) -> list[i18n.Message]:
+        if case.status != CaseStatus.AWAITING_SIGNATURE.value:
+            return []
+        return await self.escalator.status_lines(case.id)
+
+    # -- acknowledgements ------------------------------------------------------------------
+
+    @command("tittar", "ack", rooms={RoomKind.DIRECT})
+    async def acknowledge(self, ctx: Ctx) -> None:
+        count = await self.escalator.acknowledge(ctx.msg.sender, "matrix")
+        await ctx.reply("escalation.ack_done" if count else "escalation.ack_nothing")
+
+    async def reaction(self, sender: str, event_id: str, key: str) -> bool:
+        """A ✅ on an alert by the person it was sent to acknowledges it."""
+        if key.strip() not in ACK_REACTIONS:
+            return False
+        async with self.sessions() as session:
+            request = await steps.request_by_alert(session, event_id=event_id)
+        if request is None or request.signer_user_id != sender:
+            return False
+        return bool(await self.escalator.acknowledge(sender, "reaction", request_ids=[request.id]))
 
 
-class _Lost(Exception):
-    """Another decision-maker decided first (inside the transaction)."""
+def _waiting(ctx: Ctx) -> Case:
+    if ctx.case is None:
+        raise CaseNotFound()
+    if ctx.case.status != CaseStatus.AWAITING_SIGNATURE.value:
+        raise NotWaiting()
+    return ctx.case

@@ -7,6 +7,7 @@ dispatcher speaks. A failing handler never escapes into the sync loop.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -25,8 +26,12 @@ from handlers.errors import (
 from handlers.messenger import IncomingMessage, IncomingVote, Messenger
 from handlers.oncall import OnCallCommands
 from handlers.reports import ReportCommands
+from storage import decisions as decisions_repo
 from storage import repo
 from storage.models import Case
+
+if TYPE_CHECKING:
+    from handlers.decisions import DecisionService
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +44,28 @@ class Dispatcher:
         sessions: async_sessionmaker[AsyncSession],
         messenger: Messenger,
         clock: Clock = utcnow,
+        decisions: DecisionService | None = None,
+        oncall: OnCallCommands | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.messenger = messenger
         self.clock = clock
-        self.cases = CaseCommands(settings, sessions, messenger, clock)
-        self.reports = ReportCommands(settings, sessions, messenger, clock)
-        self.oncall = OnCallCommands(settings, sessions, clock)
-        self.cases.after_open = self.reports.begin
-        self.registry = collect(self.cases, self.reports, self.oncall, self)
+        self.decisions = decisions
+        self.reports = ReportCommands(settings, sessions, messenger, clock, decisions=decisions)
+        self.cases = CaseCommands(
+            settings,
+            sessions,
+            messenger,
+            clock,
+            after_open=self.reports.begin,
+            decisions=decisions,
+        )
+        self.oncall = oncall or OnCallCommands(settings, sessions, clock)
+        handlers: list[object] = [self.cases, self.reports, self.oncall, self]
+        if decisions is not None:
+            handlers.append(decisions)
+        self.registry = collect(*handlers)
         #: Set by the bot once the rooms exist.
         self.duty_room_id: str | None = None
         self.intake_rooms: dict[str, str] = {}
@@ -64,6 +81,8 @@ class Dispatcher:
             return RoomKind.INTAKE, None
         async with self.sessions() as session:
             case = await repo.get_case_by_room(session, room_id=room_id)
+            if case is None and await decisions_repo.direct_room_owner(session, room_id=room_id):
+                return RoomKind.DIRECT, None
         return (RoomKind.CASE, case) if case is not None else (RoomKind.OTHER, None)
 
     async def handle(self, msg: IncomingMessage) -> None:
@@ -171,6 +190,10 @@ class Dispatcher:
             assert ctx.case is not None
             async with self.sessions() as session:
                 allowed = await repo.is_participant(session, case_id=ctx.case.id, user_id=sender)
+        elif ctx.kind is RoomKind.DIRECT:
+            async with self.sessions() as session:
+                owner = await decisions_repo.direct_room_owner(session, room_id=ctx.msg.room_id)
+            allowed = owner == sender
         elif ctx.kind is RoomKind.INTAKE:
             municipality = self.settings.municipality(self.intake_rooms[ctx.msg.room_id])
             allowed = municipality is not None and sender in municipality.intake_members
@@ -187,12 +210,15 @@ class Dispatcher:
 
     # -- commands that belong to no single domain module ----------------------
 
-    @command("hjälp", "help", rooms={RoomKind.DUTY, RoomKind.CASE, RoomKind.INTAKE})
+    @command(
+        "hjälp", "help", rooms={RoomKind.DUTY, RoomKind.CASE, RoomKind.INTAKE, RoomKind.DIRECT}
+    )
     async def help(self, ctx: Ctx) -> None:
         key = {
             RoomKind.DUTY: "help.duty",
             RoomKind.CASE: "help.case",
             RoomKind.INTAKE: "help.intake",
+            RoomKind.DIRECT: "help.direct",
         }.get(ctx.kind, "help.other")
         await ctx.reply(key)
 

@@ -11,6 +11,7 @@ import html
 import re
 from typing import Any, Literal
 
+from handlers.i18n_escalation import ESCALATION_MESSAGES
 from handlers.i18n_fields import FIELD_MESSAGES
 from handlers.messenger import Message
 
@@ -68,6 +69,7 @@ _SV: dict[str, str] = {
         "```!status``` – ärendets läge och vem som ska agera\n"
         "```!tillbaka```, ```!ändra N```, ```!hoppa```, ```!sammanfattning``` – rapporten\n"
         "```!skicka``` – skicka beslutet för underskrift\n"
+        "```!påminn``` – larma beslutsfattaren igen nu; ```!skicka om``` – en ny länk\n"
         "```!verkställt```, ```!överlämna``` – efter beslutet\n"
         "```!logg``` – ärendets händelser\n"
         "```!avbryt``` – avbryt ärendet (du får bekräfta)\n"
@@ -147,6 +149,10 @@ _SV: dict[str, str] = {
     "oncall.header": "**Beslutsjour just nu** (i den ordning de tillfrågas)",
     "oncall.line": "**{municipality}**: {people}",
     "oncall.nobody": "ingen beslutsfattare inlagd",
+    "oncall.person": "{name} ({role}, {source})",
+    "oncall.source.override": "ändrat med !jour ersätt",
+    "oncall.source.calendar": "enligt jourkalendern",
+    "oncall.source.config": "enligt konfigurationen",
     "oncall.none": "Inga kommuner är inlagda i konfigurationen.",
     "oncall.override.usage": (
         "Skriv ```!jour ersätt @person:server FRÅN TILL```, t.ex. "
@@ -246,6 +252,7 @@ _EN: dict[str, str] = {
         "```!status``` – the case's state and who must act\n"
         "```!back```, ```!edit N```, ```!skip```, ```!summary``` – the report\n"
         "```!submit``` – send the decision for signature\n"
+        "```!remind``` – alert the decision-maker again now; ```!resend``` – a fresh link\n"
         "```!executed```, ```!handover``` – after the decision\n"
         "```!log``` – the case's events\n"
         "```!cancel``` – cancel the case (asks to confirm)\n"
@@ -322,6 +329,10 @@ _EN: dict[str, str] = {
     "oncall.header": "**On call now** (in the order they are asked)",
     "oncall.line": "**{municipality}**: {people}",
     "oncall.nobody": "no decision-maker configured",
+    "oncall.person": "{name} ({role}, {source})",
+    "oncall.source.override": "set with !oncall replace",
+    "oncall.source.calendar": "per the on-call calendar",
+    "oncall.source.config": "per the config order",
     "oncall.none": "No municipalities are configured.",
     "oncall.override.usage": (
         "Type ```!oncall replace @person:server FROM TO```, e.g. "
@@ -369,8 +380,8 @@ _EN: dict[str, str] = {
 }
 
 CATALOGUES: dict[str, dict[str, str]] = {
-    "sv": {**_SV, **FIELD_MESSAGES["sv"]},
-    "en": {**_EN, **FIELD_MESSAGES["en"]},
+    "sv": {**_SV, **FIELD_MESSAGES["sv"], **ESCALATION_MESSAGES["sv"]},
+    "en": {**_EN, **FIELD_MESSAGES["en"], **ESCALATION_MESSAGES["en"]},
 }
 
 _BOLD = re.compile(r"\*\*(.+?)\*\*")

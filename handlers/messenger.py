@@ -79,6 +79,10 @@ class Messenger(Protocol):
 
     async def invite(self, room_id: str, user_id: str) -> None: ...
 
+    async def can_decrypt(self, room_id: str, user_id: str) -> bool:
+        """Whether ``user_id`` has at least one device in ``room_id`` that the trust
+        policy shares room keys with (else a message would reach nobody)."""
+
 
 @dataclass
 class MemoryMessenger:
@@ -89,6 +93,8 @@ class MemoryMessenger:
     files: list[tuple[str, str, bytes]] = field(default_factory=list)
     rooms: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
     fail_room_creation: bool = False
+    #: People none of whose devices can decrypt (no trusted device).
+    undecryptable: set[str] = field(default_factory=set)
 
     async def send(self, room_id: str, message: Message) -> str:
         self.sent.append((room_id, message))
@@ -115,6 +121,9 @@ class MemoryMessenger:
     async def send_file(self, room_id: str, data: bytes, filename: str, mimetype: str) -> str:
         self.files.append((room_id, filename, data))
         return f"$file{len(self.files)}"
+
+    async def can_decrypt(self, room_id: str, user_id: str) -> bool:
+        return user_id not in self.undecryptable
 
     def texts(self, room_id: str | None = None) -> list[str]:
         return [m.text for r, m in self.sent if room_id is None or r == room_id]

@@ -1,24 +1,33 @@
 """Who is on call to decide for a municipality, and the duty lead's overrides.
 
-Without an override, every decision-maker of the municipality is on call in the
-order the configuration lists them. ``!jour ersätt @user FRÅN TILL`` (duty leads
-only) puts that person first for the period.
+Every decision-maker of the municipality is on call, in this order: the people
+``!jour ersätt @user FRÅN TILL`` (duty leads only) put first for the period, then the
+people the municipality's on-call calendar names for the moment (``roster_ics``,
+see :mod:`handlers.roster`), then everyone else in the order the configuration lists
+them. A calendar that cannot be read is skipped with a warning, never a failure:
+someone must always be asked.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from config import DecisionMaker, Settings
+from config import DecisionMaker, Municipality, Settings
 from handlers import i18n
 from handlers.commands import RoomKind, command
 from handlers.context import LOCAL_TZ, Clock, Ctx, local_time
 from handlers.errors import HandlerError
+from handlers.roster import MalformedRoster, RosterSource, calendar_on_call
 from storage import decisions
+
+log = logging.getLogger(__name__)
 
 _MOMENT = re.compile(
     r"\d{4}-\d{2}-\d{2}[T ]\d{1,2}[:.]\d{2}|\d{4}-\d{2}-\d{2}|\d{1,2}[:.]\d{2}|nu|now",
@@ -34,13 +43,29 @@ class LeadsOnly(HandlerError):
     key = "oncall.override.leads_only"
 
 
-async def on_call(
+class OnCallSource(StrEnum):
+    """Why a decision-maker is where they are in the on-call order."""
+
+    OVERRIDE = "override"  # ``!jour ersätt``
+    CALENDAR = "calendar"  # the municipality's on-call calendar
+    CONFIG = "config"  # the order of the config file
+
+
+@dataclass(frozen=True, slots=True)
+class OnCallEntry:
+    maker: DecisionMaker
+    source: OnCallSource
+
+
+async def on_call_entries(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
     municipality_id: str,
     at: datetime,
-) -> list[DecisionMaker]:
-    """The decision-makers to ask, first one first (empty: nobody is on call)."""
+    *,
+    roster: RosterSource | None = None,
+) -> list[OnCallEntry]:
+    """The decision-makers to ask, first one first, each with where their place comes from."""
     municipality = settings.municipality(municipality_id)
     if municipality is None:
         return []
@@ -49,9 +74,59 @@ async def on_call(
             session, municipality_id=municipality_id, at=at
         )
     by_user = {d.user_id: d for d in municipality.decision_makers}
-    first = [by_user[o.user_id] for o in overrides if o.user_id in by_user]
-    ordered = first + list(municipality.decision_makers)
-    return list({d.user_id: d for d in ordered}.values())
+    ordered = [
+        OnCallEntry(by_user[o.user_id], OnCallSource.OVERRIDE)
+        for o in overrides
+        if o.user_id in by_user
+    ]
+    if roster is not None:
+        scheduled = await _from_calendar(roster, municipality, at)
+        ordered += [OnCallEntry(d, OnCallSource.CALENDAR) for d in scheduled]
+    ordered += [OnCallEntry(d, OnCallSource.CONFIG) for d in municipality.decision_makers]
+    unique: dict[str, OnCallEntry] = {}
+    for entry in ordered:
+        unique.setdefault(entry.maker.user_id, entry)
+    return list(unique.values())
+
+
+async def on_call(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    municipality_id: str,
+    at: datetime,
+    *,
+    roster: RosterSource | None = None,
+) -> list[DecisionMaker]:
+    """The decision-makers to ask, first one first (empty: nobody is on call)."""
+    entries = await on_call_entries(settings, sessions, municipality_id, at, roster=roster)
+    return [entry.maker for entry in entries]
+
+
+async def _from_calendar(
+    roster: RosterSource, municipality: Municipality, at: datetime
+) -> list[DecisionMaker]:
+    """Who the calendar puts on call; nobody, with a warning, when it cannot be read.
+
+    The warning names the municipality and the kind of failure, never the calendar's
+    content (names, addresses).
+    """
+    try:
+        ics = await roster.calendar(municipality.id)
+        if ics is None:
+            return []
+        # Expanding recurring events is CPU work: off the event loop.
+        return await asyncio.to_thread(calendar_on_call, ics, municipality.decision_makers, at)
+    except MalformedRoster:
+        log.warning(
+            "the on-call calendar of %s is malformed; using the config order", municipality.id
+        )
+    except Exception as exc:
+        log.warning(
+            "the on-call calendar of %s could not be used (%s); using the config order",
+            municipality.id,
+            type(exc).__name__,
+        )
+    return []
 
 
 def parse_moment(text: str, now: datetime) -> datetime:
@@ -73,6 +148,7 @@ class OnCallCommands:
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
     clock: Clock
+    roster: RosterSource | None = None
 
     @property
     def lang(self) -> str:
@@ -90,8 +166,19 @@ class OnCallCommands:
         now = self.clock()
         lines = [i18n.render(self.lang, "oncall.header")]
         for m in self.settings.municipalities:
-            people = await on_call(self.settings, self.sessions, m.id, now)
-            names = ", ".join(f"{d.name} ({d.role})" for d in people)
+            entries = await on_call_entries(
+                self.settings, self.sessions, m.id, now, roster=self.roster
+            )
+            names = ", ".join(
+                i18n.text(
+                    self.lang,
+                    "oncall.person",
+                    name=e.maker.name,
+                    role=e.maker.role,
+                    source=i18n.text(self.lang, f"oncall.source.{e.source.value}"),
+                )
+                for e in entries
+            )
             lines.append(
                 i18n.render(
                     self.lang,

@@ -9,7 +9,6 @@ went out is repaired at start-up by :meth:`ReportCommands.resume`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -17,9 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from config import Settings
 from config.forms import FieldSpec, FormTemplate
 from handlers import dialogue, i18n
-from handlers.case_state import CaseStatus
+from handlers.case_state import CaseStatus, transition
 from handlers.commands import RoomKind, command
 from handlers.context import Clock, Ctx
+from handlers.decisions import DecisionService, Sent
 from handlers.dialogue import DialogueState
 from handlers.errors import CaseNotFound, ConcurrentChange, HandlerError
 from handlers.fields import InvalidAnswer, parse_answer
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 #: ``DialogueState.asked`` while the form-choice question is out.
 FORM_CHOICE = "#form"
-Submitted = Callable[[Case, dict[str, object]], Awaitable[None]]
 
 
 class ReportLocked(HandlerError):
@@ -51,8 +50,9 @@ class ReportCommands:
     sessions: async_sessionmaker[AsyncSession]
     messenger: Messenger
     clock: Clock
-    #: Called after a report is submitted (the decision flow plugs in here).
-    on_submitted: Submitted | None = None
+    #: Sends a submitted report for signature; without it (unit tests of the dialogue)
+    #: ``!skicka`` only freezes the report.
+    decisions: DecisionService | None = None
 
     @property
     def lang(self) -> str:
@@ -86,17 +86,20 @@ class ReportCommands:
     async def _reopen(self, ctx: Ctx, loaded: Loaded) -> Loaded:
         """A declined decision is revised: the report opens again for editing."""
         now = self.clock()
-        async with self.sessions() as session, session.begin():
-            moved = await repo.change_status(
-                session,
-                case_id=loaded.case.id,
-                expected=CaseStatus.DECLINED.value,
-                new=CaseStatus.DRAFTING.value,
-                actor=ctx.msg.sender,
-                now=now,
-            )
-            if moved:
+        moved = True
+        try:
+            async with self.sessions() as session, session.begin():
+                await transition(
+                    session,
+                    case_id=loaded.case.id,
+                    old=CaseStatus.DECLINED,
+                    new=CaseStatus.DRAFTING,
+                    actor=ctx.msg.sender,
+                    now=now,
+                )
                 await repo.reopen_report(session, case_id=loaded.case.id, now=now)
+        except ConcurrentChange:
+            moved = False
         if moved:
             await ctx.reply("report.reopened")
         return await self.load(loaded.case)
@@ -450,6 +453,9 @@ class ReportCommands:
 
     @command("skicka", "submit", rooms={RoomKind.CASE})
     async def submit(self, ctx: Ctx) -> None:
+        if ctx.args.strip().casefold() in ("om", "again") and self.decisions is not None:
+            await self.decisions.resend(ctx)  # ``!skicka om``: a fresh link
+            return
         if (found := await self._with_form(ctx)) is None:
             return
         loaded, form = found
@@ -466,43 +472,62 @@ class ReportCommands:
             form, loaded.state, case_number=loaded.case.number, submitted_by=ctx.msg.sender, at=now
         )
         assert loaded.version is not None
-        async with self.sessions() as session, session.begin():
+        version = loaded.version
+
+        async def freeze(session: AsyncSession) -> bool:
             frozen = await repo.submit_report(
                 session,
                 case_id=loaded.case.id,
-                expected_version=loaded.version,
+                expected_version=version,
                 report=report,
                 now=now,
                 state=loaded.state.to_json(),
             )
-            moved = frozen and await repo.change_status(
-                session,
-                case_id=loaded.case.id,
-                expected=CaseStatus.DRAFTING.value,
-                new=CaseStatus.AWAITING_SIGNATURE.value,
-                actor=ctx.msg.sender,
-                now=now,
-            )
-            if not moved:
-                raise ConcurrentChange()  # rolls the transaction back
-            await repo.add_audit(
-                session,
-                case_id=loaded.case.id,
-                actor=ctx.msg.sender,
-                action="report.submitted",
-                now=now,
-                detail={
-                    "form": form.id,
-                    "form_version": form.version,
-                    "answers": len(report["answers"]),
-                },
-            )
+            if frozen:
+                await repo.add_audit(
+                    session,
+                    case_id=loaded.case.id,
+                    actor=ctx.msg.sender,
+                    action="report.submitted",
+                    now=now,
+                    detail={
+                        "form": form.id,
+                        "form_version": form.version,
+                        "answers": len(report["answers"]),
+                    },
+                )
+            return frozen
+
+        if self.decisions is None:
+            async with self.sessions() as session, session.begin():
+                if not await freeze(session):
+                    raise ConcurrentChange()
+                await transition(
+                    session,
+                    case_id=loaded.case.id,
+                    old=CaseStatus.DRAFTING,
+                    new=CaseStatus.AWAITING_SIGNATURE,
+                    actor=ctx.msg.sender,
+                    now=now,
+                )
+            await self._submitted(ctx, loaded, form)
+            return
+
+        async def announce() -> None:
+            await self._submitted(ctx, loaded, form)
+
+        sent = await self.decisions.send(
+            loaded.case, report, actor=ctx.msg.sender, before=freeze, announce=announce
+        )
+        if sent is Sent.CHANGED:
+            raise ConcurrentChange()
+        # Otherwise the case room was told why; the report stays open for another try.
+
+    async def _submitted(self, ctx: Ctx, loaded: Loaded, form: FormTemplate) -> None:
         log.info("case %s: report submitted", loaded.case.number)
         await ctx.reply(
             "report.submitted", number=loaded.case.number, title=form.title, version=form.version
         )
-        if self.on_submitted is not None:
-            await self.on_submitted(loaded.case, report)
 
 
 def _small_number(text: str) -> bool:

@@ -4,7 +4,7 @@ Callers write `from storage import repo` and pass a session they opened for one
 unit of work; nothing here knows about Matrix, HTTP or formatting.
 """
 
-from storage import decisions, repo
+from storage import decisions, escalation, repo  # noqa: F401 - the storage modules
 from storage.db import create_engine, normalise_url, session_factory
 from storage.errors import CaseNotFoundError, StorageError, UnsupportedDatabaseError
 from storage.migrate import current_revision, head_revision, upgrade

@@ -270,3 +270,8 @@ async def set_direct_room(
             index_elements=["user_id"], set_={"room_id": room_id, "created_at": now}
         )
     )
+
+
+async def direct_room_owner(session: AsyncSession, *, room_id: str) -> str | None:
+    """Whose direct room this is (None: not a direct room of the bot)."""
+    return await session.scalar(select(DirectRoom.user_id).where(DirectRoom.room_id == room_id))

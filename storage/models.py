@@ -249,6 +249,16 @@ class SigningRequest(Base):
     signed_sha256: Mapped[str | None] = mapped_column(String(64))
     file_posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: The link token sealed with the installation's link key (AES-GCM), so reminders
+    #: and other channels can repeat the link; a database dump alone opens nothing.
+    token_sealed: Mapped[str | None] = mapped_column(Text)
+    #: When the alert reached at least one device of the signer that can decrypt it.
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: The latest Matrix alert (a ✅ reaction to it acknowledges).
+    alert_event_id: Mapped[str | None] = mapped_column(String(MATRIX_ID_LENGTH))
+    #: "I am on it": when, and through which channel (matrix, reaction, call, page).
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    acknowledged_via: Mapped[str | None] = mapped_column(String(16))
 
 
 class RosterOverride(Base):
@@ -274,3 +284,54 @@ class DirectRoom(Base):
     user_id: Mapped[str] = mapped_column(String(MATRIX_ID_LENGTH), primary_key=True)
     room_id: Mapped[str] = mapped_column(String(MATRIX_ID_LENGTH))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class EscalationStep(Base):
+    """One thing due while a decision waits: a policy step, a channel, a link's expiry.
+
+    The database is the truth; scheduler jobs only wake the bot at ``due_at``. A step
+    is claimed with compare-and-set (``pending`` -> ``done``) before it acts, so a job
+    that runs twice, or a job and the periodic check together, act once.
+
+    ``kind`` is ``policy`` (``action``: remind, next_signer, alert_leads, repeat),
+    ``channel`` (``action``: matrix, sms, call, email; for ``user_id`` under
+    ``request_id``) or ``expire`` (the link of ``request_id``).
+    """
+
+    __tablename__ = "escalation_steps"
+    __table_args__ = (
+        Index("ix_escalation_steps_case_id", "case_id"),
+        Index("ix_escalation_steps_status_due_at", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    request_id: Mapped[int | None] = mapped_column(
+        ForeignKey("signing_requests.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(32))
+    seq: Mapped[int] = mapped_column(Integer)
+    user_id: Mapped[str | None] = mapped_column(String(MATRIX_ID_LENGTH))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class InstanceLock(Base):
+    """Which process runs the scheduler on this database (one at a time).
+
+    Held while ``heartbeat_at`` is fresh; a holder on this host whose process is gone
+    is taken over at once, any other only after its heartbeat has gone stale.
+    """
+
+    __tablename__ = "instance_locks"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime())

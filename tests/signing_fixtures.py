@@ -59,7 +59,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from config import Settings, load_settings
 from handlers import i18n
 from handlers.case_state import CaseStatus
-from handlers.decisions import DecisionService, token_hash
+from handlers.links import token_hash
+from tests.decision_services import Services
 from handlers.dialogue import DialogueState, build_report
 from handlers.messenger import MemoryMessenger
 from signing.devpki import DevPki, create_dev_pki
@@ -195,7 +196,7 @@ class SigningServer:
     """The running service and what a test needs to drive and inspect it."""
 
     base_url: str  # "http://127.0.0.1:PORT", also the installation's public_base_url
-    service: DecisionService
+    service: Services
     messenger: MemoryMessenger
     clock: MovableClock
     settings: Settings
@@ -252,14 +253,6 @@ class SigningServer:
             assert version is not None
             assert await repo.submit_report(
                 session, case_id=case.id, expected_version=version, report=report, now=now
-            )
-            assert await repo.change_status(
-                session,
-                case_id=case.id,
-                expected=CaseStatus.DRAFTING.value,
-                new=CaseStatus.AWAITING_SIGNATURE.value,
-                actor=WORKER,
-                now=now,
             )
         before = len(self.messenger.sent)
         await self.service.request_signature(case, report)
@@ -354,7 +347,7 @@ def _settings(folder: Path, pki: DevPki, base_url: str, language: str) -> Settin
     return dataclasses.replace(settings, signing=signing, web=web_settings)
 
 
-def _code_sender(service: DecisionService, messenger: MemoryMessenger, language: str) -> Any:
+def _code_sender(service: Services, messenger: MemoryMessenger, language: str) -> Any:
     """Send a one-time code the way the bot does (``bot.app.Socialjour._send_code``)."""
 
     async def send_code(ctx: SigningContext, code: str) -> None:
@@ -401,11 +394,11 @@ async def signing_server(tmp_path: Path, dev_pki: DevPki) -> AsyncIterator[Signi
     messenger = MemoryMessenger()
     clock = MovableClock()
     sessions = session_factory(engine)
-    service = DecisionService(settings, sessions, messenger, clock, signer=None)
+    service = Services(settings, sessions, messenger, clock, signer=None)
     service.providers = {"matrix-code": MatrixCodeProvider(_code_sender(service, messenger, "sv"))}
     service.signer = load_signer(settings.signing)
     app = create_app(
-        health=_healthy, metrics_source=_no_metrics, backend=service, public_base_url=base_url
+        health=_healthy, metrics_source=_no_metrics, backend=service.backend, public_base_url=base_url
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

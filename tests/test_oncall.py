@@ -3,7 +3,8 @@
 :func:`handlers.oncall.on_call` and the ``!jour`` command through the real
 dispatcher, on a migrated database (SQLite and PostgreSQL, the storage fixtures),
 with the in-memory messenger and a clock the test moves; :func:`parse_moment` on
-its own.
+its own. The on-call calendar's part is in ``tests/test_roster.py``; here only how
+``!jour`` shows it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from handlers import i18n
 from handlers.context import LOCAL_TZ
 from handlers.dispatcher import Dispatcher
 from handlers.messenger import IncomingMessage, MemoryMessenger, Message
-from handlers.oncall import on_call, parse_moment
+from handlers.oncall import OnCallSource, on_call, on_call_entries, parse_moment
 from storage import decisions
 from storage.models import RosterOverride
 from tests.test_handlers import FakeClock
@@ -58,6 +59,7 @@ language = "{language}"
 id = "skovde"
 name = "Skövde kommun"
 intake_room_alias = "#mottagning-skovde:example.org"
+{skovde_roster}
 
   [[municipalities.decision_makers]]
   user_id = "{dag}"
@@ -78,6 +80,7 @@ intake_room_alias = "#mottagning-skovde:example.org"
 id = "tibro"
 name = "Tibro kommun"
 intake_room_alias = "#mottagning-tibro:example.org"
+{tibro_roster}
 
   [[municipalities.decision_makers]]
   user_id = "{tove}"
@@ -98,9 +101,15 @@ intake_room_alias = "#mottagning-mariestad:example.org"
 _folders = itertools.count(1)
 
 
-def make_settings(folder: Path, language: str = "sv") -> Settings:
+def make_settings(
+    folder: Path, language: str = "sv", *, rosters: dict[str, str] | None = None
+) -> Settings:
+    """The test config; ``rosters`` gives Skövde's and Tibro's ``roster_ics`` (path or URL)."""
     path = folder / f"config{next(_folders)}.toml"
+    rosters = rosters or {}
     text = CONFIG.format(
+        skovde_roster=_roster_line(rosters.get("skovde")),
+        tibro_roster=_roster_line(rosters.get("tibro")),
         members=json.dumps([ANNA]),
         leads=json.dumps([LENA]),
         language=language,
@@ -111,6 +120,22 @@ def make_settings(folder: Path, language: str = "sv") -> Settings:
     )
     path.write_text(textwrap.dedent(text), encoding="utf-8")
     return load_settings(path, environ={"SOCIALJOUR_MATRIX_PASSWORD": "secret"})
+
+
+def _roster_line(location: str | None) -> str:
+    return "" if location is None else f"roster_ics = {json.dumps(location)}"
+
+
+class FakeRoster:
+    """A :class:`handlers.roster.RosterSource` holding ICS bytes per municipality."""
+
+    def __init__(self, **calendars: bytes) -> None:
+        self.calendars = calendars
+        self.asked: list[str] = []
+
+    async def calendar(self, municipality_id: str) -> bytes | None:
+        self.asked.append(municipality_id)
+        return self.calendars.get(municipality_id)
 
 
 class Duty:
@@ -248,9 +273,11 @@ async def test_jour_shows_who_is_on_call_per_municipality(duty: Duty) -> None:
 
     assert answer.text.splitlines() == [
         text("oncall.header"),
-        "Skövde kommun: Dag Dagsson (ordförande), Eva Evasdotter (vice ordförande), "
-        "Olle Olsson (ledamot)",
-        "Tibro kommun: Tove Tibro (ordförande), Eva Evasdotter (ledamot)",
+        "Skövde kommun: Dag Dagsson (ordförande, enligt konfigurationen), "
+        "Eva Evasdotter (vice ordförande, enligt konfigurationen), "
+        "Olle Olsson (ledamot, enligt konfigurationen)",
+        "Tibro kommun: Tove Tibro (ordförande, enligt konfigurationen), "
+        "Eva Evasdotter (ledamot, enligt konfigurationen)",
         "Mariestads kommun: ingen beslutsfattare inlagd",
     ]
     assert answer.html is not None and "<strong>Skövde kommun</strong>" in answer.html
@@ -277,12 +304,91 @@ async def test_a_lead_overrides_and_jour_shows_it(duty: Duty) -> None:
     assert await duty.order("tibro") == [EVA, TOVE]
 
     shown = (await duty.say("!jour", sender=ANNA)).text.splitlines()
-    assert shown[1].startswith("Skövde kommun: Eva Evasdotter (vice ordförande), Dag Dagsson")
-    assert shown[2].startswith("Tibro kommun: Eva Evasdotter (ledamot), Tove Tibro")
+    assert shown[1].startswith(
+        "Skövde kommun: Eva Evasdotter (vice ordförande, ändrat med !jour ersätt), "
+        "Dag Dagsson (ordförande, enligt konfigurationen)"
+    )
+    assert shown[2].startswith(
+        "Tibro kommun: Eva Evasdotter (ledamot, ändrat med !jour ersätt), Tove Tibro"
+    )
 
     duty.clock.now = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)  # the period is over
     shown = (await duty.say("!jour", sender=ANNA)).text.splitlines()
-    assert shown[1].startswith("Skövde kommun: Dag Dagsson")
+    assert shown[1].startswith("Skövde kommun: Dag Dagsson (ordförande, enligt konfigurationen)")
+
+
+# A week of on-call duty for Olle in Skövde and for Eva in Tibro, around NOW.
+WEEK_ICS = textwrap.dedent(
+    """\
+    BEGIN:VCALENDAR
+    VERSION:2.0
+    PRODID:-//Socialjour tests//EN
+    BEGIN:VEVENT
+    UID:week-48@test
+    DTSTART;TZID=Europe/Stockholm:20261123T080000
+    DTEND;TZID=Europe/Stockholm:20261130T080000
+    SUMMARY:Beslutsjour Olle Olsson / Eva Evasdotter
+    END:VEVENT
+    END:VCALENDAR
+    """
+).encode()
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        (
+            "sv",
+            [
+                "Skövde kommun: Eva Evasdotter (vice ordförande, ändrat med !jour ersätt), "
+                "Olle Olsson (ledamot, enligt jourkalendern), "
+                "Dag Dagsson (ordförande, enligt konfigurationen)",
+                "Tibro kommun: Eva Evasdotter (ledamot, enligt jourkalendern), "
+                "Tove Tibro (ordförande, enligt konfigurationen)",
+            ],
+        ),
+        (
+            "en",
+            [
+                "Skövde kommun: Eva Evasdotter (vice ordförande, set with !oncall replace), "
+                "Olle Olsson (ledamot, per the on-call calendar), "
+                "Dag Dagsson (ordförande, per the config order)",
+                "Tibro kommun: Eva Evasdotter (ledamot, per the on-call calendar), "
+                "Tove Tibro (ordförande, per the config order)",
+            ],
+        ),
+    ],
+)
+async def test_jour_says_where_each_place_comes_from(
+    sessions: Sessions, tmp_path: Path, language: str, expected: list[str]
+) -> None:
+    duty = Duty(make_settings(tmp_path, language), sessions)
+    duty.dispatcher.oncall.roster = FakeRoster(
+        skovde=WEEK_ICS.replace(b" / Eva Evasdotter", b""), tibro=WEEK_ICS
+    )
+    await duty.override(EVA, starts=NOW - timedelta(hours=1), ends=NOW + timedelta(hours=1))
+
+    shown = (await duty.say("!jour", sender=ANNA)).text.splitlines()
+
+    assert shown[1:3] == expected
+    assert shown[0] == i18n.text(language, "oncall.header")
+
+
+async def test_entries_and_the_plain_order_agree(duty: Duty) -> None:
+    roster = FakeRoster(skovde=WEEK_ICS)
+    await duty.override(DAG, starts=NOW - timedelta(hours=1), ends=NOW + timedelta(hours=1))
+
+    entries = await on_call_entries(duty.settings, duty.sessions, "skovde", NOW, roster=roster)
+    people = await on_call(duty.settings, duty.sessions, "skovde", NOW, roster=roster)
+
+    assert [(e.maker.user_id, e.source) for e in entries] == [
+        (DAG, OnCallSource.OVERRIDE),
+        (OLLE, OnCallSource.CALENDAR),
+        (EVA, OnCallSource.CALENDAR),
+    ]
+    assert people == [e.maker for e in entries]
+    # Without a source (every existing caller) the calendar is not consulted.
+    assert await duty.order("skovde") == [DAG, EVA, OLLE]
 
 
 async def test_the_english_alias_works_too(duty: Duty) -> None:

@@ -33,7 +33,8 @@ from yarl import URL
 from config import Settings, load_settings
 from config.settings import BankIdSettings, OidcSettings
 from handlers import i18n
-from handlers.decisions import DecisionService, token_hash
+from handlers.links import token_hash
+from tests.decision_services import Services
 from handlers.dispatcher import Dispatcher
 from handlers.messenger import IncomingMessage, MemoryMessenger, Message
 from signing.devpki import DevPki, create_dev_pki
@@ -225,7 +226,7 @@ class Env:
         sessions: Sessions,
         messenger: FaultyMessenger,
         clock: FakeClock,
-        service: DecisionService,
+        service: Services,
         client: TestClient,
         pki: DevPki,
     ) -> None:
@@ -296,14 +297,6 @@ class Env:
             assert version is not None
             assert await repo.submit_report(
                 session, case_id=case_id, expected_version=version, report=report, now=now
-            )
-            assert await repo.change_status(
-                session,
-                case_id=case_id,
-                expected="drafting",
-                new="awaiting_signature",
-                actor=ANNA,
-                now=now,
             )
         async with self.sessions() as session:
             fresh = await repo.get_case(session, case_id=case_id)
@@ -423,7 +416,7 @@ async def make_env(tmp_path: Path, dev_pki: DevPki) -> AsyncIterator[MakeEnv]:
         settings = replace(settings, signing=replace(settings.signing, auth_methods=methods))
         messenger = messenger if messenger is not None else FaultyMessenger()
         clock = FakeClock(NOW)
-        service = DecisionService(
+        service = Services(
             settings, sessions, messenger, clock, signer=load_signer(settings.signing)
         )
 
@@ -456,7 +449,7 @@ async def make_env(tmp_path: Path, dev_pki: DevPki) -> AsyncIterator[MakeEnv]:
         app = create_app(
             health=health,
             metrics_source=metrics,
-            backend=service,
+            backend=service.backend,
             public_base_url=settings.web.public_base_url,
         )
         # No cookie jar: every test says which cookie it sends.
@@ -981,16 +974,16 @@ async def test_sign_without_a_seal_is_503_and_changes_nothing(
 # -- two decision-makers at once -------------------------------------------------------------
 
 
-def settle_together(service: DecisionService, parties: int = 2) -> None:
+def settle_together(service: Services, parties: int = 2) -> None:
     """Hold every decision at the database step until all parties have reached it."""
     barrier = asyncio.Barrier(parties)
-    settle = service._settle
+    settle = service.backend._settle
 
     async def together(*args: Any, **kwargs: Any) -> dict[str, Any]:
         await asyncio.wait_for(barrier.wait(), timeout=30)
         return await settle(*args, **kwargs)
 
-    service._settle = together  # type: ignore[method-assign]
+    service.backend._settle = together  # type: ignore[method-assign]
 
 
 @pytest.mark.parametrize("second_action", ["sign", "decline"])
@@ -1199,10 +1192,12 @@ async def test_nobody_on_call_sends_the_case_back_to_drafting(
     told = env.messenger.in_room(sub.room_id)[-1]
     assert "Ingen beslutsfattare har jour för Tibro kommun" in told.text
     assert "!jour ersätt" in told.text and "!skicka" in told.text
-    assert told.mentions == (LENA,)  # the duty leads get a notification
+    leads = env.messenger.in_room("!duty:test")[-1]  # the duty leads get a notification
+    assert leads.mentions == (LENA,) and "Tibro kommun" in leads.text
     assert told.notice is False
     assert all(name for name, _ in env.messenger.rooms.values())  # no direct room made
-    assert "status.drafting" in await env.audit(sub.case_id)
+    # Nobody could be asked, so the case never left drafting (no status change at all).
+    assert "status.awaiting_signature" not in await env.audit(sub.case_id)
 
 
 # -- BankID through the API ------------------------------------------------------------------
@@ -1457,7 +1452,9 @@ async def test_an_alert_that_cannot_be_delivered_is_told_to_the_worker_and_leads
 
     (told,) = [m for m in messenger.in_room(sub.room_id) if "kunde inte nås" in m.text]
     assert "Ring beslutsfattaren" in told.text
-    assert told.mentions == (LENA,)
+    assert told.mentions == (ANNA,)  # the worker's phone rings
+    (leads,) = [m for m in messenger.in_room("!duty:test") if "kunde inte nås" in m.text]
+    assert leads.mentions == (LENA,)
     # The request itself stands: the link works once someone passes it on.
     async with env.sessions() as session:
         (request,) = await decisions.list_signing_requests(session, case_id=sub.case_id)

@@ -21,7 +21,7 @@ import pytest
 
 pytest.register_assert_rewrite("tests.signing_fixtures")
 
-from handlers.decisions import MAX_AUTH_ATTEMPTS  # noqa: E402
+from handlers.signing_backend import MAX_AUTH_ATTEMPTS  # noqa: E402
 from signing.verify import verify_bytes  # noqa: E402
 from tests.components import unavailable  # noqa: E402
 from tests.signing_fixtures import DECISION_TYPE, PERSONAL_TEXTS, SigningServer  # noqa: E402

@@ -1,0 +1,442 @@
+"""The signing page's backend: links, identification, the one decision per case.
+
+The web app (``signing/web.py``) calls this object and nothing else, so every rule
+about links, identification and "exactly one decision" lives here. The case side
+(sending for signature, reminders, escalation) is :mod:`handlers.decisions`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from config import Settings
+from handlers import i18n
+from handlers.case_state import CaseStatus, Effects, transition
+from handlers.context import Clock
+from handlers.errors import ConcurrentChange
+from handlers.escalation import Escalator
+from handlers.links import token_hash
+from handlers.messenger import Messenger
+from signing.errors import (
+    AlreadyDecided,
+    BadRequest,
+    Expired,
+    Forbidden,
+    NotFound,
+    TooManyAttempts,
+    Unauthorized,
+    Unavailable,
+)
+from signing.identity import Done, Failed, IdentityProvider, Pending, SigningContext
+from storage import decisions, repo
+from storage.models import SigningRequest
+
+log = logging.getLogger(__name__)
+
+SESSION_TTL = timedelta(minutes=30)
+#: Starts and failed checks together, per link: one start and five wrong tries.
+MAX_AUTH_ATTEMPTS = 6
+METHOD_LABELS = {"matrix-code": "Matrix-kod", "bankid": "BankID", "oidc": "e-legitimation"}
+
+
+@dataclass
+class SigningBackend:
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    messenger: Messenger
+    clock: Clock
+    #: Opening the page acknowledges the alert; a decision stops the escalation.
+    escalator: Escalator | None = None
+    providers: Mapping[str, IdentityProvider] = field(default_factory=dict)
+    #: The seal (a pyHanko signer); None means signing is not configured.
+    signer: Any = None
+    _posting: dict[int, asyncio.Lock] = field(default_factory=dict, init=False, repr=False)
+    _tsa: Any = field(default=None, init=False, repr=False)
+
+    @property
+    def lang(self) -> str:
+        return self.settings.duty.language
+
+    async def _load(self, token: str) -> SigningRequest:
+        async with self.sessions() as session:
+            request = await decisions.get_by_token_hash(session, token_hash=token_hash(token))
+        if request is None:
+            raise NotFound("error.link_unknown")
+        return request
+
+    async def _open(self, request: SigningRequest) -> None:
+        """Refuse a link whose case is decided (saying by whom) or that has expired."""
+        if request.status in decisions.DECIDED or request.status == "superseded":
+            raise await self._already_decided(request.case_id)
+        if request.status == "cancelled":
+            raise Expired("error.case_cancelled")
+        if request.status == "expired" or self.clock() >= request.expires_at:
+            raise Expired("error.link_expired")
+
+    async def _already_decided(self, case_id: int) -> AlreadyDecided:
+        async with self.sessions() as session:
+            decided = await decisions.list_signing_requests(
+                session, case_id=case_id, statuses=decisions.DECIDED
+            )
+        if not decided:
+            return AlreadyDecided("error.already_decided")
+        winner = decided[0]
+        key = (
+            "error.already_signed_by" if winner.status == "signed" else "error.already_declined_by"
+        )
+        return AlreadyDecided(key, name=winner.signer_name)
+
+    async def _context(self, request: SigningRequest, ip: str) -> SigningContext:
+        async with self.sessions() as session:
+            case = await repo.get_case(session, case_id=request.case_id)
+            report = await repo.get_report(session, case_id=request.case_id)
+        assert case is not None
+        submitted = (report.submitted or {}) if report else {}
+        maker = next(
+            (
+                d
+                for m in self.settings.municipalities
+                if m.id == request.municipality_id
+                for d in m.decision_makers
+                if d.user_id == request.signer_user_id
+            ),
+            None,
+        )
+        return SigningContext(
+            request_id=str(request.id),
+            case_number=case.number,
+            decision_type=str(submitted.get("form", {}).get("decision_type", "")),
+            document_sha256=request.document_sha256,
+            signer_user_id=request.signer_user_id,
+            signer_name=request.signer_name,
+            signer_personal_number=maker.personal_number if maker else None,
+            language=self.lang,
+            end_user_ip=ip,
+            public_base_url=self.settings.web.public_base_url,
+        )
+
+    async def view(self, token: str, cookie: str | None = None) -> dict[str, Any]:
+        """What the page may show before identification: nothing about the person."""
+        request = await self._load(token)
+        identified = self._has_session(request, cookie)
+        if request.status == "expired" or (
+            request.status == "pending" and self.clock() >= request.expires_at
+        ):
+            raise Expired("error.link_expired")
+        ctx = await self._context(request, "")
+        if request.status == "pending" and self.escalator is not None:
+            try:  # opening the page is an acknowledgement: the person is on it
+                await self.escalator.acknowledge(
+                    request.signer_user_id, "page", request_ids=[request.id]
+                )
+            except Exception:
+                log.exception("signing request %d: acknowledging failed", request.id)
+        return {
+            "case_number": ctx.case_number,
+            "decision_type": ctx.decision_type,
+            "status": request.status,
+            "signer": request.signer_name,
+            "expires_at": request.expires_at.isoformat(),
+            "auth_methods": list(self.settings.signing.auth_methods),
+            "identified": identified,
+            "document_sha256": request.signed_sha256 or request.document_sha256,
+        }
+
+    async def start_auth(self, token: str, method: str, ip: str) -> dict[str, Any]:
+        request = await self._load(token)
+        await self._open(request)
+        provider = self.providers.get(method)
+        if provider is None or method not in self.settings.signing.auth_methods:
+            raise BadRequest("error.unknown_method")
+        # Every start counts (a start sends a code or opens an order): per link, never reset.
+        async with self.sessions() as session, session.begin():
+            tries = await decisions.count_attempt(session, request_id=request.id)
+        if tries > MAX_AUTH_ATTEMPTS:
+            raise TooManyAttempts("error.too_many_attempts")
+        try:
+            started = await provider.start(await self._context(request, ip))
+        except Exception as exc:
+            failed = getattr(exc, "failed", None)  # BankIdError, OidcError: a clear Failed
+            if isinstance(failed, Failed):
+                raise Unavailable(failed.message_key, code=failed.code, retry=failed.retry) from exc
+            raise
+        async with self.sessions() as session, session.begin():
+            await decisions.set_auth(
+                session, request_id=request.id, method=method, state=dict(started.state)
+            )
+        return {"method": method, **started.page}
+
+    async def check_auth(
+        self, token: str, params: Mapping[str, Any], ip: str
+    ) -> tuple[dict[str, Any], str | None]:
+        """Advance identification; returns (page data, new session cookie or None)."""
+        request = await self._load(token)
+        await self._open(request)
+        if request.auth_method is None or request.auth_state is None:
+            raise BadRequest("error.auth_not_started")
+        if request.auth_attempts >= MAX_AUTH_ATTEMPTS:
+            raise TooManyAttempts("error.too_many_attempts")
+        provider = self.providers[request.auth_method]
+        ctx = await self._context(request, ip)
+        result = await provider.check(ctx, request.auth_state, params)
+        if isinstance(result, Pending):
+            if result.state is not None:
+                async with self.sessions() as session, session.begin():
+                    await decisions.update_auth_state(
+                        session, request_id=request.id, state=dict(result.state)
+                    )
+            return {"status": "pending", "hint": result.hint, **result.page}, None
+        # (the web layer turns ``hint`` into a message in the page's language)
+        if isinstance(result, Failed):
+            async with self.sessions() as session, session.begin():
+                tries = await decisions.count_attempt(session, request_id=request.id)
+            if tries >= MAX_AUTH_ATTEMPTS:
+                raise TooManyAttempts("error.too_many_attempts")
+            raise Unauthorized(result.message_key, code=result.code, retry=result.retry)
+        assert isinstance(result, Done)
+        if not result.identity.matches(ctx):
+            log.warning("case %s: identified person is not the requested signer", ctx.case_number)
+            raise Forbidden("error.wrong_person")
+        cookie = secrets.token_urlsafe(32)
+        identity = {
+            "method": result.identity.method,
+            "subject": result.identity.subject,
+            "name": result.identity.name,
+            "at": result.identity.at.isoformat(),
+            "evidence": dict(result.identity.evidence),
+        }
+        async with self.sessions() as session, session.begin():
+            await decisions.open_session(
+                session,
+                request_id=request.id,
+                session_hash=token_hash(cookie),
+                expires_at=self.clock() + SESSION_TTL,
+                identity=identity,
+            )
+            await repo.add_audit(
+                session,
+                case_id=request.case_id,
+                actor=request.signer_user_id,
+                action="signer.identified",
+                now=self.clock(),
+                detail={"request": request.id, "method": request.auth_method},
+            )
+        return {"status": "done"}, cookie
+
+    def _has_session(self, request: SigningRequest, cookie: str | None) -> bool:
+        return not (
+            not cookie
+            or request.session_hash is None
+            or request.session_expires_at is None
+            or not hmac.compare_digest(token_hash(cookie), request.session_hash)
+            or self.clock() >= request.session_expires_at
+        )
+
+    async def document(self, token: str, cookie: str | None) -> bytes:
+        """The decision for the identified signer (signed, once it is)."""
+        request = await self._load(token)
+        if request.status not in decisions.DECIDED:
+            await self._open(request)  # an expired or cancelled link shows nothing
+        if not self._has_session(request, cookie):
+            raise Unauthorized("error.not_identified")
+        return request.signed_document or request.document
+
+    async def decide(
+        self, token: str, cookie: str | None, action: str, reason: str
+    ) -> dict[str, Any]:
+        request = await self._load(token)
+        await self._open(request)  # decided or expired says so, with or without a session
+        if not self._has_session(request, cookie):
+            raise Unauthorized("error.not_identified")
+        if action == "decline":
+            if not reason.strip():
+                raise BadRequest("error.reason_required")
+            return await self._settle(request, "declined", reason=reason.strip()[:2000])
+        if action != "sign":
+            raise BadRequest("error.unknown_action")
+        if self.signer is None:
+            raise Unavailable("error.no_seal")
+        from signing.seal import StampInfo, sign_decision
+
+        identity = request.identity or {}
+        ctx = await self._context(request, "")
+        signed = await sign_decision(
+            request.document,
+            signer=self.signer,
+            stamp=StampInfo(
+                signer_name=request.signer_name,
+                signer_role=request.signer_role,
+                method_label=METHOD_LABELS.get(str(identity.get("method")), "?"),
+                signed_at=self.clock(),
+                case_number=ctx.case_number,
+                language=self.lang,
+            ),
+            evidence=identity,
+            timestamper=self._timestamper(),
+            trust_roots=self.settings.signing.trust_roots,
+        )
+        return await self._settle(request, "signed", signed=signed)
+
+    def _timestamper(self) -> Any:
+        """One long-lived TSA client: pyHanko caches its size-estimation token per
+        client, so reusing it saves a round trip to the TSA on every signature."""
+        url = self.settings.signing.tsa_url
+        if url is None:
+            return None
+        if self._tsa is None:
+            from pyhanko.sign.timestamps import HTTPTimeStamper
+
+            self._tsa = HTTPTimeStamper(url, timeout=15)
+        return self._tsa
+
+    async def _settle(
+        self,
+        request: SigningRequest,
+        outcome: str,
+        *,
+        reason: str | None = None,
+        signed: bytes | None = None,
+    ) -> dict[str, Any]:
+        """Record exactly one decision per case; the loser learns who decided."""
+        now = self.clock()
+        sha = hashlib.sha256(signed).hexdigest() if signed else None
+        try:
+            effects = await self._record(request, outcome, now, reason, signed, sha)
+        except _Lost:
+            raise await self._already_decided(request.case_id) from None
+        if self.escalator is not None:  # nothing more is sent about this decision
+            self.escalator.stopped(effects.cancelled_steps)
+        log.info("signing request %d: %s", request.id, outcome)
+        try:
+            await self.post_outcome(request.id)
+        except Exception:
+            # The decision stands; recover() posts it within a minute.
+            log.exception("signing request %d: posting to the case room failed", request.id)
+        return {"status": outcome, "document_sha256": sha or request.document_sha256}
+
+    async def _record(
+        self,
+        request: SigningRequest,
+        outcome: str,
+        now: datetime,
+        reason: str | None,
+        signed: bytes | None,
+        sha: str | None,
+    ) -> Effects:
+        async with self.sessions() as session, session.begin():
+            try:
+                effects = await transition(
+                    session,
+                    case_id=request.case_id,
+                    old=CaseStatus.AWAITING_SIGNATURE,
+                    new=outcome,
+                    actor=request.signer_user_id,
+                    now=now,
+                )
+            except ConcurrentChange:
+                raise _Lost() from None
+            won = await decisions.decide(
+                session,
+                request_id=request.id,
+                status=outcome,
+                now=now,
+                reason=reason,
+                signed_document=signed,
+                signed_sha256=sha,
+            )
+            if not won:  # raising rolls the transaction back
+                raise _Lost()
+            await decisions.close_pending(
+                session, case_id=request.case_id, status="superseded", except_id=request.id
+            )
+            await repo.add_audit(
+                session,
+                case_id=request.case_id,
+                actor=request.signer_user_id,
+                action=f"decision.{outcome}",
+                now=now,
+                detail={"request": request.id},
+            )
+        return effects
+
+    async def post_outcome(self, request_id: int) -> None:
+        """Put the decision into the case room, once (also after a crash in between)."""
+        lock = self._posting.setdefault(request_id, asyncio.Lock())
+        async with lock:  # the live request and the minute's recover() never both post
+            await self._post_outcome(request_id)
+        self._posting.pop(request_id, None)
+
+    async def _post_outcome(self, request_id: int) -> None:
+        async with self.sessions() as session:
+            request = await decisions.get_signing_request(session, request_id=request_id)
+            assert request is not None
+            case = await repo.get_case(session, case_id=request.case_id)
+            assert case is not None and case.room_id is not None
+            workers = tuple(p.user_id for p in case.participants)
+        if request.posted_at is not None:
+            return
+        if request.status == "signed":
+            assert request.signed_document is not None
+            if request.file_posted_at is None:
+                await self.messenger.send_file(
+                    case.room_id,
+                    request.signed_document,
+                    f"{case.number}-beslut.pdf",
+                    "application/pdf",
+                )
+                async with self.sessions() as session, session.begin():
+                    await decisions.mark_file_posted(
+                        session, request_id=request_id, now=self.clock()
+                    )
+            await self.messenger.send(
+                case.room_id,
+                i18n.render(
+                    self.lang,
+                    "decision.signed",
+                    number=case.number,
+                    name=request.signer_name,
+                    role=request.signer_role,
+                    sha=request.signed_sha256 or "",
+                    mentions=workers,
+                    notice=False,
+                ),
+            )
+        else:
+            await self.messenger.send(
+                case.room_id,
+                i18n.render(
+                    self.lang,
+                    "decision.declined",
+                    number=case.number,
+                    name=request.signer_name,
+                    reason=request.decision_reason or "",
+                    mentions=workers,
+                    notice=False,
+                ),
+            )
+        async with self.sessions() as session, session.begin():
+            await decisions.mark_posted(session, request_id=request_id, now=self.clock())
+
+    async def recover(self) -> None:
+        """At start-up and every minute: post decisions a crash kept from the room."""
+        async with self.sessions() as session:
+            unposted = await decisions.list_unposted(session)
+        for request in unposted:
+            try:
+                await self.post_outcome(request.id)
+            except Exception:
+                log.exception("could not post the outcome of signing request %d", request.id)
+
+
+class _Lost(Exception):
+    """Another decision-maker decided first (inside the transaction)."""
