@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from typing import Any
 
 from config._reader import Reader, absolute, describe, is_email, is_http_url, is_phone, key_place
@@ -117,7 +119,7 @@ def read_rule(
         item = r.table(item_place, raw, ("after", "via"))
         if item is None:
             continue
-        after = r.duration(item, item_place, "after", required=True)
+        after = _after(r, item, item_place)
         via = r.choice(item, item_place, "via", CHANNELS, "matrix", required=True)
         if after is None:
             continue
@@ -138,3 +140,14 @@ def read_rule(
             after = DEFAULT_NOTIFY[0].after
         rules.append(NotifyRule(after=after, via=via))
     return tuple(rules)
+
+
+_ZERO = re.compile(r"0+[smhd]?")
+
+
+def _after(r: Reader, item: dict[str, Any], place: str) -> timedelta | None:
+    """Like any duration, but ``"0m"`` (at once) is allowed here."""
+    raw = item.get("after")
+    if isinstance(raw, str) and _ZERO.fullmatch(raw.strip()):
+        return timedelta(0)
+    return r.duration(item, place, "after", required=True)

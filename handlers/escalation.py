@@ -16,20 +16,22 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from config import DecisionMaker, Municipality, Settings
-from handlers import i18n
-from handlers.alerts import Alerter, Undeliverable
+from config import DecisionMaker, EscalationPolicy, Municipality, Settings
+from handlers import escalation_actions as actions
+from handlers import escalation_watch, i18n
+from handlers.alerts import Alerter
 from handlers.case_state import CaseStatus
 from handlers.context import Clock, local_time
+from handlers.escalation_actions import StepContext
 from handlers.issuing import Issuer
-from handlers.notify import Alert, Notifier, NotifyError
+from handlers.notify import Notifier, NotifyError
 from storage import decisions, repo
 from storage import escalation as steps
-from storage.models import Case, EscalationStep, SigningRequest
+from storage.models import EscalationStep, SigningRequest
 
 log = logging.getLogger(__name__)
 
@@ -62,18 +64,6 @@ class NoWakeups:
     def cancel(self, step_ids: Iterable[int]) -> None:
         for step_id in step_ids:
             self.scheduled.pop(step_id, None)
-
-
-@dataclass
-class _Context:
-    case: Case
-    decision_type: str
-    municipality: Municipality | None
-    requests: list[SigningRequest]
-
-    @property
-    def open(self) -> list[SigningRequest]:
-        return [r for r in self.requests if r.status == "pending"]
 
 
 @dataclass
@@ -168,13 +158,13 @@ class Escalator:
 
     async def started(self, case_id: int) -> None:
         """Wake-ups for the case's pending rows; what is due now runs now."""
-        await self._schedule_case(case_id)
+        await self.schedule_case(case_id)
         await self.run_due(case_id)
 
     def stopped(self, step_ids: Iterable[int]) -> None:
         self.wakeups.cancel(step_ids)
 
-    async def _schedule_case(self, case_id: int) -> None:
+    async def schedule_case(self, case_id: int) -> None:
         async with self.sessions() as session:
             pending = await steps.list_pending(session, case_id=case_id)
         for step in pending:
@@ -219,7 +209,7 @@ class Escalator:
 
     async def _run_one(self, step: EscalationStep, now: datetime) -> None:
         try:
-            ctx = await self._context(step.case_id)
+            ctx = await self.context(step.case_id)
             if ctx.case.status != CaseStatus.AWAITING_SIGNATURE.value:
                 return  # decided meanwhile; the transition cancelled the rest
             await self._act(step, ctx, now)
@@ -242,8 +232,8 @@ class Escalator:
         if alert_failed and attempts == 1:
             # The phone did not ring: the worker and the leads know at once, not after
             # the retries (which go on meanwhile).
-            ctx = await self._context(step.case_id)
-            request = self._request(ctx, step.request_id)
+            ctx = await self.context(step.case_id)
+            request = self.request_of(ctx, step.request_id)
             name = request.signer_name if request else "?"
             await self.alerter.tell_case_and_leads(ctx.case, "decision.alert_failed", name=name)
         if step.kind == steps.CHANNEL and retryable and attempts < MAX_ATTEMPTS:
@@ -255,7 +245,7 @@ class Escalator:
         async with self.sessions() as session, session.begin():
             await steps.mark(session, step_id=step.id, status=steps.FAILED)
 
-    async def _context(self, case_id: int) -> _Context:
+    async def context(self, case_id: int) -> StepContext:
         async with self.sessions() as session:
             case = await repo.get_case(session, case_id=case_id)
             assert case is not None
@@ -264,31 +254,31 @@ class Escalator:
         submitted = (report.submitted or {}) if report else {}
         decision_type = str(submitted.get("form", {}).get("decision_type", ""))
         municipality = self.settings.municipality(case.municipality_id or "")
-        return _Context(case, decision_type, municipality, requests)
+        return StepContext(case, decision_type, municipality, requests)
 
     @staticmethod
-    def _request(ctx: _Context, request_id: int | None) -> SigningRequest | None:
+    def request_of(ctx: StepContext, request_id: int | None) -> SigningRequest | None:
         return next((r for r in ctx.requests if r.id == request_id), None)
 
-    async def _act(self, step: EscalationStep, ctx: _Context, now: datetime) -> None:
+    async def _act(self, step: EscalationStep, ctx: StepContext, now: datetime) -> None:
         late = now - step.due_at
         match (step.kind, step.action):
             case (steps.CHANNEL, "matrix"):
-                await self._alert(step, ctx, now)
+                await actions.alert(self, step, ctx, now)
             case (steps.CHANNEL, channel):
-                await self._other_channel(step, ctx, channel)
+                await actions.other_channel(self, step, ctx, channel)
             case (steps.EXPIRE, _):
-                await self._expire(step, ctx, now)
+                await actions.expire(self, step, ctx, now)
             case (steps.POLICY, "remind"):
-                await self._remind(ctx, now)
+                await actions.remind(self, ctx, now)
             case (steps.POLICY, "next_signer"):
-                await self._next_signer(ctx, now)
+                await actions.next_signer(self, ctx, now)
             case (steps.POLICY, "alert_leads"):
-                await self._alert_leads(ctx)
+                await actions.alert_leads(self, ctx)
             case (steps.POLICY, "repeat"):
-                await self._alert_leads(ctx)
-                await self._remind(ctx, now)
-                await self._plan_repeat(step, ctx, now)
+                await actions.alert_leads(self, ctx)
+                await actions.remind(self, ctx, now)
+                await actions.plan_repeat(self, step, ctx, now)
             case _:
                 log.warning("unknown escalation step %s/%s", step.kind, step.action)
         if step.kind == steps.POLICY and late > LATE_NOTICE:
@@ -301,130 +291,14 @@ class Escalator:
 
     # -- the actions --------------------------------------------------------------------
 
-    async def _alert(self, step: EscalationStep, ctx: _Context, now: datetime) -> None:
-        request = self._request(ctx, step.request_id)
-        if request is None or request.status != "pending":
-            return
-        try:
-            event_id = await self.alerter.alert_signer(
-                request, number=ctx.case.number, decision_type=ctx.decision_type, reminder=False
-            )
-        except Undeliverable:
-            await self._undeliverable(ctx, request, now)
-            return
-        first = request.delivered_at is None
-        async with self.sessions() as session, session.begin():
-            await steps.mark_delivered(session, request_id=request.id, now=now, event_id=event_id)
-        if first:
-            await self.alerter.tell_case(
-                ctx.case,
-                "decision.requested",
-                name=request.signer_name,
-                role=request.signer_role,
-                time=local_time(now),
-            )
-        log.info("case %s: signing request %d delivered", ctx.case.number, request.id)
-
-    async def _undeliverable(self, ctx: _Context, request: SigningRequest, now: datetime) -> None:
-        """Nobody can read it on that person's phone: say so, and move on at once."""
-        log.warning(
-            "case %s: signing request %d cannot be delivered (no trusted device)",
-            ctx.case.number,
-            request.id,
-        )
-        await self.alerter.tell_case_and_leads(
-            ctx.case, "escalation.undeliverable", name=request.signer_name
-        )
-        async with self.sessions() as session, session.begin():
-            others = [
-                s
-                for s in await steps.list_pending(
-                    session, case_id=ctx.case.id, kinds=[steps.CHANNEL]
-                )
-                if s.request_id == request.id
-            ]
-            if others:
-                # Their next channel (SMS, call, e-mail) now rather than later.
-                await steps.shift(session, step_ids=[others[0].id], by=now - others[0].due_at)
-            else:
-                seq = await steps.last_policy_seq(session, case_id=ctx.case.id) + 1
-                await steps.add_step(
-                    session,
-                    case_id=ctx.case.id,
-                    kind=steps.POLICY,
-                    action="next_signer",
-                    seq=seq,
-                    due_at=now,
-                    now=now,
-                )
-
-    async def _other_channel(self, step: EscalationStep, ctx: _Context, channel: str) -> None:
-        request = self._request(ctx, step.request_id)
-        if request is None or request.status != "pending" or request.acknowledged_at:
-            return
-        maker = self._maker(ctx, request.signer_user_id)
-        to = (maker.email if channel == "email" else maker.phone) if maker else None
-        if self.notifier is None or channel not in self.notifier.channels() or not to:
-            log.warning("escalation step %d: channel %s is not configured", step.id, channel)
-            return
-        alert = Alert(
-            case_number=ctx.case.number,
-            decision_type=ctx.decision_type,
-            link=self.alerter.link(request),
-            language=self.lang,
-            reference=str(step.id),
-        )
-        await self.notifier.send(channel, to, alert)
-        log.info("case %s: %s alert sent (step %d)", ctx.case.number, channel, step.id)
-
-    def _maker(self, ctx: _Context, user_id: str) -> DecisionMaker | None:
+    def maker_of(self, ctx: StepContext, user_id: str) -> DecisionMaker | None:
         if ctx.municipality is None:
             return None
         return next((d for d in ctx.municipality.decision_makers if d.user_id == user_id), None)
 
-    async def _remind(self, ctx: _Context, now: datetime) -> None:
-        reminded: list[str] = []
-        for request in ctx.open:
-            if request.expires_at <= now:
-                continue
-            try:
-                event_id = await self.alerter.alert_signer(
-                    request, number=ctx.case.number, decision_type=ctx.decision_type, reminder=True
-                )
-            except Undeliverable:
-                await self.alerter.tell_case_and_leads(
-                    ctx.case, "escalation.undeliverable", name=request.signer_name
-                )
-                continue
-            async with self.sessions() as session, session.begin():
-                await steps.mark_delivered(
-                    session, request_id=request.id, now=now, event_id=event_id
-                )
-            reminded.append(request.signer_name)
-        if reminded:
-            await self.alerter.tell_case(
-                ctx.case, "escalation.reminded", names=", ".join(reminded), time=local_time(now)
-            )
-
-    async def _next_signer(self, ctx: _Context, now: datetime) -> None:
-        if ctx.municipality is None:
-            await self._alert_leads(ctx)
-            return
-        asked = {r.signer_user_id for r in ctx.open}
-        people = await self.on_call(ctx.municipality.id, now)
-        maker = next((d for d in people if d.user_id not in asked), None)
-        if maker is None:
-            await self.alerter.tell_case_and_leads(ctx.case, "escalation.no_next_signer")
-            return
-        if not await self.issue(ctx.case.id, maker, now):
-            return
-        await self.alerter.tell_case(
-            ctx.case, "escalation.next_signer", name=maker.name, role=maker.role
-        )
-
     async def issue(self, case_id: int, maker: DecisionMaker, now: datetime) -> bool:
         """A new request (its own link) for ``maker``; False if the case moved on."""
-        ctx = await self._context(case_id)
+        ctx = await self.context(case_id)
         if ctx.municipality is None:
             return False
         async with self.sessions() as session:
@@ -452,59 +326,12 @@ class Escalator:
                 now=now,
                 detail={"request": request.id, "signer": maker.user_id},
             )
-        await self._schedule_case(case_id)
+        await self.schedule_case(case_id)
         return True
 
-    async def _alert_leads(self, ctx: _Context) -> None:
-        asked = ", ".join(r.signer_name for r in ctx.open) or "–"
-        since = min((r.created_at for r in ctx.open), default=ctx.case.updated_at)
-        await self.alerter.tell_case_and_leads(
-            ctx.case,
-            "escalation.leads",
-            number=ctx.case.number,
-            since=local_time(since),
-            asked=asked,
-        )
-
-    async def _plan_repeat(self, step: EscalationStep, ctx: _Context, now: datetime) -> None:
-        every = self._policy(ctx).repeat_every if ctx.municipality else None
-        if every is None:
-            return
-        due = step.due_at + every
-        while due <= now:  # after a long outage: one catch-up run, then the cadence
-            due += every
-        async with self.sessions() as session, session.begin():
-            added = await steps.add_step(
-                session,
-                case_id=ctx.case.id,
-                kind=steps.POLICY,
-                action="repeat",
-                seq=step.seq + 1,
-                due_at=due,
-                now=now,
-            )
-        self.wakeups.schedule(added.id, added.due_at)
-
-    def _policy(self, ctx: _Context) -> Any:
+    def policy_of(self, ctx: StepContext) -> EscalationPolicy:
         assert ctx.municipality is not None
         return self.settings.escalation_policies[ctx.municipality.escalation_policy]
-
-    async def _expire(self, step: EscalationStep, ctx: _Context, now: datetime) -> None:
-        """A link that ran out unsigned is an escalation event: say so, send a new one."""
-        request = self._request(ctx, step.request_id)
-        if request is None or request.status != "pending":
-            return
-        async with self.sessions() as session, session.begin():
-            expired = await steps.expire(session, request_id=request.id)
-            await steps.cancel(session, case_id=ctx.case.id, request_ids=[request.id])
-        if not expired:
-            return
-        await self.alerter.tell_case_and_leads(
-            ctx.case, "escalation.expired", name=request.signer_name
-        )
-        maker = self._maker(ctx, request.signer_user_id)
-        if maker is not None:
-            await self.issue(ctx.case.id, maker, now)
 
     # -- acknowledgement ----------------------------------------------------------------
 
@@ -550,8 +377,8 @@ class Escalator:
                 told.append((request.case_id, request.signer_name, window))
         self.wakeups.cancel(cancelled)
         for case_id, name, window in told:
-            await self._schedule_case(case_id)
-            ctx = await self._context(case_id)
+            await self.schedule_case(case_id)
+            ctx = await self.context(case_id)
             await self.alerter.tell_case(
                 ctx.case,
                 "escalation.acknowledged",
@@ -580,7 +407,7 @@ class Escalator:
 
     async def remind_now(self, case_id: int) -> int:
         """``!påminn``: the alert again, now, to everyone asked. Returns how many."""
-        ctx = await self._context(case_id)
+        ctx = await self.context(case_id)
         now = self.clock()
         live = [r for r in ctx.open if r.expires_at > now]
         async with self.sessions() as session, session.begin():
@@ -600,11 +427,11 @@ class Escalator:
 
     async def resend(self, case_id: int, actor: str) -> list[str]:
         """``!skicka om``: fresh links for everyone asked; the old links close."""
-        ctx = await self._context(case_id)
+        ctx = await self.context(case_id)
         now = self.clock()
-        wanted = [m for r in ctx.open if (m := self._maker(ctx, r.signer_user_id))]
+        wanted = [m for r in ctx.open if (m := self.maker_of(ctx, r.signer_user_id))]
         if not wanted and ctx.requests:  # every link ran out: the latest signer again
-            wanted = [m for m in [self._maker(ctx, ctx.requests[-1].signer_user_id)] if m]
+            wanted = [m for m in [self.maker_of(ctx, ctx.requests[-1].signer_user_id)] if m]
         if not wanted and ctx.municipality is not None:
             wanted = (await self.on_call(ctx.municipality.id, now))[:1]
         async with self.sessions() as session, session.begin():
@@ -626,123 +453,14 @@ class Escalator:
         await self.run_due(case_id)
         return issued
 
-    # -- the invariant -----------------------------------------------------------------------
+    # -- the invariant and !status (handlers.escalation_watch) ------------------------
 
     async def check(self) -> None:
-        """Every waiting case has a live link that was delivered or is being escalated.
-
-        At start-up and every minute: runs rows whose wake-up was lost, cancels rows
-        of cases that moved on, and repairs a case that breaks the promise, telling
-        its room and the duty leads.
-        """
-        now = self.clock()
-        async with self.sessions() as session:
-            waiting = await repo.list_cases(session, statuses=[CaseStatus.AWAITING_SIGNATURE.value])
-            stale = [
-                s
-                for s in await steps.list_pending(session)
-                if s.case_id not in {c.id for c in waiting}
-            ]
-        if stale:
-            async with self.sessions() as session, session.begin():
-                for case_id in {s.case_id for s in stale}:
-                    self.wakeups.cancel(await steps.cancel(session, case_id=case_id))
-        for case in waiting:
-            try:
-                await self.run_due(case.id)
-                await self._repair(case.id, now)
-            except Exception:
-                log.exception("case %s: the escalation check failed", case.number)
-
-    async def _repair(self, case_id: int, now: datetime) -> None:
-        ctx = await self._context(case_id)
-        if ctx.case.status != CaseStatus.AWAITING_SIGNATURE.value:
-            return
-        async with self.sessions() as session:
-            pending = await steps.list_pending(session, case_id=case_id)
-        live = [r for r in ctx.open if r.expires_at > now]
-        if not live:
-            targets = [self._maker(ctx, r.signer_user_id) for r in ctx.requests[-1:]]
-            maker = next((m for m in targets if m), None)
-            if maker is None and ctx.municipality is not None:
-                maker = next(iter(await self.on_call(ctx.municipality.id, now)), None)
-            log.warning("case %s waits without a live signing link; repairing", ctx.case.number)
-            if maker is None or not await self.issue(case_id, maker, now):
-                await self.alerter.tell_case_and_leads(ctx.case, "escalation.no_next_signer")
-                return
-            if not any(s.kind == steps.POLICY for s in pending) and ctx.municipality:
-                await self._restart_policy(ctx, now)
-            await self.alerter.tell_case_and_leads(ctx.case, "escalation.repaired", name=maker.name)
-            await self.run_due(case_id)
-            return
-        delivered = any(r.delivered_at is not None for r in live)
-        if not delivered and not pending:
-            log.warning(
-                "case %s: nothing delivered and nothing planned; repairing", ctx.case.number
-            )
-            await self._restart_policy(ctx, now)
-            await self.remind_now(case_id)
-            await self._alert_leads(ctx)
-
-    async def _restart_policy(self, ctx: _Context, now: datetime) -> None:
-        """A repeat of ``alert_leads`` and reminders on the policy's cadence."""
-        policy = self._policy(ctx)
-        every = policy.repeat_every or (policy.steps[-1].after if policy.steps else None)
-        if every is None:
-            return
-        async with self.sessions() as session, session.begin():
-            seq = await steps.last_policy_seq(session, case_id=ctx.case.id) + 1
-            await steps.add_step(
-                session,
-                case_id=ctx.case.id,
-                kind=steps.POLICY,
-                action="repeat",
-                seq=seq,
-                due_at=now + every,
-                now=now,
-            )
-        await self._schedule_case(ctx.case.id)
-
-    # -- what !status says --------------------------------------------------------------
+        """Every waiting case has a live link that was delivered or is being escalated."""
+        await escalation_watch.check(self)
 
     async def status_lines(self, case_id: int) -> list[i18n.Message]:
-        ctx = await self._context(case_id)
-        async with self.sessions() as session:
-            pending = await steps.list_pending(session, case_id=case_id, kinds=[steps.POLICY])
-        lines = []
-        for r in ctx.requests:
-            if r.status not in ("pending", "expired"):
-                continue
-            state = (
-                i18n.text(self.lang, "escalation.status.acked", time=local_time(r.acknowledged_at))
-                if r.acknowledged_at
-                else i18n.text(self.lang, "escalation.status.delivered")
-                if r.delivered_at
-                else i18n.text(self.lang, "escalation.status.not_delivered")
-            )
-            if r.status == "expired":
-                state = i18n.text(self.lang, "escalation.status.expired")
-            lines.append(
-                i18n.render(
-                    self.lang,
-                    "escalation.status.asked",
-                    name=r.signer_name,
-                    role=r.signer_role,
-                    time=local_time(r.created_at),
-                    state=state,
-                )
-            )
-        if pending:
-            nxt = pending[0]
-            lines.append(
-                i18n.render(
-                    self.lang,
-                    "escalation.status.next",
-                    action=i18n.text(self.lang, f"escalation.action.{nxt.action}"),
-                    time=local_time(nxt.due_at),
-                )
-            )
-        return lines
+        return await escalation_watch.status_lines(self, case_id)
 
 
 async def _requests(session: AsyncSession, case_id: int) -> list[SigningRequest]:
