@@ -436,7 +436,7 @@ class Escalator:
             wanted = (await self.on_call(ctx.municipality.id, now))[:1]
         async with self.sessions() as session, session.begin():
             old = [r.id for r in ctx.open]
-            await steps.close(session, request_ids=old, status="superseded")
+            await steps.close(session, request_ids=old, status="replaced")
             cancelled = await steps.cancel(
                 session, case_id=case_id, kinds=[steps.CHANNEL, steps.EXPIRE], request_ids=old
             )

@@ -80,6 +80,8 @@ class SigningBackend:
             raise await self._already_decided(request.case_id)
         if request.status == "cancelled":
             raise Expired("error.case_cancelled")
+        if request.status == "replaced":  # ``!skicka om`` sent a fresh link
+            raise Expired("error.link_replaced")
         if request.status == "expired" or self.clock() >= request.expires_at:
             raise Expired("error.link_expired")
 
@@ -133,6 +135,8 @@ class SigningBackend:
             request.status == "pending" and self.clock() >= request.expires_at
         ):
             raise Expired("error.link_expired")
+        if request.status == "replaced":
+            raise Expired("error.link_replaced")
         ctx = await self._context(request, "")
         if request.status == "pending" and self.escalator is not None:
             try:  # opening the page is an acknowledgement: the person is on it

@@ -213,10 +213,12 @@ class Report(Base):
 class SigningRequest(Base):
     """One request to one decision-maker to sign one rendered decision.
 
-    The link token itself is never stored, only its SHA-256, so a database dump
-    cannot be turned into working links. `status` moves from "pending" to exactly
-    one of "signed", "declined", "expired" or "superseded" (compare-and-set, so two
-    decision-makers acting at once give one decision). `posted_at` is set once the
+    The link token is stored as its SHA-256 (to look it up) and sealed under the
+    installation's link key (to repeat it), so a database dump alone cannot be
+    turned into working links. `status` moves from "pending" to exactly one of
+    "signed", "declined", "expired", "superseded" (another decided), "replaced"
+    (`!skicka om`) or "cancelled" (compare-and-set, so two decision-makers acting
+    at once give one decision). `posted_at` is set once the
     outcome is in the case room: a crash in between is repaired at start-up.
     """
 
