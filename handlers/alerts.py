@@ -30,6 +30,10 @@ class Undeliverable(Exception):
     """None of the recipient's devices can decrypt what the bot would send."""
 
 
+class LinkLost(Exception):
+    """The link cannot be repeated (its sealing key was lost): a fresh one is needed."""
+
+
 @dataclass
 class DirectRooms:
     """The bot's encrypted direct room with each person, created once on first use."""
@@ -76,13 +80,13 @@ class Alerter:
     ) -> str:
         """The alert as an ``m.text`` mention in the signer's direct room; returns its
         event id. Raises :class:`Undeliverable` when no device of theirs can read it."""
+        link = self.link(request)
+        if link is None:
+            raise LinkLost(request.id)
         room = await self.rooms.get(request.signer_user_id)
         if not await self.messenger.can_decrypt(room, request.signer_user_id):
             raise Undeliverable(request.signer_user_id)
-        link = self.link(request)
         key = "escalation.reminder" if reminder else "decision.alert"
-        if link is None:  # the link key was lost: the repair issues a fresh link
-            raise Undeliverable(request.signer_user_id)
         return await self.messenger.send(
             room,
             i18n.render(

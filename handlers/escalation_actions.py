@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from config import Municipality
-from handlers.alerts import Undeliverable
+from handlers.alerts import LinkLost, Undeliverable
 from handlers.context import local_time
 from handlers.notify import Alert
 from storage import escalation as steps
@@ -49,6 +49,9 @@ async def alert(esc: Escalator, step: EscalationStep, ctx: StepContext, now: dat
         )
     except Undeliverable:
         await undeliverable(esc, ctx, request, now)
+        return
+    except LinkLost:
+        await replace_lost_link(esc, ctx, request, now)
         return
     first = request.delivered_at is None
     async with esc.sessions() as session, session.begin():
@@ -134,6 +137,9 @@ async def remind(esc: Escalator, ctx: StepContext, now: datetime) -> None:
                 ctx.case, "escalation.undeliverable", name=request.signer_name
             )
             continue
+        except LinkLost:
+            await replace_lost_link(esc, ctx, request, now)
+            continue
         async with esc.sessions() as session, session.begin():
             await steps.mark_delivered(session, request_id=request.id, now=now, event_id=event_id)
         reminded.append(request.signer_name)
@@ -205,6 +211,22 @@ async def expire(esc: Escalator, step: EscalationStep, ctx: StepContext, now: da
     if not expired:
         return
     await esc.alerter.tell_case_and_leads(ctx.case, "escalation.expired", name=request.signer_name)
+    maker = esc.maker_of(ctx, request.signer_user_id)
+    if maker is not None:
+        await esc.issue(ctx.case.id, maker, now)
+
+
+async def replace_lost_link(
+    esc: Escalator, ctx: StepContext, request: SigningRequest, now: datetime
+) -> None:
+    """The link key was lost (restored from an old backup): the same person gets a new
+    link; the old one closes as replaced."""
+    log.warning(
+        "case %s: link of request %d cannot be repeated; replacing it", ctx.case.number, request.id
+    )
+    async with esc.sessions() as session, session.begin():
+        await steps.close(session, request_ids=[request.id], status="replaced")
+        esc.stopped(await steps.cancel(session, case_id=ctx.case.id, request_ids=[request.id]))
     maker = esc.maker_of(ctx, request.signer_user_id)
     if maker is not None:
         await esc.issue(ctx.case.id, maker, now)
