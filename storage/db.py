@@ -84,12 +84,13 @@ def create_engine(url: str | URL) -> AsyncEngine:
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "postgresql":
         # pool_pre_ping: a restarted or failed-over server must not cost the next case.
-        return _create_async_engine(parsed, pool_pre_ping=True)
+        # hide_parameters: a database error never logs bound values (report answers).
+        return _create_async_engine(parsed, pool_pre_ping=True, hide_parameters=True)
 
     path = _sqlite_file(parsed)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    engine = _create_async_engine(parsed)
+    engine = _create_async_engine(parsed, hide_parameters=True)
     event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
     event.listen(engine.sync_engine, "begin", _on_sqlite_begin)
     return engine
