@@ -346,12 +346,20 @@ class Escalator:
         wanted = set(request_ids) if request_ids is not None else None
         cancelled: list[int] = []
         told: list[tuple[int, str, timedelta]] = []
+        paused: set[int] = set()
         async with self.sessions() as session, session.begin():
             open_ = [
                 r
                 for r in await steps.open_requests(session, user_id=user_id)
                 if wanted is None or r.id in wanted
             ]
+            # Said once per window: reloading the signing page is no news.
+            fresh = {
+                r.id
+                for r in open_
+                if r.acknowledged_at is None
+                or now - r.acknowledged_at >= self._window(r.municipality_id)
+            }
             acked = set(
                 await steps.acknowledge(
                     session, request_ids=[r.id for r in open_], now=now, via=via
@@ -374,10 +382,13 @@ class Escalator:
                         step_ids=[s.id for s in policy],
                         by=now + window - policy[0].due_at,
                     )
-                told.append((request.case_id, request.signer_name, window))
+                paused.add(request.case_id)
+                if request.id in fresh:
+                    told.append((request.case_id, request.signer_name, window))
         self.wakeups.cancel(cancelled)
-        for case_id, name, window in told:
+        for case_id in paused:
             await self.schedule_case(case_id)
+        for case_id, name, window in told:
             ctx = await self.context(case_id)
             await self.alerter.tell_case(
                 ctx.case,
@@ -386,7 +397,7 @@ class Escalator:
                 via=i18n.text(self.lang, f"escalation.via.{via}"),
                 until=local_time(now + window),
             )
-        return len(told)
+        return len(paused)
 
     async def acknowledge_step(self, reference: str, via: str) -> bool:
         """An acknowledgement through a channel whose reference is its step id."""

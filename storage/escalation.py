@@ -178,13 +178,11 @@ async def mark_delivered(
 async def acknowledge(
     session: AsyncSession, *, request_ids: Collection[int], now: datetime, via: str
 ) -> list[int]:
-    """Record "I am on it" on pending requests not yet acknowledged; returns which."""
+    """Record "I am on it" on pending requests (again, if already); returns which."""
     ids = list(
         await session.scalars(
             select(SigningRequest.id).where(
-                SigningRequest.id.in_(list(request_ids)),
-                SigningRequest.status == "pending",
-                SigningRequest.acknowledged_at.is_(None),
+                SigningRequest.id.in_(list(request_ids)), SigningRequest.status == "pending"
             )
         )
     )
