@@ -112,6 +112,7 @@ class DecisionService:
             await self.alerter.tell_case(case, "escalation.render_failed")
             await self._keep_open(case)
             return Sent.RENDER_FAILED
+        now = self.clock()  # the policy counts from the request, made after the render
         async with self.sessions() as session, session.begin():
             if before is not None and not await before(session):
                 return Sent.CHANGED

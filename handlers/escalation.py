@@ -244,6 +244,16 @@ class Escalator:
             return
         async with self.sessions() as session, session.begin():
             await steps.mark(session, step_id=step.id, status=steps.FAILED)
+        if step.kind == steps.CHANNEL and step.action != "matrix":
+            # Given up on this channel: people who can call must know it did not ring.
+            ctx = await self.context(step.case_id)
+            request = self.request_of(ctx, step.request_id)
+            await self.alerter.tell_case_and_leads(
+                ctx.case,
+                "escalation.channel_failed",
+                channel=i18n.text(self.lang, f"escalation.channel.{step.action}"),
+                name=request.signer_name if request else "?",
+            )
 
     async def context(self, case_id: int) -> StepContext:
         async with self.sessions() as session:
@@ -390,6 +400,7 @@ class Escalator:
             await self.schedule_case(case_id)
         for case_id, name, window in told:
             ctx = await self.context(case_id)
+            log.info("case %s: a decision-maker acknowledged (%s)", ctx.case.number, via)
             await self.alerter.tell_case(
                 ctx.case,
                 "escalation.acknowledged",

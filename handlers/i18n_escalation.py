@@ -47,6 +47,13 @@ _SV: dict[str, str] = {
     "escalation.acknowledged": (
         "**{name}** har sett larmet ({via}) och är på väg. Nästa påminnelse tidigast {until}."
     ),
+    "escalation.channel_failed": (
+        "**Larmet via {channel} till {name} gick inte fram** och försöks inte igen. "
+        "Ring beslutsfattaren."
+    ),
+    "escalation.channel.sms": "sms",
+    "escalation.channel.call": "telefonsamtal",
+    "escalation.channel.email": "e-post",
     "escalation.via.matrix": "svarade i Element",
     "escalation.via.reaction": "reagerade med ✅",
     "escalation.via.call": "tryckte 1 i samtalet",
@@ -116,6 +123,13 @@ _EN: dict[str, str] = {
     "escalation.acknowledged": (
         "**{name}** has seen the alert ({via}) and is on it. Next reminder {until} at the earliest."
     ),
+    "escalation.channel_failed": (
+        "**The {channel} alert to {name} did not get through** and is not tried again. "
+        "Call the decision-maker."
+    ),
+    "escalation.channel.sms": "SMS",
+    "escalation.channel.call": "phone call",
+    "escalation.channel.email": "e-mail",
     "escalation.via.matrix": "replied in Element",
     "escalation.via.reaction": "reacted with ✅",
     "escalation.via.call": "pressed 1 in the call",
