@@ -157,7 +157,9 @@ async def next_signer(esc: Escalator, ctx: StepContext, now: datetime) -> None:
     people = await esc.on_call(ctx.municipality.id, now)
     maker = next((d for d in people if d.user_id not in asked), None)
     if maker is None:
-        await esc.alerter.tell_case_and_leads(ctx.case, "escalation.no_next_signer")
+        await esc.alerter.tell_case_and_leads(
+            ctx.case, "escalation.no_next_signer", number=ctx.case.number
+        )
         return
     if not await esc.issue(ctx.case.id, maker, now):
         return
@@ -168,7 +170,9 @@ async def next_signer(esc: Escalator, ctx: StepContext, now: datetime) -> None:
 
 async def alert_leads(esc: Escalator, ctx: StepContext) -> None:
     asked = ", ".join(r.signer_name for r in ctx.open) or "–"
-    since = min((r.created_at for r in ctx.open), default=ctx.case.updated_at)
+    # The case's last status change is when it was sent for signing (fresh links
+    # after an expiry or !skicka om do not restart the wait).
+    since = ctx.case.updated_at
     await esc.alerter.tell_case_and_leads(
         ctx.case,
         "escalation.leads",

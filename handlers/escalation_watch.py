@@ -60,7 +60,9 @@ async def repair(esc: Escalator, case_id: int, now: datetime) -> None:
             maker = next(iter(await esc.on_call(ctx.municipality.id, now)), None)
         log.warning("case %s waits without a live signing link; repairing", ctx.case.number)
         if maker is None or not await esc.issue(case_id, maker, now):
-            await esc.alerter.tell_case_and_leads(ctx.case, "escalation.no_next_signer")
+            await esc.alerter.tell_case_and_leads(
+                ctx.case, "escalation.no_next_signer", number=ctx.case.number
+            )
             return
         if not any(s.kind == steps.POLICY for s in pending) and ctx.municipality:
             await restart_policy(esc, ctx, now)

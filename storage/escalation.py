@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import EscalationStep, InstanceLock, SigningRequest
+from storage.models import AlertEvent, EscalationStep, InstanceLock, SigningRequest
 from storage.repo import _insert, _rowcount
 
 PENDING = "pending"
@@ -166,12 +166,16 @@ async def last_policy_seq(session: AsyncSession, *, case_id: int) -> int:
 async def mark_delivered(
     session: AsyncSession, *, request_id: int, now: datetime, event_id: str
 ) -> None:
+    """The alert reached a device that can read it; remember its event (for a ✅)."""
     await session.execute(
         update(SigningRequest)
         .where(SigningRequest.id == request_id)
-        .values(
-            delivered_at=func.coalesce(SigningRequest.delivered_at, now), alert_event_id=event_id
-        )
+        .values(delivered_at=func.coalesce(SigningRequest.delivered_at, now))
+    )
+    await session.execute(
+        _insert(session, AlertEvent)
+        .values(event_id=event_id, request_id=request_id, sent_at=now)
+        .on_conflict_do_nothing(index_elements=["event_id"])
     )
 
 
@@ -211,9 +215,23 @@ async def open_requests(
     )
 
 
+async def alert_events(session: AsyncSession, *, request_id: int) -> list[str]:
+    """The alerts and reminders sent for a request, oldest first."""
+    return list(
+        await session.scalars(
+            select(AlertEvent.event_id)
+            .where(AlertEvent.request_id == request_id)
+            .order_by(AlertEvent.sent_at, AlertEvent.event_id)
+        )
+    )
+
+
 async def request_by_alert(session: AsyncSession, *, event_id: str) -> SigningRequest | None:
+    """The request an alert or reminder was sent for."""
     return await session.scalar(
-        select(SigningRequest).where(SigningRequest.alert_event_id == event_id)
+        select(SigningRequest)
+        .join(AlertEvent, AlertEvent.request_id == SigningRequest.id)
+        .where(AlertEvent.event_id == event_id)
     )
 
 

@@ -256,8 +256,6 @@ class SigningRequest(Base):
     token_sealed: Mapped[str | None] = mapped_column(Text)
     #: When the alert reached at least one device of the signer that can decrypt it.
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    #: The latest Matrix alert (a ✅ reaction to it acknowledges).
-    alert_event_id: Mapped[str | None] = mapped_column(String(MATRIX_ID_LENGTH))
     #: "I am on it": when, and through which channel (matrix, reaction, call, page).
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     acknowledged_via: Mapped[str | None] = mapped_column(String(16))
@@ -337,3 +335,15 @@ class InstanceLock(Base):
     pid: Mapped[int] = mapped_column(Integer)
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime())
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AlertEvent(Base):
+    """A Matrix alert or reminder sent for a signing request (a ✅ on any of them
+    acknowledges the request)."""
+
+    __tablename__ = "alert_events"
+    __table_args__ = (Index("ix_alert_events_request_id", "request_id"),)
+
+    event_id: Mapped[str] = mapped_column(String(MATRIX_ID_LENGTH), primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("signing_requests.id", ondelete="CASCADE"))
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -30,7 +30,6 @@ def upgrade() -> None:
     with op.batch_alter_table("signing_requests") as batch:
         batch.add_column(sa.Column("token_sealed", sa.Text(), nullable=True))
         batch.add_column(sa.Column("delivered_at", _utc(), nullable=True))
-        batch.add_column(sa.Column("alert_event_id", sa.String(MATRIX_ID), nullable=True))
         batch.add_column(sa.Column("acknowledged_at", _utc(), nullable=True))
         batch.add_column(sa.Column("acknowledged_via", sa.String(16), nullable=True))
     op.create_table(
@@ -64,6 +63,20 @@ def upgrade() -> None:
     op.create_index("ix_escalation_steps_case_id", "escalation_steps", ["case_id"])
     op.create_index("ix_escalation_steps_status_due_at", "escalation_steps", ["status", "due_at"])
     op.create_table(
+        "alert_events",
+        sa.Column("event_id", sa.String(MATRIX_ID), nullable=False),
+        sa.Column("request_id", sa.Integer(), nullable=False),
+        sa.Column("sent_at", _utc(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["request_id"],
+            ["signing_requests.id"],
+            name=op.f("fk_alert_events_request_id_signing_requests"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("event_id", name=op.f("pk_alert_events")),
+    )
+    op.create_index("ix_alert_events_request_id", "alert_events", ["request_id"])
+    op.create_table(
         "instance_locks",
         sa.Column("name", sa.String(32), nullable=False),
         sa.Column("holder", sa.String(64), nullable=False),
@@ -77,6 +90,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("instance_locks")
+    op.drop_index("ix_alert_events_request_id", table_name="alert_events")
+    op.drop_table("alert_events")
     op.drop_index("ix_escalation_steps_status_due_at", table_name="escalation_steps")
     op.drop_index("ix_escalation_steps_case_id", table_name="escalation_steps")
     op.drop_table("escalation_steps")
@@ -84,7 +99,6 @@ def downgrade() -> None:
         for column in (
             "acknowledged_via",
             "acknowledged_at",
-            "alert_event_id",
             "delivered_at",
             "token_sealed",
         ):
