@@ -242,7 +242,12 @@ class Socialjour:
 
     async def _on_reaction(self, room: MatrixRoom, event: ReactionEvent, trusted: bool) -> None:
         await self._ready.wait()
-        if trusted:  # a ✅ on an alert from the person it went to: "I am on it"
+        # A ✅ on an alert from the person it went to: "I am on it". Element sends
+        # reactions unencrypted even in encrypted rooms, so a plaintext reaction (its
+        # sender vouched for by the homeserver) counts; an encrypted one from a device
+        # the trust policy refuses does not. The worst a forged one can do is pause
+        # the reminders for ack_window; the leads' alerts go on after it.
+        if trusted or not event.decrypted:
             await self.decisions.reaction(event.sender, event.reacts_to, event.key)
 
     async def _on_undecryptable(self, room_id: str, event_id: str) -> None:

@@ -155,7 +155,5 @@ class Scheduler:
                 log.exception("could not unschedule escalation step %d", step_id)
 
     async def pending_jobs(self) -> int:
-        jobs = await asyncio.get_running_loop().run_in_executor(
-            self._io, self._scheduler.get_jobs
-        )
+        jobs = await asyncio.get_running_loop().run_in_executor(self._io, self._scheduler.get_jobs)
         return len(jobs)

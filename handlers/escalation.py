@@ -40,8 +40,10 @@ OnCall = Callable[[str, datetime], Awaitable[list[DecisionMaker]]]
 MAX_ATTEMPTS = 6
 BACKOFF_BASE = timedelta(seconds=5)
 BACKOFF_CAP = timedelta(minutes=5)
-#: A step this late (the bot was down) says so when it runs.
-LATE_NOTICE = timedelta(seconds=30)
+#: A step missed while the bot was down, and this late, says so when it runs.
+LATE_NOTICE = timedelta(seconds=5)
+#: A step delayed while the bot ran (a lost wake-up caught by the check) says so too.
+LATE_DELAYED = timedelta(seconds=30)
 
 
 class Wakeups(Protocol):
@@ -77,6 +79,11 @@ class Escalator:
     wakeups: Wakeups = field(default_factory=NoWakeups)
     notifier: Notifier | None = None
     _locks: dict[int, asyncio.Lock] = field(default_factory=dict, init=False, repr=False)
+    #: Steps due before this moment were missed while the bot was down.
+    started_at: datetime = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.started_at = self.clock()
 
     @property
     def lang(self) -> str:
@@ -171,7 +178,12 @@ class Escalator:
             self.wakeups.schedule(step.id, step.due_at)
 
     async def resume(self) -> None:
-        """At start-up: a wake-up for every pending row, then the invariant check."""
+        """At start-up: steps a crash interrupted run again; a wake-up for every pending
+        row; then the invariant check (which runs what is overdue, in order)."""
+        async with self.sessions() as session, session.begin():
+            interrupted = await steps.release_running(session)
+        for step in interrupted:
+            log.warning("escalation step %d was interrupted by a crash; running it again", step.id)
         async with self.sessions() as session:
             pending = await steps.list_pending(session)
         for step in pending:
@@ -210,11 +222,14 @@ class Escalator:
     async def _run_one(self, step: EscalationStep, now: datetime) -> None:
         try:
             ctx = await self.context(step.case_id)
-            if ctx.case.status != CaseStatus.AWAITING_SIGNATURE.value:
-                return  # decided meanwhile; the transition cancelled the rest
-            await self._act(step, ctx, now)
+            if ctx.case.status == CaseStatus.AWAITING_SIGNATURE.value:
+                await self._act(step, ctx, now)
+            # (otherwise decided meanwhile; the transition cancelled the rest)
         except Exception as exc:
             await self._failed(step, now, exc)
+            return
+        async with self.sessions() as session, session.begin():
+            await steps.mark(session, step_id=step.id, status=steps.DONE)
 
     async def _failed(self, step: EscalationStep, now: datetime, exc: Exception) -> None:
         retryable = not isinstance(exc, NotifyError) or exc.retryable
@@ -236,7 +251,7 @@ class Escalator:
             request = self.request_of(ctx, step.request_id)
             name = request.signer_name if request else "?"
             await self.alerter.tell_case_and_leads(ctx.case, "decision.alert_failed", name=name)
-        if step.kind == steps.CHANNEL and retryable and attempts < MAX_ATTEMPTS:
+        if retryable and attempts < MAX_ATTEMPTS:
             delay = min(BACKOFF_BASE * (2 ** (attempts - 1)), BACKOFF_CAP)
             async with self.sessions() as session, session.begin():
                 await steps.retry_at(session, step_id=step.id, due_at=now + delay)
@@ -291,10 +306,11 @@ class Escalator:
                 await actions.plan_repeat(self, step, ctx, now)
             case _:
                 log.warning("unknown escalation step %s/%s", step.kind, step.action)
-        if step.kind == steps.POLICY and late > LATE_NOTICE:
+        missed = step.due_at < self.started_at  # due while the bot was down
+        if step.kind == steps.POLICY and late > (LATE_NOTICE if missed else LATE_DELAYED):
             await self.alerter.tell_case(
                 ctx.case,
-                "escalation.late",
+                "escalation.late" if missed else "escalation.late_delayed",
                 due=local_time(step.due_at),
                 minutes=max(1, round(late.total_seconds() / 60)),
             )

@@ -134,7 +134,7 @@ async def remind(esc: Escalator, ctx: StepContext, now: datetime) -> None:
             )
         except Undeliverable:
             await esc.alerter.tell_case_and_leads(
-                ctx.case, "escalation.undeliverable", name=request.signer_name
+                ctx.case, "escalation.undeliverable_reminder", name=request.signer_name
             )
             continue
         except LinkLost:

@@ -5,7 +5,7 @@ being escalated; and what ``!status`` says about a waiting decision.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from handlers import i18n
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+STUCK_AFTER = timedelta(minutes=10)
+
 
 async def check(esc: Escalator) -> None:
     """Every waiting case has a live link that was delivered or is being escalated.
@@ -29,6 +31,10 @@ async def check(esc: Escalator) -> None:
     its room and the duty leads.
     """
     now = esc.clock()
+    async with esc.sessions() as session, session.begin():
+        # A step "running" this long was cut off (a step takes seconds): run it again.
+        for step in await steps.release_running(session, started_before=now - STUCK_AFTER):
+            log.warning("escalation step %d was stuck; running it again", step.id)
     async with esc.sessions() as session:
         waiting = await repo.list_cases(session, statuses=[CaseStatus.AWAITING_SIGNATURE.value])
         stale = [

@@ -34,6 +34,11 @@ _SV: dict[str, str] = {
         "Verifiera sessionen i Element (Inställningar → Säkerhet), eller ring. "
         "Larmet går nu vidare."
     ),
+    "escalation.undeliverable_reminder": (
+        "Påminnelsen till **{name}** kom inte fram: telefonen kan inte läsa krypterade "
+        "meddelanden från Socialjour. Verifiera sessionen i Element (Inställningar → "
+        "Säkerhet), eller ring."
+    ),
     "escalation.expired": (
         "Länken till **{name}** gick ut utan underskrift. En ny länk skickas nu."
     ),
@@ -44,6 +49,7 @@ _SV: dict[str, str] = {
         "Steget som skulle ha körts kl. {due} körs nu, {minutes} min sent "
         "(Socialjour var inte igång)."
     ),
+    "escalation.late_delayed": "Steget som skulle ha körts kl. {due} körs nu, {minutes} min sent.",
     "escalation.acknowledged": (
         "**{name}** har sett larmet ({via}) och är på väg. Nästa påminnelse tidigast {until}."
     ),
@@ -113,6 +119,10 @@ _EN: dict[str, str] = {
         "**{name}'s phone can't read encrypted messages from Socialjour.** Verify the "
         "session in Element (Settings → Security), or call. The alert moves on now."
     ),
+    "escalation.undeliverable_reminder": (
+        "The reminder to **{name}** did not arrive: the phone can't read encrypted messages "
+        "from Socialjour. Verify the session in Element (Settings → Security), or call."
+    ),
     "escalation.expired": "The link to **{name}** expired unsigned. A new link is sent now.",
     "escalation.repaired": (
         "The case was waiting without a valid signing link. A new link has been sent to **{name}**."
@@ -120,6 +130,7 @@ _EN: dict[str, str] = {
     "escalation.late": (
         "The step due at {due} runs now, {minutes} min late (Socialjour was not running)."
     ),
+    "escalation.late_delayed": "The step due at {due} runs now, {minutes} min late.",
     "escalation.acknowledged": (
         "**{name}** has seen the alert ({via}) and is on it. Next reminder {until} at the earliest."
     ),

@@ -137,6 +137,8 @@ class SigningBackend:
             raise Expired("error.link_expired")
         if request.status == "replaced":
             raise Expired("error.link_replaced")
+        if request.status == "superseded":  # someone else decided: say who
+            raise await self._already_decided(request.case_id)
         ctx = await self._context(request, "")
         if request.status == "pending" and self.escalator is not None:
             try:  # opening the page is an acknowledgement: the person is on it

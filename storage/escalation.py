@@ -17,6 +17,8 @@ from storage.models import AlertEvent, EscalationStep, InstanceLock, SigningRequ
 from storage.repo import _insert, _rowcount
 
 PENDING = "pending"
+#: Claimed and acting; a row left ``running`` by a crash is run again at start-up.
+RUNNING = "running"
 DONE = "done"
 FAILED = "failed"
 CANCELLED = "cancelled"
@@ -88,13 +90,35 @@ async def list_steps(session: AsyncSession, *, case_id: int) -> list[EscalationS
 
 
 async def claim(session: AsyncSession, *, step_id: int, now: datetime) -> bool:
-    """Take a pending step for running; False when someone else took (or cancelled) it."""
+    """Take a pending step for running; False when someone else took (or cancelled) it.
+
+    The step stays ``running`` until :func:`mark` records how it ended, so a crash in
+    between leaves it to :func:`release_running` (at-least-once, never lost).
+    """
     result = await session.execute(
         update(EscalationStep)
         .where(EscalationStep.id == step_id, EscalationStep.status == PENDING)
-        .values(status=DONE, fired_at=now, attempts=EscalationStep.attempts + 1)
+        .values(status=RUNNING, fired_at=now, attempts=EscalationStep.attempts + 1)
     )
     return _rowcount(result) == 1
+
+
+async def release_running(
+    session: AsyncSession, *, started_before: datetime | None = None
+) -> list[EscalationStep]:
+    """Steps a crash left half-done go back to pending (to run again); returns them.
+
+    At start-up (the one process holding the lock) every running step is such a
+    step; later, only one running far longer than any step takes.
+    """
+    query = select(EscalationStep).where(EscalationStep.status == RUNNING)
+    if started_before is not None:
+        query = query.where(EscalationStep.fired_at < started_before)
+    found = list(await session.scalars(query))
+    for step in found:
+        step.status = PENDING
+    await session.flush()
+    return found
 
 
 async def retry_at(session: AsyncSession, *, step_id: int, due_at: datetime) -> None:

@@ -59,9 +59,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from config import Settings, load_settings
 from handlers import i18n
 from handlers.case_state import CaseStatus
-from handlers.links import token_hash
-from tests.decision_services import Services
 from handlers.dialogue import DialogueState, build_report
+from handlers.links import token_hash
 from handlers.messenger import MemoryMessenger
 from signing.devpki import DevPki, create_dev_pki
 from signing.identity import SigningContext
@@ -70,6 +69,7 @@ from signing.seal import close_signer, load_signer
 from signing.web import create_app
 from storage import create_engine, decisions, repo, session_factory, upgrade
 from storage.models import Case, SigningRequest
+from tests.decision_services import Services
 
 __all__ = [
     "CHILD_NAME",
@@ -398,7 +398,10 @@ async def signing_server(tmp_path: Path, dev_pki: DevPki) -> AsyncIterator[Signi
     service.providers = {"matrix-code": MatrixCodeProvider(_code_sender(service, messenger, "sv"))}
     service.signer = load_signer(settings.signing)
     app = create_app(
-        health=_healthy, metrics_source=_no_metrics, backend=service.backend, public_base_url=base_url
+        health=_healthy,
+        metrics_source=_no_metrics,
+        backend=service.backend,
+        public_base_url=base_url,
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

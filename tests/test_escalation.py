@@ -717,7 +717,9 @@ async def test_the_next_signer_gets_an_own_link_and_the_first_decision_stops_eve
     assert len(night.notifier.attempts) == notified
 
     # Dag's link now says who decided.
-    assert (await night.api("GET", dag_token)).body["status"] == "superseded"
+    opened = await night.api("GET", dag_token)
+    assert (opened.status, opened.body["error"]) == (409, "already_decided")
+    assert "Eva Evasdotter" in opened.body["message"]
     for path, body in (("/auth", {"method": "matrix-code"}), ("/decision", {"action": "sign"})):
         late = await night.api("POST", dag_token, path, body=body)
         assert (late.status, late.body["error"]) == (409, "already_decided"), late.body
@@ -1202,6 +1204,25 @@ async def test_check_gives_a_case_without_a_live_link_a_new_one_and_says_so(
     assert night.messenger.sent[sent:] == []
 
 
+async def test_steps_missed_while_the_bot_was_down_say_so_after_the_restart(
+    sessions: Sessions, make_night: MakeNight
+) -> None:
+    night = await make_night(sessions)
+    case = await night.submit()
+    night.clock.now = at(7)  # the bot was down from before 03:35 until now
+    night.escalator.started_at = night.clock.now
+
+    await night.escalator.resume()
+
+    assert night.said(
+        case.room,
+        "Steget som skulle ha körts kl. 2026-11-24 03:35 körs nu, 2 min sent "
+        "(Socialjour var inte igång).",
+    )
+    dag_room = await night.direct_room(DAG)
+    assert night.said_at(dag_room, REMINDER) == [at(7)]  # once
+
+
 async def test_check_runs_rows_whose_wake_ups_were_lost_once_and_says_how_late(
     sessions: Sessions, make_night: MakeNight
 ) -> None:
@@ -1215,10 +1236,9 @@ async def test_check_runs_rows_whose_wake_ups_were_lost_once_and_says_how_late(
     dag_room = await night.direct_room(DAG)
     assert night.said_at(dag_room, REMINDER) == [at(7)]
     assert [c for c, _, _ in night.notifier.sent] == ["sms", "call", "email"]
+    # The bot ran all along (only the wake-ups were lost): late, but not "was down".
     assert night.said(
-        case.room,
-        "Steget som skulle ha körts kl. 2026-11-24 03:35 körs nu, 2 min sent "
-        "(Socialjour var inte igång).",
+        case.room, "Steget som skulle ha körts kl. 2026-11-24 03:35 körs nu, 2 min sent."
     )
     assert await night.alerts(EVA) == []  # nothing early
     sent, notified = len(night.messenger.sent), len(night.notifier.attempts)

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -59,12 +60,14 @@ escalation_policy = "{policy_name}"
     return text
 
 
-async def direct_alert(user: MatrixUser, *, after: int = 0) -> tuple[str, Received, str]:
+async def direct_alert(
+    user: MatrixUser, *, after: int = 0, timeout: float = 30
+) -> tuple[str, Received, str]:
     """The person's direct room with the bot (joined), its first link message, its token."""
-    room = await user.wait(lambda: user.invites[-1] if user.invites else None)
+    room = await user.wait(lambda: user.invites[-1] if user.invites else None, timeout)
     if room not in user.client.rooms:
         await user.join(room)
-    message = await user.wait_message(room, contains="/s/", after=after)
+    message = await user.wait_message(room, contains="/s/", after=after, timeout=timeout)
     return room, message, token_of(message)
 
 
@@ -102,7 +105,7 @@ async def sign_with_matrix_code(user: MatrixUser, direct: str, link: Http) -> di
     assert status == 200 and link.cookie
     status, result = await link.acall("POST", "/decision", {"action": "sign"})
     assert status == 200 and result["status"] == "signed", result
-    return result  # type: ignore[no-any-return]
+    return result
 
 
 def count(user: MatrixUser, room: str, text: str) -> int:
@@ -111,6 +114,23 @@ def count(user: MatrixUser, room: str, text: str) -> int:
 
 async def sleep_until(deadline: float) -> None:
     await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+
+
+async def acked_case(
+    make_user: UserFactory, make_bot: BotFactory, tmp_path: Path, steps: str, window: str
+) -> tuple[MatrixUser, MatrixUser, str, str, Received]:
+    """A decision waiting for Dag alone on ``steps``: (anna, dag, case room, dag's room, alert)."""
+    anna = await make_user("anna")
+    dag = await make_user("dag")
+    extra = (
+        municipality([(dag, "Dag Dagsson")], anna.localpart, "p")
+        + policy("p", steps, ack_window=window)
+        + signing_config(tmp_path)
+    )
+    bot = make_bot(members=[anna.user_id], extra=extra)
+    _, case_room = await submit_lvu6(anna, bot.duty_alias)
+    dag_room, alert, _ = await direct_alert(dag)
+    return anna, dag, case_room, dag_room, alert
 
 
 # -- 1. reminder, deputy, sign ------------------------------------------------------------
@@ -127,7 +147,7 @@ async def test_reminder_then_deputy_who_signs_and_then_nothing_more(
         + policy(
             "fast",
             '{ after = "3s", action = "remind" }, { after = "6s", action = "next_signer" }, '
-            '{ after = "10s", action = "alert_leads" }',
+            '{ after = "12s", action = "alert_leads" }',
             ack_window="1s",
             repeat_every="3s",
         )
@@ -161,7 +181,7 @@ async def test_reminder_then_deputy_who_signs_and_then_nothing_more(
     assert status == 200 and view["status"] == "pending" and view["signer"] == "Vera Vice"
     result = await sign_with_matrix_code(vera, vera_room, vera_link)
     signed_at = time.monotonic() - t0
-    assert signed_at < 9.5, f"signing took until {signed_at:.1f} s, past the leads' step"
+    assert signed_at < 11.5, f"signing took until {signed_at:.1f} s, past the leads' step"
 
     await anna.wait(lambda: any(r == case_room for r, _ in anna.files), timeout=30)
     (file_event,) = [e for r, e in anna.files if r == case_room]
@@ -172,7 +192,7 @@ async def test_reminder_then_deputy_who_signs_and_then_nothing_more(
 
     # Past the leads' step and the first repeat: nothing more, anywhere.
     marks = {u.user_id: len(u.received) for u in (anna, dag, vera)}
-    await sleep_until(t0 + 15)
+    await sleep_until(t0 + 17)
     for user in (anna, dag, vera):
         late = [r.body[:100] for r in user.received[marks[user.user_id] :]]
         assert late == [], f"{user.localpart} got after the signature: {late}"
@@ -181,6 +201,8 @@ async def test_reminder_then_deputy_who_signs_and_then_nothing_more(
 
     # The first signer's link is closed and says who decided.
     dag_link = api(bot, dag_token)
+    status, view = await dag_link.acall("GET", "")
+    assert status == 409 or view["status"] != "pending", view  # the page shows "decided"
     status, body = await dag_link.acall("POST", "/auth", {"method": "matrix-code"})
     assert status == 409 and body["error"] == "already_decided", body
     assert "Vera Vice" in body["message"], body
@@ -189,70 +211,43 @@ async def test_reminder_then_deputy_who_signs_and_then_nothing_more(
 # -- 2. !tittar pauses the policy for the ack window -------------------------------------
 
 
-async def test_ack_in_direct_room_pauses_reminders_for_the_window(
+async def test_ack_in_direct_room_pauses_reminders_for_the_window_and_again(
     make_user: UserFactory, make_bot: BotFactory, tmp_path: Path
 ) -> None:
-    window = 5.0
-    anna = await make_user("anna")
-    dag = await make_user("dag")
-    extra = (
-        municipality([(dag, "Dag Dagsson")], anna.localpart, "acked")
-        + policy(
-            "acked",
-            '{ after = "4s", action = "remind" }, { after = "60s", action = "alert_leads" }',
-            ack_window=f"{int(window)}s",
-        )
-        + signing_config(tmp_path)
+    window = 4.0
+    anna, dag, case_room, dag_room, _ = await acked_case(
+        make_user,
+        make_bot,
+        tmp_path,
+        '{ after = "3s", action = "remind" }, { after = "4s", action = "remind" }',
+        f"{int(window)}s",
     )
-    bot = make_bot(members=[anna.user_id], extra=extra)
-    _, case_room = await submit_lvu6(anna, bot.duty_alias)
-    dag_room, _, _ = await direct_alert(dag)
+    previous: str | None = None
+    for ack in (1, 2):  # acknowledged again after the reminder: paused again
+        mark, mark_case = len(dag.received), len(anna.received)
+        acked_at = time.monotonic()
+        await dag.send(dag_room, "!tittar")
+        await dag.wait_message(dag_room, contains="Tack – jouren ser att du är på väg", after=mark)
+        assert count(dag, dag_room, REMINDER) == ack - 1, f"ack {ack} came too late for this test"
+        told = await anna.wait_message(
+            case_room, contains="Dag Dagsson har sett larmet", after=mark_case
+        )
+        assert "svarade i Element" in told.body and "Nästa påminnelse tidigast" in told.body
 
-    mark = len(dag.received)
-    acked_at = time.monotonic()
-    await dag.send(dag_room, "!tittar")
-    await dag.wait_message(dag_room, contains="Tack – jouren ser att du är på väg", after=mark)
-    assert count(dag, dag_room, REMINDER) == 0, "acknowledged too late for this test"
-    told = await anna.wait_message(case_room, contains="Dag Dagsson har sett larmet")
-    assert "svarade i Element" in told.body and "Nästa påminnelse tidigast" in told.body
-
-    reminder = await dag.wait_message(dag_room, contains=REMINDER, after=mark, timeout=20)
-    waited = time.monotonic() - acked_at
-    assert window - 0.2 <= waited <= window + 4, f"the reminder came {waited:.1f} s after !tittar"
-    assert is_ringing_mention(reminder, dag)
-
-
-class SecondAckRefused(AssertionError):
-    """The known bug the next test shows (see its xfail reason)."""
+        reminder = await dag.wait_message(dag_room, contains=REMINDER, after=mark, timeout=20)
+        waited = time.monotonic() - acked_at
+        assert window - 0.2 <= waited <= window + 3, f"reminder {waited:.1f} s after ack {ack}"
+        assert is_ringing_mention(reminder, dag) and reminder.event.event_id != previous
+        previous = reminder.event.event_id
 
 
-@pytest.mark.xfail(
-    raises=SecondAckRefused,
-    strict=True,
-    reason="bug: a request acknowledged once can never be acknowledged again "
-    "(storage.escalation.acknowledge skips acknowledged_at IS NOT NULL), so !tittar "
-    "after a reminder answers 'nothing is waiting for you' and does not pause",
-)
-async def test_ack_by_reaction_then_again_by_command_after_the_reminder(
+async def test_ack_by_reaction_on_the_alert(
     make_user: UserFactory, make_bot: BotFactory, tmp_path: Path
 ) -> None:
-    anna = await make_user("anna")
-    dag = await make_user("dag")
-    extra = (
-        municipality([(dag, "Dag Dagsson")], anna.localpart, "twice")
-        + policy(
-            "twice",
-            '{ after = "3s", action = "remind" }, { after = "5s", action = "remind" }',
-            ack_window="3s",
-        )
-        + signing_config(tmp_path)
-        + '\n[logging]\nlevel = "DEBUG"\n'
+    anna, dag, case_room, dag_room, alert = await acked_case(
+        make_user, make_bot, tmp_path, '{ after = "60s", action = "remind" }', "5s"
     )
-    bot = make_bot(members=[anna.user_id], extra=extra)
-    _, case_room = await submit_lvu6(anna, bot.duty_alias)
-    dag_room, alert, _ = await direct_alert(dag)
-
-    # A ✅ on the alert is the first "I am on it".
+    # Sent exactly as Element sends it: m.reaction is never encrypted (nio neither).
     await dag.send_event(
         dag_room,
         "m.reaction",
@@ -264,22 +259,11 @@ async def test_ack_by_reaction_then_again_by_command_after_the_reminder(
             }
         },
     )
-    told = await anna.wait_message(case_room, contains="Dag Dagsson har sett larmet")
-    assert "reagerade med ✅" in told.body
-    assert count(dag, dag_room, REMINDER) == 0, "acknowledged too late for this test"
-
-    # The window passes, the reminder comes; "I am on it" again must pause again.
-    reminder = await dag.wait_message(dag_room, contains=REMINDER, timeout=15)
-    mark, mark_case = len(dag.received), len(anna.received)
-    acked_at = time.monotonic()
-    await dag.send(dag_room, "!tittar")
-    reply = await dag.wait_message(dag_room, after=mark)
-    if "Tack" not in reply.body:
-        raise SecondAckRefused(reply.body)
-    await anna.wait_message(case_room, contains="Dag Dagsson har sett larmet", after=mark_case)
-    second = await dag.wait_message(dag_room, contains=REMINDER, after=mark, timeout=15)
-    assert second.event.event_id != reminder.event.event_id
-    assert time.monotonic() - acked_at >= 3 - 0.2
+    try:
+        told = await anna.wait_message(case_room, contains="har sett larmet", timeout=5)
+    except TimeoutError as exc:
+        raise AssertionError("the ✅ was not taken as an acknowledgement") from exc
+    assert "Dag Dagsson" in told.body and "reagerade med ✅" in told.body
 
 
 # -- 3. SIGKILL between two steps ---------------------------------------------------------
@@ -302,6 +286,7 @@ async def test_step_missed_while_killed_runs_once_late_after_restart(
     t0 = time.monotonic()
     dag_room, _, _ = await direct_alert(dag)
     await dag.wait_message(dag_room, contains=REMINDER, timeout=15)
+    await anna.wait_message(case_room, contains="Påminnelse skickad")  # the step is whole
     assert time.monotonic() - t0 < 4, "the first step was too late to kill before the second"
 
     assert bot.process.stop(signal.SIGKILL) == -signal.SIGKILL  # reaped: no zombie
@@ -316,8 +301,56 @@ async def test_step_missed_while_killed_runs_once_late_after_restart(
     await dag.wait_message(dag_room, contains=REMINDER, after=mark_dag, timeout=30)
     await asyncio.sleep(4)  # the restored job and the start-up check both had their go
     assert count(dag, dag_room, REMINDER) == 2, [r.body[:60] for r in dag.received]
+    assert count(dag, dag_room, "/s/") == 3  # the alert and two reminders, nothing again
     assert count(anna, case_room, "min sent") == 1
     assert count(anna, case_room, "Påminnelse skickad") == 2
+
+
+async def test_killed_inside_next_signer_still_asks_the_deputy_after_restart(
+    make_user: UserFactory, make_bot: BotFactory, tmp_path: Path
+) -> None:
+    anna = await make_user("anna")
+    dag = await make_user("dag")
+    vera = await make_user("vera")
+    extra = (
+        municipality([(dag, "Dag Dagsson"), (vera, "Vera Vice")], anna.localpart, "k")
+        + policy(
+            "k",
+            '{ after = "3s", action = "next_signer" }, { after = "90s", action = "alert_leads" }',
+        )
+        + signing_config(tmp_path)
+    )
+    bot = make_bot(members=[anna.user_id], extra=extra)
+    await submit_lvu6(anna, bot.duty_alias)
+    await direct_alert(dag)
+    db = bot.folder / "data" / "socialjour.db"
+
+    def state() -> tuple[str, int]:
+        """(the next_signer row's status, how many signing requests exist)."""
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as c:
+            (status,) = c.execute(
+                "select status from escalation_steps where action = 'next_signer'"
+            ).fetchone()
+            (requests,) = c.execute("select count(*) from signing_requests").fetchone()
+        return str(status), int(requests)
+
+    def kill_once_claimed() -> tuple[str, int]:
+        """SIGKILL the moment the step is claimed (its work, rendering, takes ~0.1 s)."""
+        deadline = time.monotonic() + 15
+        while state()[0] == "pending" and time.monotonic() < deadline:
+            time.sleep(0.002)
+        bot.process.stop(signal.SIGKILL)
+        return state()
+
+    status, requests = await asyncio.to_thread(kill_once_claimed)
+    if status == "pending" or requests > 1:
+        pytest.skip(f"the kill missed the step's work ({status}, {requests} requests)")
+    await asyncio.to_thread(bot.process.start)
+    try:
+        _, alert, _ = await direct_alert(vera, timeout=8)
+    except TimeoutError as exc:
+        raise AssertionError(f"after the restart the deputy was never asked ({state()})") from exc
+    assert is_ringing_mention(alert, vera)
 
 
 # -- 4. a decision-maker whose phone cannot read the alert --------------------------------

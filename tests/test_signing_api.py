@@ -33,9 +33,8 @@ from yarl import URL
 from config import Settings, load_settings
 from config.settings import BankIdSettings, OidcSettings
 from handlers import i18n
-from handlers.links import token_hash
-from tests.decision_services import Services
 from handlers.dispatcher import Dispatcher
+from handlers.links import token_hash
 from handlers.messenger import IncomingMessage, MemoryMessenger, Message
 from signing.devpki import DevPki, create_dev_pki
 from signing.identity import IdentityProvider, SigningContext
@@ -49,6 +48,7 @@ from storage import create_engine, decisions, repo, session_factory, upgrade
 from storage.models import SigningRequest
 from tests import test_oidc
 from tests.bankid_server import BankIdPki, BankIdTestServer, Scenario, make_pki
+from tests.decision_services import Services
 from tests.test_handlers import FakeClock
 from tests.test_oidc import (
     CLIENT_ID,
@@ -1021,9 +1021,9 @@ async def test_two_decision_makers_at_once_make_exactly_one_decision(
     assert len(env.messenger.files_in(sub.room_id)) == (outcome == "signed")
     audit = await env.audit(sub.case_id)
     assert audit.count("decision.signed") + audit.count("decision.declined") == 1
-    # The loser's link now says it is no longer pending.
+    # The loser's link now says who decided, also when merely opened.
     loser_token = eva_token if winner is dag else sub.token
-    assert (await env.call("GET", loser_token)).body["status"] == "superseded"
+    assert error(await env.call("GET", loser_token)) == (409, "already_decided")
 
 
 async def test_the_loser_is_told_who_decided(sessions: Sessions, make_env: MakeEnv) -> None:
@@ -1046,7 +1046,8 @@ async def test_the_loser_is_told_who_decided(sessions: Sessions, make_env: MakeE
     assert late.body["message"] == (
         "Beslutet är redan undertecknat av Dag Dagsson. Inget mer behöver göras här."
     )
-    assert view.body["status"] == "superseded"
+    assert error(view) == (409, "already_decided")
+    assert "Dag Dagsson" in view.body["message"]
     english = await env.call(
         "POST",
         eva_token,
