@@ -7,7 +7,6 @@ about links, identification and "exactly one decision" lives here. The case side
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
@@ -20,13 +19,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config import Settings
-from handlers import i18n
 from handlers.case_state import CaseStatus, Effects, transition
 from handlers.context import Clock
 from handlers.errors import ConcurrentChange
 from handlers.escalation import Escalator
 from handlers.links import token_hash
 from handlers.messenger import Messenger
+from handlers.outcomes import OutcomePoster
 from signing.errors import (
     AlreadyDecided,
     BadRequest,
@@ -60,8 +59,12 @@ class SigningBackend:
     providers: Mapping[str, IdentityProvider] = field(default_factory=dict)
     #: The seal (a pyHanko signer); None means signing is not configured.
     signer: Any = None
-    _posting: dict[int, asyncio.Lock] = field(default_factory=dict, init=False, repr=False)
+    #: Puts each decision into its case room, once.
+    outcomes: OutcomePoster = field(init=False)
     _tsa: Any = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.outcomes = OutcomePoster(self.settings, self.sessions, self.messenger, self.clock)
 
     @property
     def lang(self) -> str:
@@ -376,72 +379,11 @@ class SigningBackend:
         return effects
 
     async def post_outcome(self, request_id: int) -> None:
-        """Put the decision into the case room, once (also after a crash in between)."""
-        lock = self._posting.setdefault(request_id, asyncio.Lock())
-        async with lock:  # the live request and the minute's recover() never both post
-            await self._post_outcome(request_id)
-        self._posting.pop(request_id, None)
-
-    async def _post_outcome(self, request_id: int) -> None:
-        async with self.sessions() as session:
-            request = await decisions.get_signing_request(session, request_id=request_id)
-            assert request is not None
-            case = await repo.get_case(session, case_id=request.case_id)
-            assert case is not None and case.room_id is not None
-            workers = tuple(p.user_id for p in case.participants)
-        if request.posted_at is not None:
-            return
-        if request.status == "signed":
-            assert request.signed_document is not None
-            if request.file_posted_at is None:
-                await self.messenger.send_file(
-                    case.room_id,
-                    request.signed_document,
-                    f"{case.number}-beslut.pdf",
-                    "application/pdf",
-                )
-                async with self.sessions() as session, session.begin():
-                    await decisions.mark_file_posted(
-                        session, request_id=request_id, now=self.clock()
-                    )
-            await self.messenger.send(
-                case.room_id,
-                i18n.render(
-                    self.lang,
-                    "decision.signed",
-                    number=case.number,
-                    name=request.signer_name,
-                    role=request.signer_role,
-                    sha=request.signed_sha256 or "",
-                    mentions=workers,
-                    notice=False,
-                ),
-            )
-        else:
-            await self.messenger.send(
-                case.room_id,
-                i18n.render(
-                    self.lang,
-                    "decision.declined",
-                    number=case.number,
-                    name=request.signer_name,
-                    reason=request.decision_reason or "",
-                    mentions=workers,
-                    notice=False,
-                ),
-            )
-        async with self.sessions() as session, session.begin():
-            await decisions.mark_posted(session, request_id=request_id, now=self.clock())
+        await self.outcomes.post(request_id)
 
     async def recover(self) -> None:
         """At start-up and every minute: post decisions a crash kept from the room."""
-        async with self.sessions() as session:
-            unposted = await decisions.list_unposted(session)
-        for request in unposted:
-            try:
-                await self.post_outcome(request.id)
-            except Exception:
-                log.exception("could not post the outcome of signing request %d", request.id)
+        await self.outcomes.recover()
 
 
 class _Lost(Exception):

@@ -1,7 +1,7 @@
 """A real signing web service on loopback, for tests of the signing page and its API.
 
 The fixture :func:`signing_server` starts the web app (``signing.web.create_app``)
-on a free port of 127.0.0.1 with a real :class:`~handlers.decisions.DecisionService`
+on a free port of 127.0.0.1 with the real decision side (``tests.decision_services.Services``)
 as its backend: a fresh, migrated SQLite database, the in-memory messenger
 standing in for Matrix, the matrix-code identification method, and a seal from a
 development PKI (``signing.devpki.create_dev_pki``), so "sign" makes a real PAdES
