@@ -3,8 +3,9 @@
 The real aiohttp app over the real decision side (``tests.decision_services``) on
 SQLite and PostgreSQL (the storage fixtures), the in-memory messenger standing in
 for Matrix, a seal from the development PKI and a clock the test moves. BankID runs
-against the local RP API v6 server over mutual TLS (``tests/bankid_server.py``), OpenID Connect against the
-real oidc-provider under Node (``tests/oidc``); those run on SQLite only.
+against the local RP API v6 server over mutual TLS (``tests/bankid_server.py``),
+OpenID Connect against the real oidc-provider under Node (``tests/oidc``); those run
+on SQLite only.
 """
 
 from __future__ import annotations
