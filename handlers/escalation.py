@@ -4,9 +4,10 @@ Entering ``awaiting_signature`` writes the whole plan as rows (policy steps, eac
 signer's channels, each link's expiry) in the same transaction as the status
 change; leaving it cancels every pending row (see :func:`handlers.case_state.transition`).
 Scheduler jobs only wake :meth:`Escalator.run_due`, which claims each due row with
-compare-and-set before acting: a job that runs twice, a job and the periodic check
-together, or a restart in between act once. Missed rows run once, late, in order,
-and say how late.
+compare-and-set before acting: a job that runs twice, or a job and the periodic
+check together, act once. A row stays ``running`` until its work is done, so a
+crash in the middle runs it again at start-up instead of losing it. Rows missed
+while the bot was down run once, late, in order, and say how late.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from storage.models import EscalationStep, SigningRequest
 log = logging.getLogger(__name__)
 
 OnCall = Callable[[str, datetime], Awaitable[list[DecisionMaker]]]
-#: A channel that fails is tried again after 5 s, 10 s, 20 s ... up to this many times.
+#: A step that fails (a channel, a homeserver away) is tried again after 5 s, 10 s,
+#: 20 s ... up to this many times; then the case room and the leads are told.
 MAX_ATTEMPTS = 6
 BACKOFF_BASE = timedelta(seconds=5)
 BACKOFF_CAP = timedelta(minutes=5)
