@@ -271,6 +271,16 @@ class Escalator:
                 channel=i18n.text(self.lang, f"escalation.channel.{step.action}"),
                 name=request.signer_name if request else "?",
             )
+        elif step.kind != steps.CHANNEL:
+            # A policy step or an expiry that could not be carried out: say so.
+            ctx = await self.context(step.case_id)
+            action = "expire" if step.kind == steps.EXPIRE else step.action
+            await self.alerter.tell_case_and_leads(
+                ctx.case,
+                "escalation.step_failed",
+                action=i18n.text(self.lang, f"escalation.action.{action}"),
+                number=ctx.case.number,
+            )
 
     async def context(self, case_id: int) -> StepContext:
         async with self.sessions() as session:

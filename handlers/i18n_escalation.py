@@ -87,6 +87,11 @@ _SV: dict[str, str] = {
     "escalation.action.next_signer": "nästa beslutsfattare tillfrågas",
     "escalation.action.alert_leads": "jourens samordnare larmas",
     "escalation.action.repeat": "samordnarna larmas och påminnelse skickas",
+    "escalation.action.expire": "en ny länk när den gamla gått ut",
+    "escalation.step_failed": (
+        "**Ett steg i larmkedjan för {number} kunde inte utföras** ({action}). "
+        "Jourens samordnare: ring beslutsfattaren."
+    ),
     "help.direct": (
         "**Kommandon här**\n"
         "```!tittar``` – bekräfta att du har sett ett larm och är på väg\n"
@@ -168,6 +173,11 @@ _EN: dict[str, str] = {
     "escalation.action.next_signer": "the next decision-maker is asked",
     "escalation.action.alert_leads": "the duty leads are alerted",
     "escalation.action.repeat": "the leads are alerted and a reminder is sent",
+    "escalation.action.expire": "a new link when the old one has expired",
+    "escalation.step_failed": (
+        "**A step of the alert chain for {number} could not be carried out** ({action}). "
+        "Duty leads: call the decision-maker."
+    ),
     "help.direct": (
         "**Commands here**\n"
         "```!ack``` – confirm that you have seen an alert and are on it\n"

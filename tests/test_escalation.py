@@ -1441,3 +1441,28 @@ def test_the_scan_would_see_a_stray_status_change(tmp_path: Path) -> None:
         "bot/shortcut.py:4",
         "handlers/case_state.py:2",
     ]
+
+
+async def test_a_policy_step_that_keeps_failing_is_retried_then_told_to_room_and_leads(
+    sqlite_sessions: Sessions, make_night: MakeNight, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    night = await make_night(sqlite_sessions)
+    case = await night.submit()
+
+    def broken(*args: Any, **kwargs: Any) -> bytes:
+        raise RuntimeError("the PDF library fell over")
+
+    # Eva's decision cannot be rendered when the next_signer step comes at +10 min.
+    monkeypatch.setattr("signing.document.render_decision", broken)
+    await night.run_until(at(11))
+    told = "Ett steg i larmkedjan för"
+    assert not night.said(case.room, told), "retried first, not reported at once"
+    await night.run_until(at(20))  # 5 s, 10 s, 20 s, 40 s, 80 s later: given up
+
+    (room_note,) = night.said(case.room, told)
+    assert "nästa beslutsfattare tillfrågas" in room_note.text
+    (lead_note,) = night.said(DUTY, told)
+    assert LENA in lead_note.mentions
+    (step,) = [r for r in await night.rows(case.case_id) if r.action == "next_signer"]
+    assert (step.status, step.attempts) == ("failed", 6)
+    assert await night.alerts(EVA) == []
