@@ -120,6 +120,7 @@ class Socialjour:
         self.started_at = time.monotonic()
         self._runner: web.AppRunner | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self._catch_up: asyncio.Task[None] | None = None
         # Events that arrive while the rooms are still being set up wait for this.
         self._ready = asyncio.Event()
 
@@ -146,10 +147,12 @@ class Socialjour:
         await self.backend.recover()
         await self._start_web()
         self.scheduler.start()
-        await self.escalator.resume()
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
         self._ready.set()
         log.info("ready")
+        # Catching up on steps missed while the bot was down runs beside everything
+        # else (each step is claimed once, whoever gets to it first).
+        self._catch_up = asyncio.create_task(self.escalator.resume(), name="escalation-catch-up")
 
     async def _wake(self, step_id: int) -> None:
         await self._ready.wait()
@@ -196,9 +199,10 @@ class Socialjour:
                 log.exception("housekeeping failed; trying again in a minute")
 
     async def stop(self) -> None:
-        if self._housekeeping:
-            self._housekeeping.cancel()
-            await asyncio.gather(self._housekeeping, return_exceptions=True)
+        for task in (self._housekeeping, self._catch_up):
+            if task:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         self.scheduler.shutdown()
         if self._runner:
             await self._runner.cleanup()

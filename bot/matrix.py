@@ -24,6 +24,7 @@ from typing import Any
 from nio import (
     AsyncClient,
     AsyncClientConfig,
+    GroupEncryptionError,
     LocalProtocolError,
     LoginResponse,
     MatrixRoom,
@@ -351,9 +352,11 @@ class MatrixConnection:
                 if attempt == 2:
                     raise MatrixError("a member device stayed undecided") from exc
                 continue
-            except KeyError as exc:
-                # nio 0.26 race: the outbound session was dropped (membership or trust
-                # changed) while its keys were being shared. A new session is made on retry.
+            except (KeyError, GroupEncryptionError) as exc:
+                # nio 0.26 races: the outbound session was dropped (membership or trust
+                # changed) while its keys were being shared, or a send waited on a share
+                # that failed and found no shared session. A new session is made on retry.
+                await asyncio.sleep(0.05 * (attempt + 1))
                 if attempt == 2:
                     raise MatrixError("the room's encryption session kept changing") from exc
                 continue

@@ -121,7 +121,9 @@ class Scheduler:
         global _RUNNER, _LOOP
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
-        self._io.shutdown(wait=True, cancel_futures=True)
+        # Never wait here: a queued job-store write may wait for the SQLite lock that an
+        # async transaction holds, and that transaction needs this (the loop's) thread.
+        self._io.shutdown(wait=False, cancel_futures=True)
         _RUNNER, _LOOP = None, None
 
     def schedule(self, step_id: int, at: datetime) -> None:

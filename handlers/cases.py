@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CANCEL_CONFIRM_WINDOW = timedelta(minutes=5)
+#: Recovery leaves a case this young to the !ny that is creating its room.
+ROOM_GRACE = timedelta(minutes=2)
 _YES = {"ja", "yes", "j", "y"}
 #: What happens in a new case room after the welcome (the guided report starts).
 AfterOpen = Callable[[Case, str | None], Awaitable[None]]
@@ -113,8 +115,10 @@ class CaseCommands:
                 session, statuses=[s.value for s in CaseStatus if s.is_open]
             )
         recovered = 0
+        now = self.clock()
         for case in cases:
-            if case.room_id is not None:
+            # A case opened moments ago is still getting its room from !ny itself.
+            if case.room_id is not None or now - case.created_at < ROOM_GRACE:
                 continue
             try:
                 await self.create_room(case)

@@ -211,13 +211,14 @@ class Escalator:
                     due = await steps.list_pending(session, case_id=case_id, due_before=now)
                 progressed = False
                 for step in due:
+                    claimed_at = self.clock()  # when it really starts, after the ones before
                     async with self.sessions() as session, session.begin():
-                        claimed = await steps.claim(session, step_id=step.id, now=now)
+                        claimed = await steps.claim(session, step_id=step.id, now=claimed_at)
                     if not claimed:
                         continue
                     progressed = True
                     ran += 1
-                    await self._run_one(step, now)
+                    await self._run_one(step, claimed_at)
                 if not progressed:
                     return ran
 
@@ -324,7 +325,7 @@ class Escalator:
                 ctx.case,
                 "escalation.late" if missed else "escalation.late_delayed",
                 due=local_time(step.due_at),
-                minutes=max(1, round(late.total_seconds() / 60)),
+                late=_how_late(late),
             )
 
     # -- the actions --------------------------------------------------------------------
@@ -406,3 +407,8 @@ class Escalator:
 
 async def _requests(session: AsyncSession, case_id: int) -> list[SigningRequest]:
     return await decisions.list_signing_requests(session, case_id=case_id)
+
+
+def _how_late(late: timedelta) -> str:
+    seconds = late.total_seconds()
+    return f"{round(seconds)} s" if seconds < 90 else f"{round(seconds / 60)} min"

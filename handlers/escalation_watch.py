@@ -4,6 +4,7 @@ being escalated; and what ``!status`` says about a waiting decision.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -14,6 +15,7 @@ from handlers.context import local_time
 from handlers.escalation_actions import StepContext, alert_leads
 from storage import escalation as steps
 from storage import repo
+from storage.models import Case
 
 if TYPE_CHECKING:
     from handlers.escalation import Escalator
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STUCK_AFTER = timedelta(minutes=10)
+CATCH_UP_PARALLEL = 8
 
 
 async def check(esc: Escalator) -> None:
@@ -44,12 +47,19 @@ async def check(esc: Escalator) -> None:
         async with esc.sessions() as session, session.begin():
             for case_id in {s.case_id for s in stale}:
                 esc.wakeups.cancel(await steps.cancel(session, case_id=case_id))
-    for case in waiting:
-        try:
-            await esc.run_due(case.id)
-            await repair(esc, case.id, now)
-        except Exception:
-            log.exception("case %s: the escalation check failed", case.number)
+    # A few cases at a time: after an outage many are due at once, and one slow case
+    # (a homeserver retry) must not hold the others back.
+    limit = asyncio.Semaphore(CATCH_UP_PARALLEL)
+
+    async def one(case: Case) -> None:
+        async with limit:
+            try:
+                await esc.run_due(case.id)
+                await repair(esc, case.id, now)
+            except Exception:
+                log.exception("case %s: the escalation check failed", case.number)
+
+    await asyncio.gather(*(one(case) for case in waiting))
 
 
 async def repair(esc: Escalator, case_id: int, now: datetime) -> None:

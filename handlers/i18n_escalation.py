@@ -46,10 +46,9 @@ _SV: dict[str, str] = {
         "Ärendet väntade utan en giltig underskriftslänk. En ny länk har skickats till **{name}**."
     ),
     "escalation.late": (
-        "Steget som skulle ha körts kl. {due} körs nu, {minutes} min sent "
-        "(Socialjour var inte igång)."
+        "Steget som skulle ha körts kl. {due} körs nu, {late} sent (Socialjour var inte igång)."
     ),
-    "escalation.late_delayed": "Steget som skulle ha körts kl. {due} körs nu, {minutes} min sent.",
+    "escalation.late_delayed": "Steget som skulle ha körts kl. {due} körs nu, {late} sent.",
     "escalation.acknowledged": (
         "**{name}** har sett larmet ({via}) och är på väg. Nästa påminnelse tidigast {until}."
     ),
@@ -133,9 +132,9 @@ _EN: dict[str, str] = {
         "The case was waiting without a valid signing link. A new link has been sent to **{name}**."
     ),
     "escalation.late": (
-        "The step due at {due} runs now, {minutes} min late (Socialjour was not running)."
+        "The step due at {due} runs now, {late} late (Socialjour was not running)."
     ),
-    "escalation.late_delayed": "The step due at {due} runs now, {minutes} min late.",
+    "escalation.late_delayed": "The step due at {due} runs now, {late} late.",
     "escalation.acknowledged": (
         "**{name}** has seen the alert ({via}) and is on it. Next reminder {until} at the earliest."
     ),

@@ -290,19 +290,21 @@ async def test_step_missed_while_killed_runs_once_late_after_restart(
     assert time.monotonic() - t0 < 4, "the first step was too late to kill before the second"
 
     assert bot.process.stop(signal.SIGKILL) == -signal.SIGKILL  # reaped: no zombie
-    # The bot says "late" only past 30 s (handlers.escalation.LATE_NOTICE).
-    await sleep_until(t0 + 4 + 32)
+    # Down well past the second step (a missed step says so past 5 s: LATE_NOTICE).
+    await sleep_until(t0 + 4 + 8)
     assert count(dag, dag_room, REMINDER) == 1
     mark_dag, mark_anna = len(dag.received), len(anna.received)
     await asyncio.to_thread(bot.process.start)
 
-    late = await anna.wait_message(case_room, contains="min sent", after=mark_anna, timeout=30)
+    late = await anna.wait_message(
+        case_room, contains=" sent (Socialjour", after=mark_anna, timeout=30
+    )
     assert "(Socialjour var inte igång)" in late.body
     await dag.wait_message(dag_room, contains=REMINDER, after=mark_dag, timeout=30)
     await asyncio.sleep(4)  # the restored job and the start-up check both had their go
     assert count(dag, dag_room, REMINDER) == 2, [r.body[:60] for r in dag.received]
     assert count(dag, dag_room, "/s/") == 3  # the alert and two reminders, nothing again
-    assert count(anna, case_room, "min sent") == 1
+    assert count(anna, case_room, "Socialjour var inte igång") == 1
     assert count(anna, case_room, "Påminnelse skickad") == 2
 
 
