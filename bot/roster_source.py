@@ -33,7 +33,7 @@ MAX_BYTES = 5 * 1024 * 1024
 
 
 class _TooLarge(Exception):
-    pass
+    """The calendar is larger than MAX_BYTES (kept out: the last good copy stays)."""
 
 
 @dataclass

@@ -108,7 +108,7 @@ class DecisionService:
         try:
             prepared = await self.issuer.prepare(report, municipality, maker)
         except RenderFailed as exc:
-            log.error("case %s: the decision could not be rendered: %s", case.number, exc)
+            log.error("case %s: the decision could not be rendered (%s)", case.number, exc)
             await self.alerter.tell_case(case, "escalation.render_failed")
             await self._keep_open(case)
             return Sent.RENDER_FAILED
@@ -148,7 +148,9 @@ class DecisionService:
             try:
                 await announce()
             except Exception as exc:  # the alert matters more than the confirmation
-                log.warning("case %s: confirmation not sent: %s", case.number, exc)
+                log.warning(
+                    "case %s: confirmation not sent (%s)", case.number, type(exc).__name__
+                )
         await self.escalator.started(case.id)
         return Sent.SENT
 
