@@ -148,9 +148,7 @@ class DecisionService:
             try:
                 await announce()
             except Exception as exc:  # the alert matters more than the confirmation
-                log.warning(
-                    "case %s: confirmation not sent (%s)", case.number, type(exc).__name__
-                )
+                log.warning("case %s: confirmation not sent (%s)", case.number, type(exc).__name__)
         await self.escalator.started(case.id)
         return Sent.SENT
 
