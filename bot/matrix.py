@@ -24,15 +24,12 @@ from typing import Any
 from nio import (
     AsyncClient,
     AsyncClientConfig,
-    GroupEncryptionError,
     LocalProtocolError,
     LoginResponse,
     MatrixRoom,
     MegolmEvent,
-    OlmUnverifiedDeviceError,
     ReactionEvent,
     RoomMessageText,
-    RoomSendResponse,
     SyncResponse,
     UnknownEvent,
     WhoamiResponse,
@@ -41,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import crosssigning
 from bot.events import POLL_RESPONSE_TYPES
+from bot.sending import MatrixError, RoomSender
 from bot.trust import DatabasePins, TrustPolicy
 from config import Settings
 from storage import repo
@@ -60,10 +58,6 @@ SYNC_TIMEOUT_MS = 30_000
 #: Synapse's default timeline limit is 10 events per room per sync: a burst of commands
 #: (thirty workers typing !ny at once) would lose the earlier ones.
 SYNC_FILTER = {"room": {"timeline": {"limit": 500}}}
-
-
-class MatrixError(Exception):
-    """A Matrix operation failed in a way retries did not fix."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +101,6 @@ class MatrixConnection:
         self.on_undecryptable: UndecryptableHandler | None = None
         self.on_identity_changed: IdentityChangedHandler | None = None
         self.on_reaction: ReactionHandler | None = None
-        self._warned: set[tuple[str, str]] = set()
         self.synced = asyncio.Condition()
         self.sync_count = 0
         self.last_sync_at: float | None = None
@@ -115,6 +108,7 @@ class MatrixConnection:
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending: list[tuple[float, MatrixRoom, MegolmEvent]] = []
         self._sync_task: asyncio.Task[None] | None = None
+        self.sender = RoomSender(self)
         self.client.add_event_callback(self._on_text, RoomMessageText)
         self.client.add_event_callback(self._on_unknown, UnknownEvent)
         self.client.add_event_callback(self._on_undecrypted, MegolmEvent)
@@ -328,44 +322,17 @@ class MatrixConnection:
     # -- outgoing --------------------------------------------------------------
 
     async def send(
-        self, room_id: str, content: dict[str, Any], event_type: str = "m.room.message"
+        self,
+        room_id: str,
+        content: dict[str, Any],
+        event_type: str = "m.room.message",
+        *,
+        key: str | None = None,
     ) -> str:
-        await self._wait_for_room(room_id)
-        for attempt in range(3):
-            changed = await self.trust.prepare_room(room_id)
-            log.debug("trust decided for %s", room_id)
-            new = sorted(u for u in changed if (room_id, u) not in self._warned)
-            if new and self.on_identity_changed is not None:
-                # Their devices are already excluded; tell the others once.
-                self._warned.update((room_id, u) for u in new)
-                await self.on_identity_changed(room_id, new)
-            try:
-                resp = await self.client.room_send(
-                    room_id,
-                    event_type,
-                    content,
-                    ignore_unverified_devices=self.trust.shares_with_all,
-                )
-            except OlmUnverifiedDeviceError as exc:
-                # A device appeared between our check and the send: judge it, then retry.
-                self.trust.invalidate([exc.device.user_id])
-                if attempt == 2:
-                    raise MatrixError("a member device stayed undecided") from exc
-                continue
-            except (KeyError, GroupEncryptionError) as exc:
-                # nio 0.26 races: the outbound session was dropped (membership or trust
-                # changed) while its keys were being shared, or a send waited on a share
-                # that failed and found no shared session. A new session is made on retry.
-                await asyncio.sleep(0.05 * (attempt + 1))
-                if attempt == 2:
-                    raise MatrixError("the room's encryption session kept changing") from exc
-                continue
-            if isinstance(resp, RoomSendResponse):
-                return resp.event_id
-            raise MatrixError(f"send failed: {getattr(resp, 'message', resp)}")
-        raise MatrixError("send failed")
+        """Send one event (encrypted in encrypted rooms); see :class:`bot.sending.RoomSender`."""
+        return await self.sender.send(room_id, content, event_type, key=key)
 
-    async def _wait_for_room(self, room_id: str) -> None:
+    async def wait_for_room(self, room_id: str) -> None:
         if room_id not in self.client.rooms:
             await self.wait_for(lambda: room_id in self.client.rooms)
 

@@ -24,7 +24,8 @@ from nio import (
 )
 
 from bot.events import POLL_START, poll_content
-from bot.matrix import MatrixConnection, MatrixError
+from bot.matrix import MatrixConnection
+from bot.sending import MatrixError
 from handlers.messenger import Message, Poll
 
 log = logging.getLogger(__name__)
@@ -158,11 +159,11 @@ class MatrixMessenger:
         self.matrix = matrix
         self.rooms = rooms
 
-    async def send(self, room_id: str, message: Message) -> str:
-        return await self.matrix.send(room_id, message_content(message))
+    async def send(self, room_id: str, message: Message, *, key: str | None = None) -> str:
+        return await self.matrix.send(room_id, message_content(message), key=key)
 
-    async def send_poll(self, room_id: str, poll: Poll) -> str:
-        return await self.matrix.send(room_id, poll_content(poll), POLL_START)
+    async def send_poll(self, room_id: str, poll: Poll, *, key: str | None = None) -> str:
+        return await self.matrix.send(room_id, poll_content(poll), POLL_START, key=key)
 
     async def create_case_room(self, *, name: str, invite: Sequence[str]) -> str:
         return await self.rooms.create_private_room(name=name, invite=invite)
@@ -170,7 +171,9 @@ class MatrixMessenger:
     async def create_direct_room(self, user_id: str) -> str:
         return await self.rooms.create_private_room(name=None, invite=[user_id], direct=True)
 
-    async def send_file(self, room_id: str, data: bytes, filename: str, mimetype: str) -> str:
+    async def send_file(
+        self, room_id: str, data: bytes, filename: str, mimetype: str, *, key: str | None = None
+    ) -> str:
         """Upload encrypted (the homeserver stores ciphertext only) and send as m.file."""
         resp, keys = await self.matrix.client.upload(
             lambda *_: io.BytesIO(data),
@@ -188,7 +191,7 @@ class MatrixMessenger:
             "info": {"mimetype": mimetype, "size": len(data)},
             "file": {**keys, "url": resp.content_uri},
         }
-        return await self.matrix.send(room_id, content)
+        return await self.matrix.send(room_id, content, key=key)
 
     async def invite(self, room_id: str, user_id: str) -> None:
         await self.rooms.invite_missing(room_id, [user_id])

@@ -62,10 +62,16 @@ class IncomingVote:
 
 
 class Messenger(Protocol):
-    async def send(self, room_id: str, message: Message) -> str:
+    """Every send takes an optional idempotency ``key``: what the message *is* (the
+    question of report version 7 of case 12, the signed PDF of decision 3). Sending
+    the same key twice, even across a restart, posts one message and returns its
+    event id both times (Matrix transaction ids). A repair or a retry that may
+    repeat a send must pass one."""
+
+    async def send(self, room_id: str, message: Message, *, key: str | None = None) -> str:
         """Send and return the event id."""
 
-    async def send_poll(self, room_id: str, poll: Poll) -> str:
+    async def send_poll(self, room_id: str, poll: Poll, *, key: str | None = None) -> str:
         """Send a poll (with a plain-text fallback) and return its event id."""
 
     async def create_case_room(self, *, name: str, invite: Sequence[str]) -> str:
@@ -74,7 +80,9 @@ class Messenger(Protocol):
     async def create_direct_room(self, user_id: str) -> str:
         """Create an encrypted direct room with ``user_id`` and return its id."""
 
-    async def send_file(self, room_id: str, data: bytes, filename: str, mimetype: str) -> str:
+    async def send_file(
+        self, room_id: str, data: bytes, filename: str, mimetype: str, *, key: str | None = None
+    ) -> str:
         """Send an (encrypted) attachment and return the event id."""
 
     async def invite(self, room_id: str, user_id: str) -> None: ...
@@ -95,14 +103,25 @@ class MemoryMessenger:
     fail_room_creation: bool = False
     #: People none of whose devices can decrypt (no trusted device).
     undecryptable: set[str] = field(default_factory=set)
+    #: Idempotency keys seen, as a homeserver keeps transaction ids: key -> event id.
+    keys: dict[str, str] = field(default_factory=dict)
 
-    async def send(self, room_id: str, message: Message) -> str:
+    async def send(self, room_id: str, message: Message, *, key: str | None = None) -> str:
+        if key is not None and key in self.keys:
+            return self.keys[key]
         self.sent.append((room_id, message))
-        return f"$event{len(self.sent)}"
+        return self._remember(key, f"$event{len(self.sent)}")
 
-    async def send_poll(self, room_id: str, poll: Poll) -> str:
+    async def send_poll(self, room_id: str, poll: Poll, *, key: str | None = None) -> str:
+        if key is not None and key in self.keys:
+            return self.keys[key]
         event_id = f"$poll{len(self.polls) + 1}"
         self.polls.append((room_id, poll, event_id))
+        return self._remember(key, event_id)
+
+    def _remember(self, key: str | None, event_id: str) -> str:
+        if key is not None:
+            self.keys[key] = event_id
         return event_id
 
     async def create_case_room(self, *, name: str, invite: Sequence[str]) -> str:
@@ -118,9 +137,13 @@ class MemoryMessenger:
     async def create_direct_room(self, user_id: str) -> str:
         return await self.create_case_room(name="", invite=[user_id])
 
-    async def send_file(self, room_id: str, data: bytes, filename: str, mimetype: str) -> str:
+    async def send_file(
+        self, room_id: str, data: bytes, filename: str, mimetype: str, *, key: str | None = None
+    ) -> str:
+        if key is not None and key in self.keys:
+            return self.keys[key]
         self.files.append((room_id, filename, data))
-        return f"$file{len(self.files)}"
+        return self._remember(key, f"$file{len(self.files)}")
 
     async def can_decrypt(self, room_id: str, user_id: str) -> bool:
         return user_id not in self.undecryptable
