@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from nio import MatrixRoom, ReactionEvent, RoomMessageText, UnknownEvent
 
 from bot import events
 from bot.instance_lock import InstanceLock
-from bot.matrix import MatrixConnection
+from bot.matrix import InboxEvent, MatrixConnection
 from bot.notifiers import build_notifier
 from bot.rooms import MatrixMessenger, RoomKeeper
 from bot.roster_source import CalendarRosterSource
@@ -39,7 +38,7 @@ from handlers.signing_backend import SigningBackend
 from signing.identity import IdentityProvider, SigningContext
 from signing.identity.matrix_code import MatrixCodeProvider
 from signing.web import create_app
-from storage import create_engine, repo, session_factory, upgrade
+from storage import create_engine, read_session_factory, repo, session_factory, upgrade
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +54,9 @@ class Socialjour:
         self.settings = settings
         self.engine = create_engine(settings.storage.database_url)
         self.sessions = session_factory(self.engine)
+        self.readers = read_session_factory(self.engine)
         self.lock = InstanceLock(self.sessions)
-        self.matrix = MatrixConnection(settings, self.sessions)
+        self.matrix = MatrixConnection(settings, self.sessions, self.readers)
         self.rooms = RoomKeeper(self.matrix)
         self.messenger = MatrixMessenger(self.matrix, self.rooms)
         clock = utcnow
@@ -108,12 +108,11 @@ class Socialjour:
             clock=clock,
             decisions=self.decisions,
             oncall=OnCallCommands(settings, self.sessions, clock, roster=self.roster),
+            readers=self.readers,
         )
-        # Handlers are attached before the first sync, so nothing that arrived while
-        # the bot was down is claimed without being acted on.
-        self.matrix.on_message = self._on_message
-        self.matrix.on_vote = self._on_vote
-        self.matrix.on_reaction = self._on_reaction
+        # Handlers are attached before the first sync; events wait in the inbox until
+        # start() has resumed what a crash interrupted (start_processing).
+        self.matrix.on_event = self._on_event
         self.matrix.on_undecryptable = self._on_undecryptable
         self.matrix.on_identity_changed = self._on_identity_changed
         self.events_handled = 0
@@ -149,6 +148,7 @@ class Socialjour:
         self.scheduler.start()
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
         self._ready.set()
+        await self.matrix.start_processing()
         log.info("ready")
         # Catching up on steps missed while the bot was down runs beside everything
         # else (each step is claimed once, whoever gets to it first).
@@ -212,30 +212,40 @@ class Socialjour:
         await self.lock.release()
         await self.engine.dispose()
 
-    async def _on_message(self, room: MatrixRoom, event: RoomMessageText, trusted: bool) -> None:
+    async def _on_event(self, event: InboxEvent, trusted: bool) -> bool:
+        """One event from the inbox; True if its handler claimed it (see bot.matrix)."""
         await self._ready.wait()
         self.events_handled += 1
-        body, replaces = events.message_text(event.source.get("content") or {})
-        await self.dispatcher.handle(
-            IncomingMessage(
-                room_id=room.room_id,
-                sender=event.sender,
-                event_id=event.event_id,
-                body=body,
-                trusted_device=trusted,
-                replaces=replaces,
+        if event.type == "m.room.message":
+            body, replaces = events.message_text(event.content)
+            return await self.dispatcher.handle(
+                IncomingMessage(
+                    room_id=event.room_id,
+                    sender=event.sender,
+                    event_id=event.event_id,
+                    body=body,
+                    trusted_device=trusted,
+                    replaces=replaces,
+                )
             )
-        )
-
-    async def _on_vote(self, room: MatrixRoom, event: UnknownEvent, trusted: bool) -> None:
-        await self._ready.wait()
-        parsed = events.vote(event.type, event.source.get("content") or {})
+        if event.type == "m.reaction":
+            # A ✅ on an alert from the person it went to: "I am on it". Element sends
+            # reactions unencrypted even in encrypted rooms, so a plaintext reaction (its
+            # sender vouched for by the homeserver) counts; an encrypted one from a device
+            # the trust policy refuses does not. The worst a forged one can do is pause
+            # the reminders for ack_window; the leads' alerts go on after it.
+            relates = event.content.get("m.relates_to") or {}
+            if (trusted or not event.decrypted) and relates.get("rel_type") == "m.annotation":
+                await self.decisions.reaction(
+                    event.sender, str(relates.get("event_id", "")), str(relates.get("key", ""))
+                )
+            return False
+        parsed = events.vote(event.type, event.content)
         if parsed is None:
-            return
-        self.events_handled += 1
-        await self.dispatcher.handle_vote(
+            return False
+        return await self.dispatcher.handle_vote(
             IncomingVote(
-                room_id=room.room_id,
+                room_id=event.room_id,
                 sender=event.sender,
                 event_id=event.event_id,
                 poll_event_id=parsed[0],
@@ -244,22 +254,13 @@ class Socialjour:
             )
         )
 
-    async def _on_reaction(self, room: MatrixRoom, event: ReactionEvent, trusted: bool) -> None:
-        await self._ready.wait()
-        # A ✅ on an alert from the person it went to: "I am on it". Element sends
-        # reactions unencrypted even in encrypted rooms, so a plaintext reaction (its
-        # sender vouched for by the homeserver) counts; an encrypted one from a device
-        # the trust policy refuses does not. The worst a forged one can do is pause
-        # the reminders for ack_window; the leads' alerts go on after it.
-        if trusted or not event.decrypted:
-            await self.decisions.reaction(event.sender, event.reacts_to, event.key)
-
     async def _on_undecryptable(self, room_id: str, event_id: str) -> None:
         kind, _ = await self.dispatcher.locate(room_id)
         if kind.value != "other":
             await self.messenger.send(
                 room_id,
                 i18n.render(self.settings.duty.language, "error.undecryptable", reply_to=event_id),
+                key=f"{event_id}:undecryptable",
             )
 
     async def _on_identity_changed(self, room_id: str, user_ids: list[str]) -> None:

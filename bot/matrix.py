@@ -1,9 +1,20 @@
 """The Matrix connection: one nio client, its device, its sync loop.
 
 Holds everything that is about Matrix and nothing about cases. Events reach the
-rest of the program through :attr:`MatrixConnection.on_message`, each at most
-once (deduplicated by event id in the database, across restarts too), in order
-per room, and outside the sync loop.
+rest of the program through :attr:`MatrixConnection.on_event`, effectively once:
+
+* every event the bot acts on is written to the inbox (``processed_events``,
+  ``pending``) in the same transaction as the sync token that delivered it, so a
+  crash can only make the homeserver deliver it again, never lose it (nio's own
+  sync-token store is off: the database holds the token);
+* a gap in a sync (``timeline.limited``) is back-filled through ``/messages``;
+* the handler marks the event ``done`` in the same transaction as the change the
+  event causes (see :func:`storage.repo.claim_event`); one that does not, or fails,
+  is marked done after it, so nothing is handled twice and nothing stays pending;
+* events are handled in order per room, rooms side by side, outside the sync loop;
+* an event nobody gave us the key for gets a key request at once and, if still
+  unreadable after :data:`UNDECRYPTABLE_NOTICE` seconds, a polite "please send it
+  again" (through :attr:`on_undecryptable`).
 """
 
 from __future__ import annotations
@@ -24,11 +35,14 @@ from typing import Any
 from nio import (
     AsyncClient,
     AsyncClientConfig,
+    Event,
     LocalProtocolError,
     LoginResponse,
     MatrixRoom,
     MegolmEvent,
+    MessageDirection,
     ReactionEvent,
+    RoomMessagesResponse,
     RoomMessageText,
     SyncResponse,
     UnknownEvent,
@@ -45,19 +59,41 @@ from storage import repo
 
 log = logging.getLogger(__name__)
 
-#: (room, event, whether the sender's device is trusted)
-MessageHandler = Callable[[MatrixRoom, RoomMessageText, bool], Awaitable[None]]
-VoteHandler = Callable[[MatrixRoom, UnknownEvent, bool], Awaitable[None]]
+
+@dataclass(frozen=True, slots=True)
+class InboxEvent:
+    """An event as the handlers see it, rebuilt from the inbox after a restart too."""
+
+    room_id: str
+    event_id: str
+    sender: str
+    #: ``m.room.message``, ``m.reaction`` or a poll response type.
+    type: str
+    content: dict[str, Any]
+    #: Whether it arrived encrypted (and so ``sender_key`` says which device sent it).
+    decrypted: bool
+    sender_key: str | None
+
+
+#: (event, whether the sender's device is trusted) -> whether the handler claimed the
+#: event itself, in the transaction of the change it caused.
+EventHandler = Callable[[InboxEvent, bool], Awaitable[bool]]
 UndecryptableHandler = Callable[[str, str], Awaitable[None]]
 IdentityChangedHandler = Callable[[str, list[str]], Awaitable[None]]
-ReactionHandler = Callable[[MatrixRoom, ReactionEvent, bool], Awaitable[None]]
 
-#: How long to wait for a room key that arrives after its message.
-DECRYPTION_GRACE = 60.0
+#: How long an unreadable event waits for its room key before the sender is asked to
+#: send it again. Keys normally arrive before or with their message (seconds at most).
+UNDECRYPTABLE_NOTICE = 5.0
 SYNC_TIMEOUT_MS = 30_000
-#: Synapse's default timeline limit is 10 events per room per sync: a burst of commands
-#: (thirty workers typing !ny at once) would lose the earlier ones.
-SYNC_FILTER = {"room": {"timeline": {"limit": 500}}}
+#: How far a gap is back-filled: pages of :data:`BACKFILL_PAGE` events.
+BACKFILL_PAGES = 20
+BACKFILL_PAGE = 100
+#: Where the sync token is kept (the ``bot_state`` table).
+SYNC_STATE_KEY = "matrix.sync_token"
+#: A sync that brought nothing to act on saves its token at most this often.
+TOKEN_SAVE_INTERVAL = 60.0
+#: Event types the bot acts on (besides poll responses).
+ACTED_ON = ("m.room.message", "m.reaction")
 
 
 @dataclass(frozen=True)
@@ -68,9 +104,15 @@ class StoredSession:
 
 
 class MatrixConnection:
-    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        readers: async_sessionmaker[AsyncSession] | None = None,
+    ) -> None:
         self.settings = settings
         self.sessions = sessions
+        self.readers = readers or sessions
         data_dir = settings.storage.data_dir
         self.store_dir = data_dir / "crypto"
         self.keys_dir = data_dir / "keys"
@@ -86,7 +128,8 @@ class MatrixConnection:
             store_path=str(self.store_dir),
             config=AsyncClientConfig(
                 encryption_enabled=True,
-                store_sync_tokens=True,
+                # The token is saved with the inbox, in one transaction (see _commit).
+                store_sync_tokens=False,
                 pickle_key=self.store_secret,
                 max_timeouts=None,  # keep retrying while the homeserver is away
                 max_timeout_retry_wait_time=5,
@@ -96,23 +139,28 @@ class MatrixConnection:
         self.trust = TrustPolicy(
             self.client, mode=settings.matrix.trust, pins=DatabasePins(sessions)
         )
-        self.on_message: MessageHandler | None = None
-        self.on_vote: VoteHandler | None = None
+        self.on_event: EventHandler | None = None
         self.on_undecryptable: UndecryptableHandler | None = None
         self.on_identity_changed: IdentityChangedHandler | None = None
-        self.on_reaction: ReactionHandler | None = None
+        self.timeline_limit = settings.matrix.sync_timeline_limit
         self.synced = asyncio.Condition()
         self.sync_count = 0
         self.last_sync_at: float | None = None
-        self._room_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._pending: list[tuple[float, MatrixRoom, MegolmEvent]] = []
+        #: Events the callbacks saw in the sync being processed, in order.
+        self._batch: list[tuple[str, Event]] = []
+        #: Rooms with a drain task running, and rooms whose drain must look again.
+        self._draining: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
+        #: Rooms holding events that wait for a room key.
+        self._waiting_keys: set[str] = set()
+        #: Set by :meth:`start_processing` once the program is ready for events.
+        self._processing = False
+        self._had_token = False
+        self._token_saved_at = 0.0
         self._sync_task: asyncio.Task[None] | None = None
         self.sender = RoomSender(self)
-        self.client.add_event_callback(self._on_text, RoomMessageText)
-        self.client.add_event_callback(self._on_unknown, UnknownEvent)
-        self.client.add_event_callback(self._on_undecrypted, MegolmEvent)
-        self.client.add_event_callback(self._on_reaction, ReactionEvent)
+        self.client.add_event_callback(self._collect, Event)
 
     # -- login ---------------------------------------------------------------
 
@@ -134,6 +182,7 @@ class MatrixConnection:
                     self.store_dir,
                 )
             await self._login(device_id=None)
+        await self._load_sync_token()
         await self.sync_once(full_state=True)
         if self.client.should_upload_keys:
             await self.client.keys_upload()
@@ -174,19 +223,120 @@ class MatrixConnection:
             self.client, keys=keys, password=self.settings.matrix.password
         )
 
+    async def _load_sync_token(self) -> None:
+        """Continue from the token saved with the inbox (or, once after an upgrade,
+        from the one nio kept in its own store)."""
+        async with self.sessions() as session:
+            token = await repo.get_state(session, key=SYNC_STATE_KEY)
+        if token is None and self.client.store is not None:
+            token = self.client.store.load_sync_token()
+        self.client.loaded_sync_token = token or ""
+        self._had_token = bool(token)
+
     # -- syncing -------------------------------------------------------------
 
+    @property
+    def sync_filter(self) -> dict[str, Any]:
+        return {"room": {"timeline": {"limit": self.timeline_limit}}}
+
     async def sync_once(self, *, full_state: bool = False, timeout_ms: int = 0) -> None:
+        self._batch = []
         resp = await self.client.sync(
-            timeout=timeout_ms, full_state=full_state, sync_filter=SYNC_FILTER
+            timeout=timeout_ms, full_state=full_state, sync_filter=self.sync_filter
         )
         if not isinstance(resp, SyncResponse):
             raise MatrixError(f"sync failed: {getattr(resp, 'message', resp)}")
-        for room_id, info in resp.rooms.join.items():
-            if info.timeline.limited:
-                # More events than the filter's limit arrived between two syncs.
-                log.warning("sync gap in %s: some events were not delivered", room_id)
+        batch, self._batch = self._batch, []
         await self._after_sync(resp)
+        earlier: list[tuple[str, Event]] = []
+        if self._had_token:
+            for room_id, info in resp.rooms.join.items():
+                if info.timeline.limited and info.timeline.prev_batch:
+                    earlier += await self._backfill(room_id, info.timeline.prev_batch)
+        else:
+            # The first sync of a new device: what was said before is history, not
+            # commands for us (and could not be decrypted by this device anyway).
+            batch = []
+        await self._commit(earlier + batch, resp.next_batch)
+        self._had_token = True
+
+    async def _backfill(self, room_id: str, prev_batch: str) -> list[tuple[str, Event]]:
+        """The events a limited timeline left out, oldest first, back to the first one
+        the inbox knows (or :data:`BACKFILL_PAGES` pages, whichever comes first)."""
+        found: list[Event] = []
+        token: str | None = prev_batch
+        for _ in range(BACKFILL_PAGES):
+            if token is None:
+                break
+            resp = await self.client.room_messages(
+                room_id, start=token, direction=MessageDirection.back, limit=BACKFILL_PAGE
+            )
+            if not isinstance(resp, RoomMessagesResponse) or not resp.chunk:
+                break
+            ids = [e.event_id for e in resp.chunk if getattr(e, "event_id", None)]
+            async with self.readers() as session:
+                known = await repo.known_events(session, event_ids=ids)
+            stop = False
+            for event in resp.chunk:
+                if event.event_id in known:
+                    stop = True
+                    break
+                found.append(event)
+            if stop:
+                break
+            token = resp.end
+        else:
+            log.warning("sync gap in %s: back-filled %d pages, gave up", room_id, BACKFILL_PAGES)
+        log.info("sync gap in %s: %d events back-filled", room_id, len(found))
+        return [(room_id, e) for e in reversed(found)]
+
+    async def _commit(self, events: list[tuple[str, Event]], next_batch: str) -> None:
+        """Put the events into the inbox and move the sync token, in one transaction."""
+        rows: list[tuple[str, str, int, dict[str, Any]]] = []
+        base = time.time_ns()
+        for room_id, event in events:
+            payload = self._payload(event)
+            if payload is not None:
+                rows.append((event.event_id, room_id, base + len(rows), payload))
+        due = time.monotonic() - self._token_saved_at > TOKEN_SAVE_INTERVAL
+        if not rows and not due:
+            return
+        async with self.sessions() as session, session.begin():
+            if rows:
+                await repo.store_events(session, events=rows, now=datetime.now(UTC))
+            await repo.set_state(session, key=SYNC_STATE_KEY, value=next_batch)
+        self._token_saved_at = time.monotonic()
+        for room_id in dict.fromkeys(r[1] for r in rows):
+            self._kick(room_id)
+
+    def _payload(self, event: Event) -> dict[str, Any] | None:
+        """What the inbox keeps of an event we act on; None for everything else."""
+        if getattr(event, "sender", None) in (None, self.client.user_id):
+            return None
+        if isinstance(event, MegolmEvent):
+            # Unreadable for now: keep it encrypted and ask for its key at once.
+            self._request_key(event)
+            return {"encrypted": event.source}
+        kind = event.source.get("type")
+        if not (kind in ACTED_ON or kind in POLL_RESPONSE_TYPES):
+            return None
+        if not isinstance(event, RoomMessageText | ReactionEvent | UnknownEvent):
+            return None  # e.g. an image: nothing the bot acts on
+        return {
+            "sender": event.sender,
+            "type": kind,
+            "content": event.source.get("content") or {},
+            "decrypted": bool(event.decrypted),
+            "sender_key": getattr(event, "sender_key", None),
+        }
+
+    def _request_key(self, event: MegolmEvent) -> None:
+        async def request() -> None:
+            # LocalProtocolError: a request for this session is already out.
+            with contextlib.suppress(LocalProtocolError):
+                await self.client.request_room_key(event)
+
+        self._spawn(request())
 
     def start(self) -> None:
         self._sync_task = asyncio.create_task(self._sync_forever(), name="matrix-sync")
@@ -214,7 +364,8 @@ class MatrixConnection:
             await client.keys_query()
         if client.should_claim_keys:
             await client.keys_claim(client.get_users_for_key_claiming())
-        self._retry_pending()
+        for room_id in list(self._waiting_keys):
+            self._kick(room_id)  # a key may have come with this sync
         self.sync_count += 1
         self.last_sync_at = time.monotonic()
         async with self.synced:
@@ -227,6 +378,7 @@ class MatrixConnection:
 
     async def stop(self) -> None:
         """Stop syncing and finish running handlers; the device stays logged in."""
+        self._processing = False
         if self._sync_task:
             self._sync_task.cancel()
             await asyncio.gather(self._sync_task, return_exceptions=True)
@@ -236,88 +388,127 @@ class MatrixConnection:
 
     # -- incoming events -----------------------------------------------------
 
-    async def _on_text(self, room: MatrixRoom, event: RoomMessageText) -> None:
-        if event.sender == self.client.user_id:
+    async def _collect(self, room: MatrixRoom, event: Event) -> None:
+        """nio's callback for every timeline event: note it for the inbox."""
+        self._batch.append((room.room_id, event))
+
+    async def start_processing(self) -> None:
+        """Start handling the inbox: what waited from before a restart, then what comes."""
+        self._processing = True
+        async with self.readers() as session:
+            pending = await repo.pending_events(session)
+        for room_id in dict.fromkeys(row.room_id for row in pending):
+            self._kick(room_id)
+
+    def _kick(self, room_id: str) -> None:
+        """Make sure the room's inbox is being worked through (one task per room)."""
+        if not self._processing:
             return
-        self._spawn(self._handle(room, event))
-
-    async def _on_unknown(self, room: MatrixRoom, event: UnknownEvent) -> None:
-        if event.sender != self.client.user_id and event.type in POLL_RESPONSE_TYPES:
-            self._spawn(self._handle(room, event))
-
-    async def _on_reaction(self, room: MatrixRoom, event: ReactionEvent) -> None:
-        if event.sender != self.client.user_id:
-            self._spawn(self._handle(room, event))
-
-    async def _on_undecrypted(self, room: MatrixRoom, event: MegolmEvent) -> None:
-        if event.sender == self.client.user_id:
+        if room_id in self._draining:
+            self._again.add(room_id)
             return
-        log.info("waiting for the room key of an event in %s", room.room_id)
-        self._pending.append((time.monotonic(), room, event))
-        # LocalProtocolError: a request for this session is already out.
-        with contextlib.suppress(LocalProtocolError):
-            await self.client.request_room_key(event)
+        task = asyncio.create_task(self._drain(room_id), name=f"inbox {room_id}")
+        self._draining[room_id] = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    def _retry_pending(self) -> None:
-        still: list[tuple[float, MatrixRoom, MegolmEvent]] = []
-        now = time.monotonic()
-        for since, room, event in self._pending:
-            try:
-                decrypted = self.client.decrypt_event(event)
-            except Exception:
-                decrypted = None
-            if isinstance(decrypted, RoomMessageText | ReactionEvent) or (
-                isinstance(decrypted, UnknownEvent) and decrypted.type in POLL_RESPONSE_TYPES
-            ):
-                self._spawn(self._handle(room, decrypted))
-            elif decrypted is not None:
-                continue  # decrypted, but not a message we act on
-            elif now - since > DECRYPTION_GRACE:
-                log.warning("gave up waiting for a room key in %s", room.room_id)
-                if self.on_undecryptable:
-                    self._spawn(self.on_undecryptable(room.room_id, event.event_id))
-            else:
-                still.append((since, room, event))
-        self._pending = still
+    async def _drain(self, room_id: str) -> None:
+        try:
+            while self._processing:
+                self._again.discard(room_id)
+                async with self.readers() as session:
+                    pending = await repo.pending_events(session, room_id=room_id)
+                waiting = False
+                for row in pending:
+                    if not self._processing:
+                        return
+                    assert row.payload is not None
+                    if not await self._process(row.event_id, room_id, row.payload, row):
+                        waiting = True
+                if waiting:
+                    self._waiting_keys.add(room_id)
+                    asyncio.get_running_loop().call_later(
+                        UNDECRYPTABLE_NOTICE / 2, self._kick, room_id
+                    )
+                else:
+                    self._waiting_keys.discard(room_id)
+                if room_id not in self._again:
+                    return
+        except Exception:
+            log.exception("working through the inbox of a room failed")
+        finally:
+            self._draining.pop(room_id, None)
+
+    async def _process(
+        self, event_id: str, room_id: str, payload: dict[str, Any], row: Any
+    ) -> bool:
+        """Handle one inbox event; False if it still waits for its room key."""
+        claimed = False
+        try:
+            if "encrypted" in payload:
+                event = self._decrypt(payload["encrypted"], room_id)
+                if event is None:
+                    age = (datetime.now(UTC) - row.processed_at).total_seconds()
+                    if age < UNDECRYPTABLE_NOTICE:
+                        return False
+                    log.warning("no room key for an event in %s; asking to resend", room_id)
+                    if self.on_undecryptable is not None:
+                        await self.on_undecryptable(room_id, event_id)
+                    return True
+                payload = event
+            if payload is None:
+                return True
+            incoming = InboxEvent(
+                room_id=room_id,
+                event_id=event_id,
+                sender=payload["sender"],
+                type=payload["type"],
+                content=payload["content"],
+                decrypted=payload["decrypted"],
+                sender_key=payload["sender_key"],
+            )
+            room = self.client.rooms.get(room_id)
+            encrypted_room = room is not None and room.encrypted
+            trusted = (not incoming.decrypted and not encrypted_room) or (
+                await self.trust.is_trusted_sender(incoming.sender, incoming.sender_key)
+            )
+            if self.on_event is not None:
+                claimed = await self.on_event(incoming, trusted)
+        except Exception:
+            log.exception("handling an event failed")
+        finally:
+            if not claimed:
+                await self._claim(event_id, room_id)
+        return True
+
+    def _decrypt(self, source: dict[str, Any], room_id: str) -> dict[str, Any] | None:
+        """The payload of a stored encrypted event if its key is here now; None if not."""
+        event = Event.parse_event(source)
+        if not isinstance(event, MegolmEvent):
+            return None
+        event.room_id = room_id
+        try:
+            decrypted = self.client.decrypt_event(event)
+        except Exception:
+            return None
+        payload = self._payload(decrypted)
+        return payload if payload is not None else {}
+
+    async def _claim(self, event_id: str, room_id: str) -> None:
+        """Mark an event done that its handler did not claim (read-only commands,
+        failures), so it is not handled again after a restart."""
+        try:
+            async with self.sessions() as session, session.begin():
+                await repo.claim_event(
+                    session, event_id=event_id, room_id=room_id, now=datetime.now(UTC)
+                )
+        except Exception:
+            log.exception("could not mark an event handled")
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _handle(
-        self, room: MatrixRoom, event: RoomMessageText | UnknownEvent | ReactionEvent
-    ) -> None:
-        lock = self._room_locks.setdefault(room.room_id, asyncio.Lock())
-        async with lock:  # FIFO: commands in one room are handled in the order they came
-            try:
-                async with self.sessions() as session, session.begin():
-                    fresh = await repo.claim_event(
-                        session,
-                        event_id=event.event_id,
-                        room_id=room.room_id,
-                        now=datetime.now(UTC),
-                    )
-                log.debug(
-                    "event %s in %s (%s), first time: %s",
-                    event.event_id,
-                    room.room_id,
-                    type(event).__name__,
-                    fresh,
-                )
-                if not fresh:
-                    return
-                trusted = (not event.decrypted and not room.encrypted) or (
-                    await self.trust.is_trusted_sender(event.sender, event.sender_key)
-                )
-                if isinstance(event, RoomMessageText) and self.on_message is not None:
-                    await self.on_message(room, event, trusted)
-                elif isinstance(event, UnknownEvent) and self.on_vote is not None:
-                    await self.on_vote(room, event, trusted)
-                elif isinstance(event, ReactionEvent) and self.on_reaction is not None:
-                    await self.on_reaction(room, event, trusted)
-            except Exception:
-                log.exception("handling an event failed")
 
     # -- outgoing --------------------------------------------------------------
 

@@ -321,6 +321,29 @@ class Reader:
             self.report(place, f"expected one of {listed}, got {self.shown(place, value)}")
         return default
 
+    def integer(
+        self,
+        table: dict[str, Any],
+        parent: str,
+        key: str,
+        default: int,
+        *,
+        minimum: int,
+        maximum: int,
+    ) -> int:
+        """A whole number within [minimum, maximum]; ``default`` when absent or wrong."""
+        place = key_place(parent, key)
+        if key not in table:
+            return default
+        value = table[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.report(place, f"expected a whole number, got {self.shown(place, str(value))}")
+            return default
+        if not minimum <= value <= maximum:
+            self.report(place, f"expected a number from {minimum} to {maximum}, got {value}")
+            return default
+        return value
+
     # -- durations -----------------------------------------------------------------
 
     def duration(

@@ -79,7 +79,15 @@ _TOP_KEYS = (
     "logging",
     "forms",
 )
-_MATRIX_KEYS = ("homeserver", "user_id", "password", "device_name", "trust", "store_key")
+_MATRIX_KEYS = (
+    "homeserver",
+    "user_id",
+    "password",
+    "device_name",
+    "trust",
+    "store_key",
+    "sync_timeline_limit",
+)
 _DUTY_KEYS = ("room_alias", "members", "leads", "language", "case_prefix")
 _MUNICIPALITY_KEYS = (
     "id",
@@ -156,6 +164,9 @@ def _matrix(r: Reader, root: dict[str, Any]) -> MatrixSettings:
         device_name=r.optional(table, "matrix", "device_name") or "Socialjour",
         trust=r.choice(table, "matrix", "trust", TRUST_LEVELS, "cross-signed"),
         store_key=r.optional(table, "matrix", "store_key", secret=True),
+        sync_timeline_limit=r.integer(
+            table, "matrix", "sync_timeline_limit", 100, minimum=1, maximum=1000
+        ),
     )
 
 

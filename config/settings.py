@@ -91,6 +91,8 @@ class MatrixSettings:
     trust: Trust = "cross-signed"
     store_key: str | None = field(default=None, repr=False)
     """Optional passphrase protecting the E2EE store and the cross-signing keys."""
+    sync_timeline_limit: int = 100
+    """Events per room per sync; more in one sync are back-filled through /messages."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,9 @@ class CaseCommands:
                 now=now,
                 form_id=self._form_hint(ctx.args),
             )
+            # Handled with the case it opens: a crash after this commit finds the case
+            # (recover() gives it its room), never a second one from the same !ny.
+            await ctx.claim(session)
         log.info("case %s opened", case.number)
         try:
             await self.create_room(case)
@@ -102,6 +105,7 @@ class CaseCommands:
         await self.messenger.send(
             case.room_id,
             i18n.render(self.lang, key, number=case.number, mentions=tuple(participants)),
+            key=f"case:{case.id}:{case.room_id}:{key}",
         )
 
     async def _participants(self, case: Case) -> list[str]:

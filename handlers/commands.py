@@ -34,6 +34,9 @@ class CommandSpec:
     canonical: str
     names: tuple[str, ...]
     rooms: frozenset[RoomKind]
+    #: Runs inside the dispatcher's unit of work (``ctx.unit``): the event's claim,
+    #: the room lookup and the command's writes commit together, replies after.
+    in_unit: bool = False
 
 
 Handler = Callable[..., Awaitable[None]]
@@ -41,11 +44,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 _TAG = "_socialjour_command"
 
 
-def command(canonical: str, *names: str, rooms: set[RoomKind]) -> Callable[[F], F]:
-    """Tag a coroutine method as the handler of a command and its aliases."""
+def command(
+    canonical: str, *names: str, rooms: set[RoomKind], in_unit: bool = False
+) -> Callable[[F], F]:
+    """Tag a coroutine method as the handler of a command and its aliases.
+
+    A command with ``in_unit`` does all its database work in ``ctx.unit``; any other
+    opens its own sessions and calls ``ctx.claim`` in the transaction that does its
+    main work (or leaves the claim to the dispatcher if it only reads).
+    """
 
     def tag(fn: F) -> F:
-        setattr(fn, _TAG, CommandSpec(canonical, (canonical, *names), frozenset(rooms)))
+        spec = CommandSpec(canonical, (canonical, *names), frozenset(rooms), in_unit)
+        setattr(fn, _TAG, spec)
         return fn
 
     return tag

@@ -31,8 +31,12 @@ class DialogueState:
     skipped: list[str] = field(default_factory=list)
     #: The field being asked; None before a form is chosen and when all is answered.
     current: str | None = None
-    #: The question the bot last posted; differs from `current` after a crash mid-step.
+    #: The question the bot last decided to ask (recorded before it is sent).
     asked: str | None = None
+    #: Whether that question (and its poll) went out; False between the commit that
+    #: decided it and the send, which start-up repairs. States saved before this
+    #: field existed had sent theirs.
+    asked_sent: bool = True
     #: The poll the bot posted for the current question (or for the form choice).
     poll_event: str | None = None
     #: The answer to the previous question, which an edit (m.replace) may still change.

@@ -2,6 +2,14 @@
 
 This is the one place where domain errors become replies: handlers raise, the
 dispatcher speaks. A failing handler never escapes into the sync loop.
+
+Each event is one unit of work. On the hot path (an answer, a vote, a report
+command) the event's claim, the room lookup, the authorisation, the report's step
+and what will be asked next are one write transaction; replies go out after it
+commits. Other commands open their own transactions and claim the event in the one
+that does their work (``ctx.claim``); whatever is left unclaimed is claimed by the
+caller afterwards (see :mod:`bot.matrix`). ``handle`` returns whether the event was
+claimed.
 """
 
 from __future__ import annotations
@@ -14,9 +22,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from config import Settings
 from handlers import i18n
 from handlers.cases import CaseCommands
-from handlers.commands import CommandSpec, RoomKind, collect, command, parse
-from handlers.context import Clock, Ctx, local_time, utcnow
+from handlers.commands import (
+    CommandSpec,
+    Handler,
+    ParsedCommand,
+    RoomKind,
+    collect,
+    command,
+    parse,
+)
+from handlers.context import Clock, Ctx, Unit, local_time, unit_of_work, utcnow
 from handlers.errors import (
+    AlreadyHandled,
     HandlerError,
     IllegalTransition,
     NotAllowed,
@@ -46,13 +63,18 @@ class Dispatcher:
         clock: Clock = utcnow,
         decisions: DecisionService | None = None,
         oncall: OnCallCommands | None = None,
+        readers: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
+        #: Read-only sessions (no write lock on SQLite).
+        self.readers = readers or sessions
         self.messenger = messenger
         self.clock = clock
         self.decisions = decisions
-        self.reports = ReportCommands(settings, sessions, messenger, clock, decisions=decisions)
+        self.reports = ReportCommands(
+            settings, sessions, messenger, clock, decisions=decisions, readers=self.readers
+        )
         self.cases = CaseCommands(
             settings,
             sessions,
@@ -75,104 +97,172 @@ class Dispatcher:
         return self.settings.duty.language
 
     async def locate(self, room_id: str) -> tuple[RoomKind, Case | None]:
+        async with self.readers() as session:
+            return await self._locate(session, room_id)
+
+    async def _locate(self, session: AsyncSession, room_id: str) -> tuple[RoomKind, Case | None]:
         if room_id == self.duty_room_id:
             return RoomKind.DUTY, None
         if room_id in self.intake_rooms:
             return RoomKind.INTAKE, None
-        async with self.sessions() as session:
-            case = await repo.get_case_by_room(session, room_id=room_id)
-            if case is None and await decisions_repo.direct_room_owner(session, room_id=room_id):
-                return RoomKind.DIRECT, None
+        case = await repo.get_case_by_room(session, room_id=room_id)
+        if case is None and await decisions_repo.direct_room_owner(session, room_id=room_id):
+            return RoomKind.DIRECT, None
         return (RoomKind.CASE, case) if case is not None else (RoomKind.OTHER, None)
 
-    async def handle(self, msg: IncomingMessage) -> None:
-        """Handle one message; never raises."""
+    async def handle(self, msg: IncomingMessage) -> bool:
+        """Handle one message; never raises. True if the event was claimed."""
         parsed = parse(msg.body)
+        entry = self.registry.lookup(parsed.name) if parsed is not None else None
+        if parsed is None or (entry is not None and entry[0].in_unit):
+            return await self._in_unit(msg, parsed, entry)
+        ctx: Ctx | None = None
         try:
-            kind, case = await self.locate(msg.room_id)
-        except Exception:
-            log.exception("could not look up the room of a message")
-            return
-        log.debug("message %s: %s room, command: %s", msg.event_id, kind.value, parsed is not None)
-        if kind is RoomKind.OTHER or (parsed is None and kind is not RoomKind.CASE):
-            return
-        ctx = Ctx(
+            async with self.readers() as session:
+                kind, case = await self._locate(session, msg.room_id)
+                ctx = self._ctx(msg, kind, case, parsed.args)
+                if kind is RoomKind.OTHER:
+                    return False
+                await self._authorise(ctx, session)
+            await self._run(ctx, parsed, entry)
+        except Exception as exc:
+            await self._answer_error(ctx, exc, entry)
+        return ctx is not None and ctx.claimed
+
+    async def _in_unit(
+        self,
+        msg: IncomingMessage,
+        parsed: ParsedCommand | None,
+        entry: tuple[CommandSpec, Handler] | None,
+    ) -> bool:
+        """The hot path: claim, locate, authorise and the step itself commit together."""
+        ctx: Ctx | None = None
+        try:
+            async with unit_of_work(self.sessions) as unit:
+                session = unit.session
+                if not await repo.claim_event(
+                    session, event_id=msg.event_id, room_id=msg.room_id, now=self.clock()
+                ):
+                    return True  # handled before (delivered again after a restart)
+                kind, case = await self._locate(session, msg.room_id)
+                ctx = self._ctx(msg, kind, case, parsed.args if parsed else "", unit)
+                ctx.claimed = True
+                if kind is RoomKind.OTHER or (parsed is None and kind is not RoomKind.CASE):
+                    return True
+                await self._authorise(ctx, session)
+                await self._run(ctx, parsed, entry)
+            return True
+        except Exception as exc:
+            if ctx is not None:
+                # Rolled back, claim included: the caller claims it on its own.
+                ctx.unit, ctx.claimed = None, False
+            await self._answer_error(ctx, exc, entry)
+            return False
+
+    def _ctx(
+        self,
+        msg: IncomingMessage,
+        kind: RoomKind,
+        case: Case | None,
+        args: str,
+        unit: Unit | None = None,
+    ) -> Ctx:
+        return Ctx(
             msg=msg,
             kind=kind,
-            args=parsed.args if parsed else "",
+            args=args,
             lang=self.lang,
             messenger=self.messenger,
             case=case,
+            unit=unit,
         )
-        spec: CommandSpec | None = None
-        try:
-            await self._authorise(ctx)
-            if not msg.trusted_device:
-                await ctx.reply("error.untrusted_device")
-                return
-            if parsed is None:
-                await self.reports.handle_text(ctx)
-                return
-            entry = self.registry.lookup(parsed.name)
-            if entry is None:
-                raise UnknownCommand(command=f"!{parsed.name}")
-            spec, handler = entry
-            if kind not in spec.rooms:
-                where = sorted(spec.rooms)[0]
-                raise WrongRoom(
-                    command=f"!{parsed.name}", where=i18n.text(self.lang, f"where.{where}")
-                )
-            await handler(ctx)
-        except NotAllowed:
+
+    async def _run(
+        self,
+        ctx: Ctx,
+        parsed: ParsedCommand | None,
+        entry: tuple[CommandSpec, Handler] | None,
+    ) -> None:
+        """The authorised sender's message: an answer, or a command in its room."""
+        msg, kind = ctx.msg, ctx.kind
+        log.debug("message %s: %s room, command: %s", msg.event_id, kind.value, parsed is not None)
+        if not msg.trusted_device:
+            await ctx.reply("error.untrusted_device")
+            return
+        if parsed is None:
+            await self.reports.handle_text(ctx)
+            return
+        if entry is None:
+            raise UnknownCommand(command=f"!{parsed.name}")
+        spec, handler = entry
+        if kind not in spec.rooms:
+            where = sorted(spec.rooms)[0]
+            raise WrongRoom(command=f"!{parsed.name}", where=i18n.text(self.lang, f"where.{where}"))
+        await handler(ctx)
+
+    async def _answer_error(
+        self, ctx: Ctx | None, exc: Exception, entry: tuple[CommandSpec, Handler] | None
+    ) -> None:
+        """Turn a handler's error into a polite reply (sent at once: nothing to wait for)."""
+        if isinstance(exc, AlreadyHandled):
+            if ctx is not None:
+                ctx.claimed = True
+            return
+        if ctx is None:
+            log.error("could not look up the room of a message (%s)", type(exc).__name__)
+            return
+        ctx.unit = None
+        if isinstance(exc, NotAllowed):
             # Who tried what, never what they wrote.
-            log.warning("refused a command from %s in a %s room", msg.sender, kind.value)
+            log.warning("refused a command from %s in a %s room", ctx.msg.sender, ctx.kind.value)
             await self._safe_reply(ctx, "error.not_allowed")
-        except IllegalTransition as exc:
+        elif isinstance(exc, IllegalTransition):
             await self._safe_reply(
                 ctx,
                 exc.key,
                 old_label=i18n.text(self.lang, f"status.{exc.old}"),
                 new_label=i18n.text(self.lang, f"status.{exc.new}"),
             )
-        except HandlerError as exc:
+        elif isinstance(exc, HandlerError):
             await self._safe_reply(ctx, exc.key, **exc.params)
-        except Exception:
-            log.exception("command %s failed", spec.canonical if spec else "?")
+        else:
+            name = entry[0].canonical if entry else "?"
+            log.error("command %s failed", name, exc_info=exc)
             await self._safe_reply(ctx, "error.internal")
 
-    async def handle_vote(self, vote: IncomingVote) -> None:
-        """A poll vote in a case room answers the current question; never raises."""
+    async def handle_vote(self, vote: IncomingVote) -> bool:
+        """A poll vote in a case room answers the current question; never raises.
+        Claimed in the same transaction as the answer it gives."""
         msg = vote.as_message()
+        ctx: Ctx | None = None
         try:
-            kind, case = await self.locate(vote.room_id)
-            if kind is not RoomKind.CASE or case is None:
-                return
-            ctx = Ctx(
-                msg=msg, kind=kind, args="", lang=self.lang, messenger=self.messenger, case=case
-            )
-            try:
-                await self._authorise(ctx)
-            except NotAllowed:
-                log.warning("refused a vote from %s in a case room", vote.sender)
-                await self._safe_reply(ctx, "error.not_allowed")
-                return
-            if not vote.trusted_device:
-                await self._safe_reply(ctx, "error.untrusted_device")
-                return
-            await self.reports.handle_vote(vote, case)
-        except HandlerError as exc:
-            await self._safe_reply(
-                Ctx(msg=msg, kind=RoomKind.CASE, args="", lang=self.lang, messenger=self.messenger),
-                exc.key,
-                **exc.params,
-            )
-        except Exception:
-            log.exception("handling a vote failed")
+            async with unit_of_work(self.sessions) as unit:
+                session = unit.session
+                if not await repo.claim_event(
+                    session, event_id=msg.event_id, room_id=msg.room_id, now=self.clock()
+                ):
+                    return True
+                kind, case = await self._locate(session, vote.room_id)
+                if kind is not RoomKind.CASE or case is None:
+                    return True
+                ctx = self._ctx(msg, kind, case, "", unit)
+                ctx.claimed = True
+                await self._authorise(ctx, session)
+                if not vote.trusted_device:
+                    await ctx.reply("error.untrusted_device")
+                    return True
+                await self.reports.handle_vote(ctx, vote)
+            return True
+        except Exception as exc:
+            if ctx is not None:
+                ctx.unit, ctx.claimed = None, False
+            await self._answer_error(ctx, exc, None)
+            return False
 
     async def resume(self) -> None:
-        """After a restart: give lost rooms back, and re-ask questions a crash swallowed."""
+        """After a restart: give lost rooms back, and send questions a crash swallowed."""
         await self.cases.recover()
-        async with self.sessions() as session:
+        async with self.readers() as session:
             drafting = await repo.list_cases(session, statuses=["drafting"])
         for case in drafting:
             if case.room_id is None:
@@ -182,17 +272,15 @@ class Dispatcher:
             except Exception:
                 log.exception("could not resume the report of case %s", case.number)
 
-    async def _authorise(self, ctx: Ctx) -> None:
+    async def _authorise(self, ctx: Ctx, session: AsyncSession) -> None:
         sender = ctx.msg.sender
         if ctx.kind is RoomKind.DUTY:
             allowed = sender in self.settings.duty.allowed
         elif ctx.kind is RoomKind.CASE:
             assert ctx.case is not None
-            async with self.sessions() as session:
-                allowed = await repo.is_participant(session, case_id=ctx.case.id, user_id=sender)
+            allowed = await repo.is_participant(session, case_id=ctx.case.id, user_id=sender)
         elif ctx.kind is RoomKind.DIRECT:
-            async with self.sessions() as session:
-                owner = await decisions_repo.direct_room_owner(session, room_id=ctx.msg.room_id)
+            owner = await decisions_repo.direct_room_owner(session, room_id=ctx.msg.room_id)
             allowed = owner == sender
         elif ctx.kind is RoomKind.INTAKE:
             municipality = self.settings.municipality(self.intake_rooms[ctx.msg.room_id])
@@ -225,12 +313,14 @@ class Dispatcher:
     @command("logg", "log", rooms={RoomKind.CASE})
     async def audit_log(self, ctx: Ctx) -> None:
         assert ctx.case is not None
-        async with self.sessions() as session:
+        async with self.readers() as session:
             entries = await repo.list_audit(session, case_id=ctx.case.id)
         lines = [f"{local_time(e.at)}  {e.actor}  {e.action}" for e in entries]
         body = f"{ctx.case.number}\n" + "\n".join(lines)
         await self.messenger.send(
-            ctx.msg.room_id, i18n.Message(text=body, html=None, reply_to=ctx.msg.event_id)
+            ctx.msg.room_id,
+            i18n.Message(text=body, html=None, reply_to=ctx.msg.event_id),
+            key=f"{ctx.msg.event_id}:log",
         )
 
     @command(

@@ -49,3 +49,7 @@ class ConcurrentChange(HandlerError):
 
 class RoomCreationFailed(HandlerError):
     key = "error.room_creation_failed"
+
+
+class AlreadyHandled(Exception):
+    """The event was handled before (a re-delivery after a crash): do nothing, say nothing."""

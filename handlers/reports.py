@@ -1,14 +1,19 @@
 """The guided report in a case room: asking, taking answers, back, edit, skip, submit.
 
 The rules live in :mod:`handlers.dialogue`; this module loads the state, applies
-one step, saves it (compare-and-set, so two people answering at once cannot
-corrupt it) and only then speaks. A crash after a save and before the question
-went out is repaired at start-up by :meth:`ReportCommands.resume`.
+one step and records what it will ask next, all in one unit of work (the event's
+claim included; compare-and-set, so two people answering at once cannot corrupt
+it), and only after the commit speaks. Every question is sent with an idempotency
+key made of the case and the report version that asked it, and confirmed in the
+state (``asked_sent``) once out. A crash in between is repaired at start-up by
+:meth:`ReportCommands.resume`, which sends the same keys again: the homeserver
+answers a repeat with the first event, so the worker never sees a question twice.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -18,7 +23,7 @@ from config.forms import FieldSpec, FormTemplate
 from handlers import dialogue, i18n
 from handlers.case_state import CaseStatus, transition
 from handlers.commands import RoomKind, command
-from handlers.context import Clock, Ctx
+from handlers.context import Clock, Ctx, Unit, unit_of_work
 from handlers.decisions import DecisionService, Sent
 from handlers.dialogue import DialogueState
 from handlers.errors import CaseNotFound, ConcurrentChange, HandlerError
@@ -53,6 +58,8 @@ class ReportCommands:
     #: Sends a submitted report for signature; without it (unit tests of the dialogue)
     #: ``!skicka`` only freezes the report.
     decisions: DecisionService | None = None
+    #: Sessions for read-only work (no write lock on SQLite); defaults to ``sessions``.
+    readers: async_sessionmaker[AsyncSession] | None = None
 
     @property
     def lang(self) -> str:
@@ -60,49 +67,41 @@ class ReportCommands:
 
     # -- state ------------------------------------------------------------------
 
-    async def load(self, case: Case) -> Loaded:
-        async with self.sessions() as session:
-            report = await repo.get_report(session, case_id=case.id)
-            fresh = await repo.get_case(session, case_id=case.id)
+    async def load(self, session: AsyncSession, case: Case) -> Loaded:
+        report = await repo.get_report(session, case_id=case.id)
+        fresh = await repo.get_case(session, case_id=case.id)
         state = DialogueState.from_json(report.state) if report else DialogueState()
         return Loaded(fresh or case, state, report.version if report else None)
 
-    async def save(self, loaded: Loaded) -> None:
+    async def save(self, session: AsyncSession, loaded: Loaded) -> None:
         form = self.form_of(loaded.state)
-        async with self.sessions() as session, session.begin():
-            version = await repo.save_report_state(
-                session,
-                case_id=loaded.case.id,
-                form_id=loaded.state.form_id,
-                form_version=form.version if form else None,
-                state=loaded.state.to_json(),
-                expected_version=loaded.version,
-                now=self.clock(),
-            )
+        version = await repo.save_report_state(
+            session,
+            case_id=loaded.case.id,
+            form_id=loaded.state.form_id,
+            form_version=form.version if form else None,
+            state=loaded.state.to_json(),
+            expected_version=loaded.version,
+            now=self.clock(),
+        )
         if version is None:
             raise ConcurrentChange()
         loaded.version = version
 
-    async def _reopen(self, ctx: Ctx, loaded: Loaded) -> Loaded:
+    async def _reopen(self, ctx: Ctx, unit: Unit, loaded: Loaded) -> Loaded:
         """A declined decision is revised: the report opens again for editing."""
         now = self.clock()
-        moved = True
-        try:
-            async with self.sessions() as session, session.begin():
-                await transition(
-                    session,
-                    case_id=loaded.case.id,
-                    old=CaseStatus.DECLINED,
-                    new=CaseStatus.DRAFTING,
-                    actor=ctx.msg.sender,
-                    now=now,
-                )
-                await repo.reopen_report(session, case_id=loaded.case.id, now=now)
-        except ConcurrentChange:
-            moved = False
-        if moved:
-            await ctx.reply("report.reopened")
-        return await self.load(loaded.case)
+        await transition(
+            unit.session,
+            case_id=loaded.case.id,
+            old=CaseStatus.DECLINED,
+            new=CaseStatus.DRAFTING,
+            actor=ctx.msg.sender,
+            now=now,
+        )
+        await repo.reopen_report(unit.session, case_id=loaded.case.id, now=now)
+        await ctx.reply("report.reopened")
+        return await self.load(unit.session, loaded.case)
 
     def form_of(self, state: DialogueState) -> FormTemplate | None:
         return self.settings.forms.get(state.form_id) if state.form_id else None
@@ -115,92 +114,128 @@ class ReportCommands:
 
     async def begin(self, case: Case, form_hint: str | None) -> None:
         """Start the report of a new case: the named form, or a question which one."""
-        loaded = await self.load(case)
-        form = self.settings.forms.get(form_hint) if form_hint else None
-        if form is not None:
-            await self._choose_form(loaded, form)
-        else:
-            await self._ask_form(loaded)
+        async with unit_of_work(self.sessions) as unit:
+            loaded = await self.load(unit.session, case)
+            if loaded.state.form_id is not None or loaded.state.asked is not None:
+                return  # begun already (a repeat after a crash): resume() finishes it
+            form = self.settings.forms.get(form_hint) if form_hint else None
+            if form is not None:
+                await self._choose_form(unit, loaded, form)
+            else:
+                await self._ask_form(unit, loaded)
 
     async def resume(self, case: Case) -> None:
-        """After a restart: re-ask if the bot stopped between saving and asking."""
-        loaded = await self.load(case)
-        form = self.form_of(loaded.state)
-        if form is None:
-            if loaded.state.asked != FORM_CHOICE:
-                await self._ask_form(loaded)
-        elif loaded.state.asked != loaded.state.current:
-            await self._ask_current(loaded, form)
+        """After a restart: send what a crash kept from going out (same keys, so a
+        question that did go out is not posted again)."""
+        async with unit_of_work(self.sessions) as unit:
+            loaded = await self.load(unit.session, case)
+            state = loaded.state
+            form = self.form_of(state)
+            if form is None:
+                if state.asked != FORM_CHOICE:
+                    await self._ask_form(unit, loaded)
+                elif not state.asked_sent:
+                    self._queue_form_question(unit, loaded)
+                return
+            spec = dialogue.current_field(form, state)
+            if state.asked != (spec.id if spec else None):
+                await self._ask_current(unit, loaded, form)
+            elif not state.asked_sent:
+                self._queue_question(unit, loaded, form)
 
-    async def _ask_form(self, loaded: Loaded) -> None:
+    async def _ask_form(self, unit: Unit, loaded: Loaded, *, again: bool = False) -> None:
+        loaded.state.asked, loaded.state.asked_sent = FORM_CHOICE, False
+        loaded.state.poll_event = None
+        await self.save(unit.session, loaded)
+        self._queue_form_question(unit, loaded)
+
+    def _queue_form_question(self, unit: Unit, loaded: Loaded) -> None:
         forms = list(self.settings.forms.values())
         options = "\n".join(f"{i}. {f.title}" for i, f in enumerate(forms, 1))
-        room = loaded.case.room_id
-        assert room is not None
-        await self.messenger.send(
-            room, i18n.render(self.lang, "report.choose_form", options=options, notice=False)
-        )
+        text = i18n.render(self.lang, "report.choose_form", options=options, notice=False)
         poll = Poll(
             question=i18n.text(self.lang, "report.choose_form.poll"),
             options=tuple((f.id, f.title) for f in forms),
             max_selections=1,
         )
-        poll_event = await self.messenger.send_poll(room, poll)
-        await self._mark_asked(loaded, FORM_CHOICE, poll_event, current=None)
+        self._queue_sends(unit, loaded, [text], poll)
 
-    async def _choose_form(self, loaded: Loaded, form: FormTemplate) -> None:
+    async def _choose_form(self, unit: Unit, loaded: Loaded, form: FormTemplate) -> None:
         dialogue.start(form, loaded.state)
-        await self.save(loaded)
-        async with self.sessions() as session, session.begin():
-            await repo.set_case_form(session, case_id=loaded.case.id, form_id=form.id)
-        assert loaded.case.room_id is not None
-        await self.messenger.send(
-            loaded.case.room_id,
-            i18n.render(self.lang, "report.form_chosen", title=form.title, count=len(form.fields)),
+        await repo.set_case_form(unit.session, case_id=loaded.case.id, form_id=form.id)
+        chosen = i18n.render(
+            self.lang, "report.form_chosen", title=form.title, count=len(form.fields)
         )
-        await self._ask_current(loaded, form)
+        await self._ask_current(unit, loaded, form, preface=[chosen])
 
-    async def _ask_current(self, loaded: Loaded, form: FormTemplate) -> None:
+    async def _ask_current(
+        self, unit: Unit, loaded: Loaded, form: FormTemplate, *, preface: Sequence[Message] = ()
+    ) -> None:
+        """Record the next question as asked-but-not-yet-sent, and send it after commit."""
         spec = dialogue.current_field(form, loaded.state)
-        room = loaded.case.room_id
-        assert room is not None
+        loaded.state.asked = spec.id if spec else None
+        loaded.state.asked_sent, loaded.state.poll_event = False, None
+        await self.save(unit.session, loaded)
+        self._queue_question(unit, loaded, form, preface=preface)
+
+    def _queue_question(
+        self, unit: Unit, loaded: Loaded, form: FormTemplate, *, preface: Sequence[Message] = ()
+    ) -> None:
+        spec = dialogue.current_field(form, loaded.state)
         if spec is None:
-            await self.messenger.send(room, i18n.render(self.lang, "report.complete", notice=False))
-            await self._mark_asked(loaded, None, None, current=None)
+            done = i18n.render(self.lang, "report.complete", notice=False)
+            self._queue_sends(unit, loaded, [*preface, done], None)
             return
-        await self.messenger.send(room, self.question(form, loaded.state, spec))
+        poll = None
         options = self.options(spec)
-        poll_event = None
         if options:
             poll = Poll(
                 question=f"{form.number_of(spec.id)}. {spec.label}",
                 options=tuple(options),
                 max_selections=len(options) if spec.type == "multi_choice" else 1,
             )
-            poll_event = await self.messenger.send_poll(room, poll)
-        await self._mark_asked(loaded, spec.id, poll_event, current=spec.id)
+        self._queue_sends(
+            unit, loaded, [*preface, self.question(form, loaded.state, spec)], poll
+        )
 
-    async def _mark_asked(
-        self,
-        loaded: Loaded,
-        field_id: str | None,
-        poll_event: str | None,
-        *,
-        current: str | None,
+    def _queue_sends(
+        self, unit: Unit, loaded: Loaded, messages: list[Message], poll: Poll | None
     ) -> None:
-        """Note what was just asked. Bookkeeping only: if someone saved in between,
-        note it on their state if it is still the same question, and never tell the
-        worker (whose answer is already stored) that anything failed."""
-        for _ in range(3):
-            loaded.state.asked, loaded.state.poll_event = field_id, poll_event
-            try:
-                await self.save(loaded)
+        """After commit: send the messages and the poll, keyed by case and version, then
+        note in the state that they went out (and the poll's id, for its votes)."""
+        room = loaded.case.room_id
+        assert room is not None and loaded.version is not None
+        case_id, version = loaded.case.id, loaded.version
+        prefix = f"report:{case_id}:v{version}"
+
+        async def send() -> None:
+            for i, message in enumerate(messages):
+                await self.messenger.send(room, message, key=f"{prefix}:m{i}")
+            poll_event = None
+            if poll is not None:
+                poll_event = await self.messenger.send_poll(room, poll, key=f"{prefix}:poll")
+            await self._confirm_sent(case_id, version, poll_event)
+
+        unit.later(send)
+
+    async def _confirm_sent(self, case_id: int, version: int, poll_event: str | None) -> None:
+        """The one small write after a question went out. If someone answered in the
+        meantime the state has moved on, and whoever moved it asks the next one."""
+        async with self.sessions() as session, session.begin():
+            report = await repo.get_report(session, case_id=case_id)
+            if report is None or report.version != version:
                 return
-            except ConcurrentChange:
-                fresh = await self.load(loaded.case)
-                if fresh.state.current != current or fresh.state.form_id != loaded.state.form_id:
-                    return  # the dialogue moved on; whoever moved it asks the next one
-                loaded.state, loaded.version = fresh.state, fresh.version
+            state = DialogueState.from_json(report.state)
+            state.asked_sent, state.poll_event = True, poll_event
+            await repo.save_report_state(
+                session,
+                case_id=case_id,
+                form_id=state.form_id,
+                form_version=report.form_version,
+                state=state.to_json(),
+                expected_version=version,
+                now=self.clock(),
+            )
 
     def options(self, spec: FieldSpec) -> list[tuple[str, str]]:
         if spec.type in ("choice", "multi_choice"):
@@ -249,47 +284,49 @@ class ReportCommands:
 
     async def handle_text(self, ctx: Ctx) -> None:
         """Plain text in a drafting case room is the answer to the current question."""
-        loaded = await self._loaded(ctx)
+        unit = self._unit(ctx)
+        loaded = await self._loaded(ctx, unit)
         if loaded.case.status != CaseStatus.DRAFTING.value:
             # Once sent, the room is a conversation again; only an edit of an answer
             # is clearly meant for the report.
             if ctx.msg.replaces is not None:
                 await ctx.reply("report.locked")
             return
-        await self._answer(ctx, loaded, ctx.msg.body, replaces=ctx.msg.replaces)
+        await self._answer(ctx, unit, loaded, ctx.msg.body, replaces=ctx.msg.replaces)
 
-    async def handle_vote(self, vote: IncomingVote, case: Case) -> None:
-        ctx_msg = vote.as_message()
-        ctx = Ctx(
-            msg=ctx_msg,
-            kind=RoomKind.CASE,
-            args="",
-            lang=self.lang,
-            messenger=self.messenger,
-            case=case,
-        )
-        loaded = await self.load(case)
+    async def handle_vote(self, ctx: Ctx, vote: IncomingVote) -> None:
+        """A poll vote answers the current question (in the dispatcher's unit of work)."""
+        unit = self._unit(ctx)
+        loaded = await self._loaded(ctx, unit)
         if loaded.case.status != CaseStatus.DRAFTING.value:
             await ctx.reply("report.locked")
             return
         if vote.poll_event_id != loaded.state.poll_event or not vote.answers:
             await ctx.reply("report.old_poll")
             return
-        await self._answer(ctx, loaded, ", ".join(vote.answers), replaces=None)
+        await self._answer(ctx, unit, loaded, ", ".join(vote.answers), replaces=None)
 
-    async def _answer(self, ctx: Ctx, loaded: Loaded, text: str, *, replaces: str | None) -> None:
+    @staticmethod
+    def _unit(ctx: Ctx) -> Unit:
+        if ctx.unit is None:
+            raise RuntimeError("a report step runs inside the dispatcher's unit of work")
+        return ctx.unit
+
+    async def _answer(
+        self, ctx: Ctx, unit: Unit, loaded: Loaded, text: str, *, replaces: str | None
+    ) -> None:
         state = loaded.state
         form = self.form_of(state)
         if form is None:
             chosen = self._match_form(text)
             if chosen is None:
                 await ctx.reply("report.unknown_form", name=text.strip()[:40])
-                await self._ask_form(loaded)
+                await self._ask_form(unit, loaded)
                 return
-            await self._choose_form(loaded, chosen)
+            await self._choose_form(unit, loaded, chosen)
             return
         if replaces is not None:
-            await self._apply_edit(ctx, loaded, form, text, replaces)
+            await self._apply_edit(ctx, unit, loaded, form, text, replaces)
             return
         spec = dialogue.current_field(form, state)
         if spec is None:
@@ -305,18 +342,17 @@ class ReportCommands:
             )
         except InvalidAnswer as exc:
             await ctx.reply(exc.key, **exc.params)
-            await self._ask_current(loaded, form)
+            await self._ask_current(unit, loaded, form)
             return
         dialogue.record(
             form, state, spec, answer, by=ctx.msg.sender, at=self.clock(), event_id=ctx.msg.event_id
         )
-        await self.save(loaded)
         if spec.type == "municipality":
-            await self._set_municipality(loaded.case, str(answer.value))
-        await self._ask_current(loaded, form)
+            await self._set_municipality(unit.session, loaded.case, str(answer.value))
+        await self._ask_current(unit, loaded, form)
 
     async def _apply_edit(
-        self, ctx: Ctx, loaded: Loaded, form: FormTemplate, text: str, replaces: str
+        self, ctx: Ctx, unit: Unit, loaded: Loaded, form: FormTemplate, text: str, replaces: str
     ) -> None:
         last = loaded.state.last_answer
         if last is None or last["event"] != replaces:
@@ -337,13 +373,12 @@ class ReportCommands:
         dialogue.record(
             form, loaded.state, spec, answer, by=ctx.msg.sender, at=self.clock(), event_id=replaces
         )
-        await self.save(loaded)
         if spec.type == "municipality":
-            await self._set_municipality(loaded.case, str(answer.value))
+            await self._set_municipality(unit.session, loaded.case, str(answer.value))
         await ctx.reply(
             "report.edit_applied", number=form.number_of(spec.id), answer=answer.display
         )
-        await self._ask_current(loaded, form)
+        await self._ask_current(unit, loaded, form)
 
     def _match_form(self, text: str) -> FormTemplate | None:
         from handlers.commands import fold
@@ -357,45 +392,45 @@ class ReportCommands:
                 return form
         return None
 
-    async def _set_municipality(self, case: Case, municipality_id: str) -> None:
-        async with self.sessions() as session, session.begin():
-            await repo.set_case_municipality(
-                session, case_id=case.id, municipality_id=municipality_id
-            )
+    async def _set_municipality(
+        self, session: AsyncSession, case: Case, municipality_id: str
+    ) -> None:
+        await repo.set_case_municipality(session, case_id=case.id, municipality_id=municipality_id)
 
-    async def _loaded(self, ctx: Ctx) -> Loaded:
+    async def _loaded(self, ctx: Ctx, unit: Unit) -> Loaded:
         if ctx.case is None:
             raise CaseNotFound()
-        return await self.load(ctx.case)
+        return await self.load(unit.session, ctx.case)
 
-    async def _with_form(self, ctx: Ctx) -> tuple[Loaded, FormTemplate] | None:
+    async def _with_form(self, ctx: Ctx, unit: Unit) -> tuple[Loaded, FormTemplate] | None:
         """The report and its form, or None after telling the user to pick a form first."""
-        loaded = await self._loaded(ctx)
+        loaded = await self._loaded(ctx, unit)
         if loaded.case.status == CaseStatus.DECLINED.value:
-            loaded = await self._reopen(ctx, loaded)
+            loaded = await self._reopen(ctx, unit, loaded)
         self._require_drafting(loaded)
         form = self.form_of(loaded.state)
         if form is None:
             await ctx.reply("report.no_form")
-            await self._ask_form(loaded)
+            await self._ask_form(unit, loaded)
             return None
         return loaded, form
 
     # -- commands -----------------------------------------------------------------
 
-    @command("tillbaka", "back", rooms={RoomKind.CASE})
+    @command("tillbaka", "back", rooms={RoomKind.CASE}, in_unit=True)
     async def back(self, ctx: Ctx) -> None:
-        if (found := await self._with_form(ctx)) is None:
+        unit = self._unit(ctx)
+        if (found := await self._with_form(ctx, unit)) is None:
             return
         loaded, form = found
         if dialogue.back(form, loaded.state) is None:
             await ctx.reply("report.back.none")
-        await self.save(loaded)
-        await self._ask_current(loaded, form)
+        await self._ask_current(unit, loaded, form)
 
-    @command("ändra", "edit", rooms={RoomKind.CASE})
+    @command("ändra", "edit", rooms={RoomKind.CASE}, in_unit=True)
     async def edit(self, ctx: Ctx) -> None:
-        if (found := await self._with_form(ctx)) is None:
+        unit = self._unit(ctx)
+        if (found := await self._with_form(ctx, unit)) is None:
             return
         loaded, form = found
         arg = ctx.args.strip().rstrip(".")
@@ -405,12 +440,12 @@ class ReportCommands:
         if dialogue.goto(form, loaded.state, int(arg)) is None:
             await ctx.reply("report.edit.hidden", number=int(arg))
             return
-        await self.save(loaded)
-        await self._ask_current(loaded, form)
+        await self._ask_current(unit, loaded, form)
 
-    @command("hoppa", "skip", rooms={RoomKind.CASE})
+    @command("hoppa", "skip", rooms={RoomKind.CASE}, in_unit=True)
     async def skip(self, ctx: Ctx) -> None:
-        if (found := await self._with_form(ctx)) is None:
+        unit = self._unit(ctx)
+        if (found := await self._with_form(ctx, unit)) is None:
             return
         loaded, form = found
         spec = dialogue.current_field(form, loaded.state)
@@ -421,17 +456,23 @@ class ReportCommands:
             await ctx.reply("report.not_optional", number=form.number_of(spec.id))
             return
         dialogue.skip(form, loaded.state, spec)
-        await self.save(loaded)
-        await self._ask_current(loaded, form)
+        await self._ask_current(unit, loaded, form)
 
     @command("sammanfattning", "summary", rooms={RoomKind.CASE})
     async def summary(self, ctx: Ctx) -> None:
-        loaded = await self._loaded(ctx)
+        if ctx.case is None:
+            raise CaseNotFound()
+        async with (self.readers or self.sessions)() as session:
+            loaded = await self.load(session, ctx.case)
         form = self.form_of(loaded.state)
         if form is None:
             await ctx.reply("report.no_form")
             return
-        await self.messenger.send(ctx.msg.room_id, self.render_summary(loaded, form, ctx))
+        await self.messenger.send(
+            ctx.msg.room_id,
+            self.render_summary(loaded, form, ctx),
+            key=f"{ctx.msg.event_id}:summary",
+        )
 
     def render_summary(self, loaded: Loaded, form: FormTemplate, ctx: Ctx) -> Message:
         lang = self.lang
@@ -456,15 +497,22 @@ class ReportCommands:
         if ctx.args.strip().casefold() in ("om", "again") and self.decisions is not None:
             await self.decisions.resend(ctx)  # ``!skicka om``: a fresh link
             return
-        if (found := await self._with_form(ctx)) is None:
-            return
-        loaded, form = found
-        missing = dialogue.missing_required(form, loaded.state)
-        if missing:
-            numbers = ", ".join(str(form.number_of(f.id)) for f in missing)
-            await ctx.reply("report.missing", numbers=numbers)
-            await self._ask_current(loaded, form)
-            return
+        async with unit_of_work(self.sessions) as unit:
+            ctx.unit = unit  # replies about the report wait for this commit
+            try:
+                if (found := await self._with_form(ctx, unit)) is None:
+                    await ctx.claim(unit.session)
+                    return
+                loaded, form = found
+                missing = dialogue.missing_required(form, loaded.state)
+                if missing:
+                    numbers = ", ".join(str(form.number_of(f.id)) for f in missing)
+                    await ctx.reply("report.missing", numbers=numbers)
+                    await self._ask_current(unit, loaded, form)
+                    await ctx.claim(unit.session)
+                    return
+            finally:
+                ctx.unit = None
         # Every required answer is there: optional questions passed over are skipped.
         dialogue.settle_optional(form, loaded.state)
         now = self.clock()
@@ -484,6 +532,8 @@ class ReportCommands:
                 state=loaded.state.to_json(),
             )
             if frozen:
+                # The event is handled in the transaction that sends the decision.
+                await ctx.claim(session)
                 await repo.add_audit(
                     session,
                     case_id=loaded.case.id,

@@ -5,7 +5,7 @@ unit of work; nothing here knows about Matrix, HTTP or formatting.
 """
 
 from storage import decisions, escalation, repo  # noqa: F401 - the storage modules
-from storage.db import create_engine, normalise_url, session_factory
+from storage.db import create_engine, normalise_url, read_session_factory, session_factory
 from storage.errors import CaseNotFoundError, StorageError, UnsupportedDatabaseError
 from storage.migrate import current_revision, head_revision, upgrade
 from storage.models import (
@@ -44,6 +44,7 @@ __all__ = [
     "decisions",
     "head_revision",
     "normalise_url",
+    "read_session_factory",
     "repo",
     "session_factory",
     "upgrade",

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Dialect,
     ForeignKey,
@@ -86,14 +87,30 @@ class BotState(Base):
 
 
 class ProcessedEvent(Base):
-    """A Matrix event already handled, so a restart or a re-sync never acts on it twice."""
+    """The bot's inbox: every Matrix event it will act on, stored before the sync token
+    that delivered it moves on, and marked ``done`` in the same transaction as what
+    the event changed. A restart at any moment finds each event either still
+    ``pending`` (it is handled then) or ``done`` (never acted on twice).
+
+    ``payload`` holds what the handler needs (the decrypted content, the sender's
+    key) while the event waits and is cleared once it is done; ``position`` keeps
+    the order in which events arrived.
+    """
 
     __tablename__ = "processed_events"
-    __table_args__ = (Index("ix_processed_events_processed_at", "processed_at"),)
+    __table_args__ = (
+        Index("ix_processed_events_processed_at", "processed_at"),
+        Index("ix_processed_events_state_room", "state", "room_id"),
+    )
 
     event_id: Mapped[str] = mapped_column(String(MATRIX_ID_LENGTH), primary_key=True)
     room_id: Mapped[str] = mapped_column(String(MATRIX_ID_LENGTH))
+    #: When the event arrived (for pending ones) or was handled (for done ones).
     processed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: ``pending`` while it waits for its handler, ``done`` once handled.
+    state: Mapped[str] = mapped_column(String(16), default="done", server_default="done")
+    position: Mapped[int | None] = mapped_column(BigInteger)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class CaseSequence(Base):

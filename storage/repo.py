@@ -13,7 +13,7 @@ UPDATEs, never read-then-write in Python.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -95,30 +95,83 @@ async def set_state(session: AsyncSession, *, key: str, value: str) -> None:
 
 
 async def claim_event(session: AsyncSession, *, event_id: str, room_id: str, now: datetime) -> bool:
-    """Record `event_id` as handled; True only for the first caller ever to claim it.
+    """Mark `event_id` handled; True only for the first caller ever to claim it.
 
-    Matrix may deliver an event again (a restart, a re-sync, a second sync loop);
-    acting on it twice could open two cases. The INSERT ... ON CONFLICT DO NOTHING
-    lets the database pick exactly one winner, even among concurrent callers.
-    If the caller's unit of work rolls back, the claim is released with it.
+    Matrix may deliver an event again (a restart, a re-sync, a back-fill); acting on
+    it twice could open two cases. The event is usually waiting in the inbox as
+    ``pending`` (see :func:`store_events`); claiming turns it ``done`` and drops its
+    payload. An event that never went through the inbox is inserted ``done``. The
+    upsert's WHERE lets the database pick exactly one winner. Claim in the same
+    transaction as the change the event causes: if that rolls back, so does the claim.
     """
-    stmt = (
-        _insert(session, ProcessedEvent)
-        .values(event_id=event_id, room_id=room_id, processed_at=now)
-        .on_conflict_do_nothing(index_elements=["event_id"])
+    stmt = _insert(session, ProcessedEvent).values(
+        event_id=event_id, room_id=room_id, processed_at=now, state="done", payload=None
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["event_id"],
+        set_={"state": "done", "payload": None, "processed_at": now},
+        where=ProcessedEvent.state == "pending",
     )
     result = await session.execute(stmt)
     return _rowcount(result) == 1
 
 
+async def store_events(
+    session: AsyncSession, *, events: Sequence[tuple[str, str, int, dict[str, Any]]], now: datetime
+) -> int:
+    """Put (event id, room id, position, payload) rows into the inbox as ``pending``.
+
+    An event already there (pending or done) is left alone, so a re-delivered event
+    is never handled twice. Returns how many were new.
+    """
+    added = 0
+    for event_id, room_id, position, payload in events:
+        stmt = (
+            _insert(session, ProcessedEvent)
+            .values(
+                event_id=event_id,
+                room_id=room_id,
+                processed_at=now,
+                state="pending",
+                position=position,
+                payload=payload,
+            )
+            .on_conflict_do_nothing(index_elements=["event_id"])
+        )
+        added += _rowcount(await session.execute(stmt))
+    return added
+
+
+async def known_events(session: AsyncSession, *, event_ids: Collection[str]) -> set[str]:
+    """Which of `event_ids` the inbox has seen (pending or done)."""
+    if not event_ids:
+        return set()
+    rows = await session.scalars(
+        select(ProcessedEvent.event_id).where(ProcessedEvent.event_id.in_(list(event_ids)))
+    )
+    return set(rows)
+
+
+async def pending_events(
+    session: AsyncSession, *, room_id: str | None = None
+) -> list[ProcessedEvent]:
+    """Events waiting for their handler, oldest first (one room, or all)."""
+    query = select(ProcessedEvent).where(ProcessedEvent.state == "pending")
+    if room_id is not None:
+        query = query.where(ProcessedEvent.room_id == room_id)
+    rows = await session.scalars(query.order_by(ProcessedEvent.position, ProcessedEvent.event_id))
+    return list(rows)
+
+
 async def prune_events(session: AsyncSession, *, older_than: datetime) -> int:
     """Forget events handled before `older_than`; returns how many were forgotten.
 
-    Only safe for events the homeserver will no longer send again, so keep a wide margin.
+    Only safe for events the homeserver will no longer send again, so keep a wide
+    margin. Pending events are never forgotten.
     """
     result = await session.execute(
         delete(ProcessedEvent)
-        .where(ProcessedEvent.processed_at < older_than)
+        .where(ProcessedEvent.processed_at < older_than, ProcessedEvent.state == "done")
         .execution_options(synchronize_session=False)
     )
     return _rowcount(result)

@@ -1237,12 +1237,12 @@ class GatedMessenger(MemoryMessenger):
     def arm(self) -> None:
         self.armed = True
 
-    async def send(self, room_id: str, message: Message) -> str:
+    async def send(self, room_id: str, message: Message, *, key: str | None = None) -> str:
         if self.armed and QUESTION.search(message.text):
             self.armed = False
             self.paused.set()
             await self.release.wait()
-        return await super().send(room_id, message)
+        return await super().send(room_id, message, key=key)
 
 
 async def test_a_worker_whose_answer_was_stored_is_not_told_it_failed(
