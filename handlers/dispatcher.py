@@ -278,7 +278,8 @@ class Dispatcher:
             allowed = sender in self.settings.duty.allowed
         elif ctx.kind is RoomKind.CASE:
             assert ctx.case is not None
-            allowed = await repo.is_participant(session, case_id=ctx.case.id, user_id=sender)
+            # Loaded with the case, in this same transaction (selectin).
+            allowed = any(p.user_id == sender for p in ctx.case.participants)
         elif ctx.kind is RoomKind.DIRECT:
             owner = await decisions_repo.direct_room_owner(session, room_id=ctx.msg.room_id)
             allowed = owner == sender
