@@ -188,6 +188,7 @@ class CaseCommands:
         if not confirming:
             async with self.sessions() as session, session.begin():
                 await repo.request_cancel(session, case_id=case.id, user_id=ctx.msg.sender, now=now)
+                await ctx.claim(session)
             minutes = int(CANCEL_CONFIRM_WINDOW.total_seconds() // 60)
             await ctx.reply("cancel.confirm", number=case.number, minutes=minutes)
             return
@@ -210,6 +211,7 @@ class CaseCommands:
                 actor=ctx.msg.sender,
                 now=now,
             )
+            await ctx.claim(session)
         if self.decisions is not None:
             self.decisions.escalator.stopped(effects.cancelled_steps)
         log.info("case %s cancelled", case.number)

@@ -224,6 +224,7 @@ class OnCallCommands:
                     created_by=ctx.msg.sender,
                     now=now,
                 )
+            await ctx.claim(session)  # never the same override twice after a crash
         await ctx.reply(
             "oncall.override.done",
             user=user,
