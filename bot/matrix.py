@@ -56,6 +56,7 @@ from bot.sending import MatrixError, RoomSender
 from bot.trust import DatabasePins, TrustPolicy
 from config import Settings
 from storage import repo
+from storage.models import ProcessedEvent
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +242,9 @@ class MatrixConnection:
 
     async def sync_once(self, *, full_state: bool = False, timeout_ms: int = 0) -> None:
         self._batch = []
+        # A room joined in this sync has no gap to fill: its past is not ours to act on.
+        # (On the first sync of a process nio knows no rooms yet: every room counts.)
+        known_rooms = set(self.client.rooms) if self.sync_count else None
         resp = await self.client.sync(
             timeout=timeout_ms, full_state=full_state, sync_filter=self.sync_filter
         )
@@ -251,7 +255,8 @@ class MatrixConnection:
         earlier: list[tuple[str, Event]] = []
         if self._had_token:
             for room_id, info in resp.rooms.join.items():
-                if info.timeline.limited and info.timeline.prev_batch:
+                limited = info.timeline.limited and info.timeline.prev_batch
+                if limited and (known_rooms is None or room_id in known_rooms):
                     earlier += await self._backfill(room_id, info.timeline.prev_batch)
         else:
             # The first sync of a new device: what was said before is history, not
@@ -287,7 +292,8 @@ class MatrixConnection:
             token = resp.end
         else:
             log.warning("sync gap in %s: back-filled %d pages, gave up", room_id, BACKFILL_PAGES)
-        log.info("sync gap in %s: %d events back-filled", room_id, len(found))
+        if found:
+            log.info("sync gap in %s: %d events back-filled", room_id, len(found))
         return [(room_id, e) for e in reversed(found)]
 
     async def _commit(self, events: list[tuple[str, Event]], next_batch: str) -> None:
@@ -440,46 +446,60 @@ class MatrixConnection:
             self._draining.pop(room_id, None)
 
     async def _process(
-        self, event_id: str, room_id: str, payload: dict[str, Any], row: Any
+        self, event_id: str, room_id: str, payload: dict[str, Any], row: ProcessedEvent
     ) -> bool:
         """Handle one inbox event; False if it still waits for its room key."""
-        claimed = False
-        try:
-            if "encrypted" in payload:
-                event = self._decrypt(payload["encrypted"], room_id)
-                if event is None:
-                    age = (datetime.now(UTC) - row.processed_at).total_seconds()
-                    if age < UNDECRYPTABLE_NOTICE:
-                        return False
-                    log.warning("no room key for an event in %s; asking to resend", room_id)
-                    if self.on_undecryptable is not None:
-                        await self.on_undecryptable(room_id, event_id)
-                    return True
-                payload = event
-            if payload is None:
+        if "encrypted" in payload:
+            event = self._decrypt(payload["encrypted"], room_id)
+            if event is None:
+                age = (datetime.now(UTC) - row.processed_at).total_seconds()
+                if age < UNDECRYPTABLE_NOTICE:
+                    return False  # stays pending: tried again after the next sync or timer
+                log.warning("no room key for an event in %s; asking to resend", room_id)
+                await self._run_handler(self._tell_undecryptable(room_id, event_id))
+                await self._claim(event_id, room_id)
                 return True
-            incoming = InboxEvent(
-                room_id=room_id,
-                event_id=event_id,
-                sender=payload["sender"],
-                type=payload["type"],
-                content=payload["content"],
-                decrypted=payload["decrypted"],
-                sender_key=payload["sender_key"],
-            )
-            room = self.client.rooms.get(room_id)
-            encrypted_room = room is not None and room.encrypted
-            trusted = (not incoming.decrypted and not encrypted_room) or (
-                await self.trust.is_trusted_sender(incoming.sender, incoming.sender_key)
-            )
-            if self.on_event is not None:
-                claimed = await self.on_event(incoming, trusted)
+            payload = event
+        claimed = False
+        if payload:
+            claimed = await self._run_handler(self._dispatch(room_id, event_id, payload))
+        if not claimed:
+            await self._claim(event_id, room_id)
+        return True
+
+    async def _tell_undecryptable(self, room_id: str, event_id: str) -> bool:
+        if self.on_undecryptable is not None:
+            await self.on_undecryptable(room_id, event_id)
+        return False
+
+    async def _dispatch(self, room_id: str, event_id: str, payload: dict[str, Any]) -> bool:
+        incoming = InboxEvent(
+            room_id=room_id,
+            event_id=event_id,
+            sender=payload["sender"],
+            type=payload["type"],
+            content=payload["content"],
+            decrypted=payload["decrypted"],
+            sender_key=payload["sender_key"],
+        )
+        room = self.client.rooms.get(room_id)
+        encrypted_room = room is not None and room.encrypted
+        trusted = (not incoming.decrypted and not encrypted_room) or (
+            await self.trust.is_trusted_sender(incoming.sender, incoming.sender_key)
+        )
+        if self.on_event is None:
+            return False
+        return await self.on_event(incoming, trusted)
+
+    @staticmethod
+    async def _run_handler(work: Awaitable[bool]) -> bool:
+        """Run a handler; a failure is logged and the event counts as handled (a
+        poison event must not block its room for ever)."""
+        try:
+            return await work
         except Exception:
             log.exception("handling an event failed")
-        finally:
-            if not claimed:
-                await self._claim(event_id, room_id)
-        return True
+            return False
 
     def _decrypt(self, source: dict[str, Any], room_id: str) -> dict[str, Any] | None:
         """The payload of a stored encrypted event if its key is here now; None if not."""

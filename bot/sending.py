@@ -3,9 +3,28 @@ harmless, and one retry policy for everything nio can throw at a send.
 
 A send that a repair or a retry may repeat carries an idempotency ``key`` (what the
 message is, e.g. ``report:12:v7:question``). The key becomes the Matrix transaction
-id, which the homeserver remembers per device: a second ``PUT`` with the same id
-answers with the first event's id instead of posting a copy (Synapse keeps them for
-a day; see ``MATRIX.md``). Without a key every send gets a fresh random id.
+id: a second ``PUT`` with the same id answers with the first event's id instead of
+posting a copy. Without a key every send gets a fresh random id.
+
+How long Synapse remembers a transaction id (read in matrix-synapse 1.163.2's source;
+the restarts are exercised by ``tests/test_send_races.py``): per room, user and
+*device*, not per access token, so a restart that restores the session, a restart of
+Synapse, or a new login on the same device id still deduplicates; a new device does not.
+
+* In memory, ``HttpTransactionCache`` (``synapse/rest/client/transactions.py``,
+  ``_get_transaction_key``: request path + user + device) replays the first response
+  for 30 to 60 minutes (``CLEANUP_PERIOD``, ``_cleanup``); lost when Synapse restarts.
+* In the database, table ``event_txn_id_device_id`` (room, user, device, txn id ->
+  event id), written by ``PersistEventsStore._persist_transaction_ids_txn``
+  (``synapse/storage/databases/main/events.py``) and read before a new event is made
+  by ``EventCreationHandler.get_event_id_from_transaction`` (``synapse/handlers/
+  message.py``) through ``EventsWorkerStore.get_event_id_from_transaction_id_and_device_id``
+  (and again at persist time, ``get_already_persisted_events``). It survives Synapse
+  restarts; ``EventsWorkerStore._cleanup_old_transaction_ids``
+  (``synapse/storage/databases/main/events_worker.py``, every 5 minutes) deletes rows
+  older than 24 hours, and deleting the device deletes its rows (``ON DELETE CASCADE``).
+
+So a repeat within 24 hours of the first send is harmless; after that it posts a copy.
 """
 
 from __future__ import annotations
@@ -17,7 +36,15 @@ import random
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from nio import GroupEncryptionError, OlmUnverifiedDeviceError, RoomSendResponse
+import aiohttp
+from nio import (
+    AsyncClient,
+    GroupEncryptionError,
+    OlmUnverifiedDeviceError,
+    RoomSendResponse,
+    ShareGroupSessionError,
+    ShareGroupSessionResponse,
+)
 
 if TYPE_CHECKING:
     from bot.matrix import MatrixConnection
@@ -46,12 +73,50 @@ def backoff(attempt: int) -> float:
     return random.uniform(0, SEND_BACKOFF * (2**attempt))
 
 
+def guard_group_sharing(client: AsyncClient) -> None:
+    """Make a failed megolm key share clear its "sharing in progress" marker.
+
+    nio 0.26's ``share_group_session`` puts an ``asyncio.Event`` into
+    ``client.sharing_session[room_id]`` and then claims one-time keys *before* the
+    ``try/finally`` that removes and sets it. If the claim raises (a request error nio
+    does not retry) or the send is cancelled there, the marker stays, and every later
+    ``room_send`` to the room waits on it forever. This wraps the client's
+    ``share_group_session`` (``room_send`` calls it through the instance) so that a
+    share which fails removes the marker it made and wakes the sends waiting on it;
+    those find no shared session, raise ``GroupEncryptionError`` and retry.
+    """
+    original = client.share_group_session
+    if getattr(original, "_clears_stale_marker", False):
+        return
+
+    async def share_group_session(
+        room_id: str, ignore_unverified_devices: bool = False
+    ) -> ShareGroupSessionResponse | ShareGroupSessionError:
+        # A marker already there belongs to another share (ours then refuses to start).
+        before = client.sharing_session.get(room_id)
+        try:
+            return await original(room_id, ignore_unverified_devices=ignore_unverified_devices)
+        except BaseException as exc:
+            # No await between nio's raise and here: a marker other than ``before`` is
+            # the one this share made and did not clear.
+            marker = client.sharing_session.get(room_id)
+            if marker is not None and marker is not before:
+                log.warning("key share for a room failed (%s); unblocking", type(exc).__name__)
+                del client.sharing_session[room_id]
+                marker.set()
+            raise
+
+    share_group_session._clears_stale_marker = True  # type: ignore[attr-defined]
+    client.share_group_session = share_group_session
+
+
 class RoomSender:
     def __init__(self, connection: MatrixConnection) -> None:
         self.connection = connection
         self.client = connection.client
         self.trust = connection.trust
         self._warned: set[tuple[str, str]] = set()
+        guard_group_sharing(self.client)
 
     async def send(
         self,
@@ -61,6 +126,13 @@ class RoomSender:
         *,
         key: str | None = None,
     ) -> str:
+        """Send one event; a repeat of ``key`` returns the first event's id.
+
+        Retried (same transaction id, so a send that reached the homeserver is not
+        posted twice): a device that appeared since trust was decided, an outbound
+        megolm session dropped while its keys were being shared, a key share that
+        failed, and request errors nio gives up on.
+        """
         await self.connection.wait_for_room(room_id)
         tx_id = transaction_id(key)
         last: Exception | None = None
@@ -89,8 +161,15 @@ class RoomSender:
                 continue
             except (KeyError, GroupEncryptionError) as exc:
                 # nio 0.26 races: the outbound session was dropped (membership or trust
-                # changed) while its keys were being shared, or a send waited on a share
-                # that failed and found no shared session. A new session is made on retry.
+                # changed) after it was marked shared but before the share finished
+                # (KeyError), or a send waited on a share that was dropped or failed and
+                # found no shared session (GroupEncryptionError). Retrying shares anew.
+                last = exc
+                continue
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                # A request nio does not retry (or gave up on), during the key share or
+                # the PUT itself: the transaction id makes sending again harmless.
+                log.warning("send attempt failed (%s); retrying", type(exc).__name__)
                 last = exc
                 continue
             if isinstance(resp, RoomSendResponse):

@@ -3,6 +3,12 @@
 Delivery is checked, not assumed: before a Matrix alert counts as sent, the bot
 checks that the recipient has at least one device the trust policy shares room
 keys with. Otherwise nio would encrypt for nobody and report success.
+
+Every method takes an optional ``once``: what the message *is* (``step:41:remind:7``,
+the reminder of step row 41 for request 7). The room it goes to is added, and the
+result is the idempotency key of the send: a step that runs again after a crash, a
+retry or a repair posts nothing new, and a message told in two rooms has a key in
+each.
 """
 
 from __future__ import annotations
@@ -32,6 +38,11 @@ class Undeliverable(Exception):
 
 class LinkLost(Exception):
     """The link cannot be repeated (its sealing key was lost): a fresh one is needed."""
+
+
+def send_key(once: str | None, room: str) -> str | None:
+    """The idempotency key of ``once`` sent to ``room`` (None: no key, always posts)."""
+    return None if once is None else f"{once}@{room}"
 
 
 @dataclass
@@ -76,10 +87,17 @@ class Alerter:
         return f"{self.settings.web.public_base_url}/s/{token}" if token else None
 
     async def alert_signer(
-        self, request: SigningRequest, *, number: str, decision_type: str, reminder: bool
+        self,
+        request: SigningRequest,
+        *,
+        number: str,
+        decision_type: str,
+        reminder: bool,
+        once: str | None = None,
     ) -> str:
         """The alert as an ``m.text`` mention in the signer's direct room; returns its
-        event id. Raises :class:`Undeliverable` when no device of theirs can read it."""
+        event id (the first one's, when ``once`` was sent before). Raises
+        :class:`Undeliverable` when no device of theirs can read it."""
         link = self.link(request)
         if link is None:
             raise LinkLost(request.id)
@@ -99,15 +117,26 @@ class Alerter:
                 mentions=(request.signer_user_id,),
                 notice=False,
             ),
+            key=send_key(once, room),
         )
 
-    async def tell_signer(self, user_id: str, key: str, **params: Any) -> None:
+    async def tell_signer(
+        self, user_id: str, key: str, *, once: str | None = None, **params: Any
+    ) -> None:
         """A plain notice in a person's direct room (no ring)."""
         room = await self.rooms.get(user_id)
-        await self.messenger.send(room, i18n.render(self.lang, key, **params))
+        await self.messenger.send(
+            room, i18n.render(self.lang, key, **params), key=send_key(once, room)
+        )
 
     async def tell_case(
-        self, case: Case, key: str, *, mention: bool = False, **params: Any
+        self,
+        case: Case,
+        key: str,
+        *,
+        mention: bool = False,
+        once: str | None = None,
+        **params: Any,
     ) -> None:
         if case.room_id is None:
             return
@@ -115,9 +144,10 @@ class Alerter:
         await self.messenger.send(
             case.room_id,
             i18n.render(self.lang, key, mentions=mentions, notice=not mention, **params),
+            key=send_key(once, case.room_id),
         )
 
-    async def tell_leads(self, key: str, **params: Any) -> None:
+    async def tell_leads(self, key: str, *, once: str | None = None, **params: Any) -> None:
         """A mention of the duty leads in the duty room (their phones ring)."""
         room = self.duty_room()
         if room is None:
@@ -125,14 +155,18 @@ class Alerter:
             return
         leads = tuple(self.settings.duty.leads)
         await self.messenger.send(
-            room, i18n.render(self.lang, key, mentions=leads, notice=not leads, **params)
+            room,
+            i18n.render(self.lang, key, mentions=leads, notice=not leads, **params),
+            key=send_key(once, room),
         )
 
-    async def tell_case_and_leads(self, case: Case, key: str, **params: Any) -> None:
+    async def tell_case_and_leads(
+        self, case: Case, key: str, *, once: str | None = None, **params: Any
+    ) -> None:
         """Both places; a failure in one never keeps the other from being told."""
         for send in (
-            lambda: self.tell_case(case, key, mention=True, **params),
-            lambda: self.tell_leads(key, **params),
+            lambda: self.tell_case(case, key, mention=True, once=once, **params),
+            lambda: self.tell_leads(key, once=once, **params),
         ):
             try:
                 await send()
@@ -140,7 +174,13 @@ class Alerter:
                 log.warning("case %s: could not tell (%s)", case.number, type(exc).__name__)
 
     async def send_code(self, user_id: str, number: str, code: str) -> None:
-        """The one-time code of the matrix-code identification, in the direct room."""
+        """The one-time code of the matrix-code identification, in the direct room.
+
+        Sent without an idempotency key: the provider gives no id of the challenge to
+        key it by, and the code itself must not become one (the homeserver sees the
+        transaction id; six digits are quickly guessed from a hash). Nothing repeats it
+        either: each call is a new challenge with a new code.
+        """
         room = await self.rooms.get(user_id)
         await self.messenger.send(
             room,

@@ -84,9 +84,14 @@ class DecisionService:
         actor: str,
         before: BeforeSend | None = None,
         announce: Callable[[], Awaitable[None]] | None = None,
+        once: str | None = None,
     ) -> Sent:
         """Render, then in one transaction: ``before``, the status change, the request and
-        the escalation plan; then alert. Tells the case room when nobody can be asked."""
+        the escalation plan; then alert. Tells the case room when nobody can be asked.
+
+        ``once`` says what this sending is (e.g. the ``!skicka`` event's id): it keys
+        those notices, so the same command handled again does not post them twice. (The
+        alerts are keyed by their rows, the announcement by the signing request.)"""
         now = self.clock()
         municipality = self.settings.municipality(case.municipality_id or "")
         people = await self.on_call(municipality.id, now) if municipality else []
@@ -95,10 +100,12 @@ class DecisionService:
                 case,
                 "decision.nobody_on_call",
                 mention=True,
+                once=_purpose(once, "nobody_on_call"),
                 municipality=municipality.name if municipality else "–",
             )
             await self.alerter.tell_leads(
                 "escalation.nobody_on_call_leads",
+                once=_purpose(once, "nobody_on_call"),
                 number=case.number,
                 municipality=municipality.name if municipality else "–",
             )
@@ -109,7 +116,9 @@ class DecisionService:
             prepared = await self.issuer.prepare(report, municipality, maker)
         except RenderFailed as exc:
             log.error("case %s: the decision could not be rendered (%s)", case.number, exc)
-            await self.alerter.tell_case(case, "escalation.render_failed")
+            await self.alerter.tell_case(
+                case, "escalation.render_failed", once=_purpose(once, "render_failed")
+            )
             await self._keep_open(case)
             return Sent.RENDER_FAILED
         now = self.clock()  # the policy counts from the request, made after the render
@@ -168,7 +177,8 @@ class DecisionService:
     @command("påminn", "remind", rooms={RoomKind.CASE})
     async def remind(self, ctx: Ctx) -> None:
         case = _waiting(ctx)
-        count = await self.escalator.remind_now(case.id)
+        # Handled with the rows it plans: delivered again after a crash, it plans none.
+        count = await self.escalator.remind_now(case.id, claim=ctx.claim)
         if count == 0:
             raise NotWaiting()
         await ctx.reply("escalation.remind_done", count=count)
@@ -176,7 +186,7 @@ class DecisionService:
     @command("resend", rooms={RoomKind.CASE})
     async def resend(self, ctx: Ctx) -> None:
         case = _waiting(ctx)
-        names = await self.escalator.resend(case.id, ctx.msg.sender)
+        names = await self.escalator.resend(case.id, ctx.msg.sender, claim=ctx.claim)
         if not names:
             raise NotWaiting()
         await ctx.reply("escalation.resent", names=", ".join(names))
@@ -202,6 +212,10 @@ class DecisionService:
         if request is None or request.signer_user_id != sender:
             return False
         return bool(await self.escalator.acknowledge(sender, "reaction", request_ids=[request.id]))
+
+
+def _purpose(once: str | None, purpose: str) -> str | None:
+    return None if once is None else f"{once}:{purpose}"
 
 
 def _waiting(ctx: Ctx) -> Case:

@@ -8,6 +8,10 @@ compare-and-set before acting: a job that runs twice, or a job and the periodic
 check together, act once. A row stays ``running`` until its work is done, so a
 crash in the middle runs it again at start-up instead of losing it. Rows missed
 while the bot was down run once, late, in order, and say how late.
+
+Running a row again sends nothing twice: each message is keyed by the row and what
+it says (:func:`handlers.escalation_actions.once`), so the homeserver answers a
+repeat with the first event instead of posting it again.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from handlers.alerts import Alerter
 from handlers.case_state import CaseStatus
 from handlers.context import Clock, local_time
 from handlers.escalation_actions import StepContext
-from handlers.issuing import Issuer
+from handlers.escalation_requests import Claim
+from handlers.issuing import Issuer, Prepared
 from handlers.notify import Notifier, NotifyError
 from storage import decisions, repo
 from storage import escalation as steps
@@ -253,7 +258,12 @@ class Escalator:
             ctx = await self.context(step.case_id)
             request = self.request_of(ctx, step.request_id)
             name = request.signer_name if request else "?"
-            await self.alerter.tell_case_and_leads(ctx.case, "decision.alert_failed", name=name)
+            await self.alerter.tell_case_and_leads(
+                ctx.case,
+                "decision.alert_failed",
+                once=actions.once(step, "alert_failed"),
+                name=name,
+            )
         if retryable and attempts < MAX_ATTEMPTS:
             delay = min(BACKOFF_BASE * (2 ** (attempts - 1)), BACKOFF_CAP)
             async with self.sessions() as session, session.begin():
@@ -269,6 +279,7 @@ class Escalator:
             await self.alerter.tell_case_and_leads(
                 ctx.case,
                 "escalation.channel_failed",
+                once=actions.once(step, "given_up"),
                 channel=i18n.text(self.lang, f"escalation.channel.{step.action}"),
                 name=request.signer_name if request else "?",
             )
@@ -279,6 +290,7 @@ class Escalator:
             await self.alerter.tell_case_and_leads(
                 ctx.case,
                 "escalation.step_failed",
+                once=actions.once(step, "given_up"),
                 action=i18n.text(self.lang, f"escalation.action.{action}"),
                 number=ctx.case.number,
             )
@@ -299,7 +311,11 @@ class Escalator:
         return next((r for r in ctx.requests if r.id == request_id), None)
 
     async def _act(self, step: EscalationStep, ctx: StepContext, now: datetime) -> None:
-        late = now - step.due_at
+        # How late the step *started*: run again after a crash, it measures its first
+        # start (``step`` is the row as it was before this claim), so it repeats at
+        # most what the first run said, and that is keyed.
+        started = step.fired_at if step.attempts and step.fired_at else now
+        late = started - step.due_at
         match (step.kind, step.action):
             case (steps.CHANNEL, "matrix"):
                 await actions.alert(self, step, ctx, now)
@@ -308,14 +324,14 @@ class Escalator:
             case (steps.EXPIRE, _):
                 await actions.expire(self, step, ctx, now)
             case (steps.POLICY, "remind"):
-                await actions.remind(self, ctx, now)
+                await actions.remind(self, step, ctx, now)
             case (steps.POLICY, "next_signer"):
-                await actions.next_signer(self, ctx, now)
+                await actions.next_signer(self, step, ctx, now)
             case (steps.POLICY, "alert_leads"):
-                await actions.alert_leads(self, ctx)
+                await actions.alert_leads(self, ctx, once=actions.once(step, "leads"))
             case (steps.POLICY, "repeat"):
-                await actions.alert_leads(self, ctx)
-                await actions.remind(self, ctx, now)
+                await actions.alert_leads(self, ctx, once=actions.once(step, "leads"))
+                await actions.remind(self, step, ctx, now)
                 await actions.plan_repeat(self, step, ctx, now)
             case _:
                 log.warning("unknown escalation step %s/%s", step.kind, step.action)
@@ -324,6 +340,7 @@ class Escalator:
             await self.alerter.tell_case(
                 ctx.case,
                 "escalation.late" if missed else "escalation.late_delayed",
+                once=actions.once(step, "late"),  # a run again keeps the first "N min late"
                 due=local_time(step.due_at),
                 late=_how_late(late),
             )
@@ -335,38 +352,56 @@ class Escalator:
             return None
         return next((d for d in ctx.municipality.decision_makers if d.user_id == user_id), None)
 
-    async def issue(self, case_id: int, maker: DecisionMaker, now: datetime) -> bool:
-        """A new request (its own link) for ``maker``; False if the case moved on."""
+    async def issue(
+        self, case_id: int, maker: DecisionMaker, now: datetime
+    ) -> SigningRequest | None:
+        """A new request (its own link) for ``maker``; None if the case moved on."""
+        prepared = await self.prepare(case_id, maker)
+        if prepared is None:
+            return None
+        async with self.sessions() as session, session.begin():
+            request = await self.create(session, case_id=case_id, prepared=prepared, now=now)
+        if request is not None:
+            await self.schedule_case(case_id)
+        return request
+
+    async def prepare(self, case_id: int, maker: DecisionMaker) -> Prepared | None:
+        """The decision rendered for ``maker`` (before any transaction); None if the
+        case has no municipality or no submitted report."""
         ctx = await self.context(case_id)
         if ctx.municipality is None:
-            return False
+            return None
         async with self.sessions() as session:
             report = await repo.get_report(session, case_id=case_id)
         if report is None or report.submitted is None:
-            return False
-        prepared = await self.issuer.prepare(report.submitted, ctx.municipality, maker)
-        async with self.sessions() as session, session.begin():
-            case = await repo.get_case(session, case_id=case_id)
-            if case is None or case.status != CaseStatus.AWAITING_SIGNATURE.value:
-                return False
-            request = await self.issuer.create(session, case_id=case_id, prepared=prepared, now=now)
-            await self.plan_signer(
-                session,
-                case_id=case_id,
-                request=request,
-                municipality=ctx.municipality,
-                maker=maker,
-            )
-            await repo.add_audit(
-                session,
-                case_id=case_id,
-                actor="socialjour",
-                action="signature.requested",
-                now=now,
-                detail={"request": request.id, "signer": maker.user_id},
-            )
-        await self.schedule_case(case_id)
-        return True
+            return None
+        return await self.issuer.prepare(report.submitted, ctx.municipality, maker)
+
+    async def create(
+        self, session: AsyncSession, *, case_id: int, prepared: Prepared, now: datetime
+    ) -> SigningRequest | None:
+        """In the caller's transaction: the request, its rows and its audit entry; None
+        if the case no longer waits. The caller schedules the case after the commit."""
+        case = await repo.get_case(session, case_id=case_id)
+        if case is None or case.status != CaseStatus.AWAITING_SIGNATURE.value:
+            return None
+        request = await self.issuer.create(session, case_id=case_id, prepared=prepared, now=now)
+        await self.plan_signer(
+            session,
+            case_id=case_id,
+            request=request,
+            municipality=prepared.municipality,
+            maker=prepared.maker,
+        )
+        await repo.add_audit(
+            session,
+            case_id=case_id,
+            actor="socialjour",
+            action="signature.requested",
+            now=now,
+            detail={"request": request.id, "signer": prepared.maker.user_id},
+        )
+        return request
 
     def policy_of(self, ctx: StepContext) -> EscalationPolicy:
         assert ctx.municipality is not None
@@ -387,13 +422,17 @@ class Escalator:
         """An acknowledgement through a channel whose reference is its step id."""
         return await escalation_requests.acknowledge_step(self, reference, via)
 
-    async def remind_now(self, case_id: int) -> int:
-        """``!påminn``: the alert again, now, to everyone asked. Returns how many."""
-        return await escalation_requests.remind_now(self, case_id)
+    async def remind_now(self, case_id: int, *, claim: Claim | None = None) -> int:
+        """``!påminn``: the alert again, now, to everyone asked. Returns how many.
 
-    async def resend(self, case_id: int, actor: str) -> list[str]:
-        """``!skicka om``: fresh links for everyone asked; the old links close."""
-        return await escalation_requests.resend(self, case_id, actor)
+        ``claim`` marks the command handled in the transaction that plans the alerts."""
+        return await escalation_requests.remind_now(self, case_id, claim=claim)
+
+    async def resend(self, case_id: int, actor: str, *, claim: Claim | None = None) -> list[str]:
+        """``!skicka om``: fresh links for everyone asked; the old links close.
+
+        ``claim`` marks the command handled in the transaction that swaps the links."""
+        return await escalation_requests.resend(self, case_id, actor, claim=claim)
 
     # -- the invariant and !status (handlers.escalation_watch) ------------------------
 

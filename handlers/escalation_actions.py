@@ -2,7 +2,11 @@
 repeat, expire a link, and the channels outside Matrix.
 
 Functions over the :class:`~handlers.escalation.Escalator` that runs them; each is
-called once per claimed row.
+called once per claimed row, and again if a crash cut the run short or it failed
+and is retried (at least once). So every message a step sends is keyed by what it
+is (:func:`once`): the row, the purpose, the request. Running the step again posts
+nothing new; a repeating policy plans each occurrence as a row of its own
+(:func:`plan_repeat`), so each one rings again.
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def once(step: EscalationStep, purpose: str, *about: object) -> str:
+    """What a message of ``step`` is, e.g. ``step:41:remind:7`` (its idempotency key)."""
+    return ":".join(["step", str(step.id), purpose, *map(str, about)])
+
+
 @dataclass
 class StepContext:
     """A case as a step sees it: its requests and what its decision is about."""
@@ -45,21 +54,28 @@ async def alert(esc: Escalator, step: EscalationStep, ctx: StepContext, now: dat
         return
     try:
         event_id = await esc.alerter.alert_signer(
-            request, number=ctx.case.number, decision_type=ctx.decision_type, reminder=False
+            request,
+            number=ctx.case.number,
+            decision_type=ctx.decision_type,
+            reminder=False,
+            once=once(step, "alert", request.id),
         )
     except Undeliverable:
-        await undeliverable(esc, ctx, request, now)
+        await undeliverable(esc, step, ctx, request, now)
         return
     except LinkLost:
         await replace_lost_link(esc, ctx, request, now)
         return
-    first = request.delivered_at is None
     async with esc.sessions() as session, session.begin():
         await steps.mark_delivered(session, request_id=request.id, now=now, event_id=event_id)
+        # The first alert of the request is this one (also when this is a run again
+        # after a crash: the keyed send answered with the first run's event).
+        first = (await steps.alert_events(session, request_id=request.id))[:1] == [event_id]
     if first:
         await esc.alerter.tell_case(
             ctx.case,
             "decision.requested",
+            once=f"request:{request.id}:requested",
             name=request.signer_name,
             role=request.signer_role,
             time=local_time(now),
@@ -68,7 +84,7 @@ async def alert(esc: Escalator, step: EscalationStep, ctx: StepContext, now: dat
 
 
 async def undeliverable(
-    esc: Escalator, ctx: StepContext, request: SigningRequest, now: datetime
+    esc: Escalator, step: EscalationStep, ctx: StepContext, request: SigningRequest, now: datetime
 ) -> None:
     """Nobody can read it on that person's phone: say so, and move on at once."""
     log.warning(
@@ -77,18 +93,22 @@ async def undeliverable(
         request.id,
     )
     await esc.alerter.tell_case_and_leads(
-        ctx.case, "escalation.undeliverable", name=request.signer_name
+        ctx.case,
+        "escalation.undeliverable",
+        once=once(step, "undeliverable", request.id),
+        name=request.signer_name,
     )
     async with esc.sessions() as session, session.begin():
-        others = [
-            s
-            for s in await steps.list_pending(session, case_id=ctx.case.id, kinds=[steps.CHANNEL])
-            if s.request_id == request.id
-        ]
+        pending = await steps.list_pending(
+            session, case_id=ctx.case.id, kinds=[steps.CHANNEL, steps.POLICY]
+        )
+        others = [s for s in pending if s.kind == steps.CHANNEL and s.request_id == request.id]
+        # Run again after a crash: the next signer asked for the first time still waits.
+        asked = any(s.action == "next_signer" and s.due_at <= now for s in pending)
         if others:
             # Their next channel (SMS, call, e-mail) now rather than later.
             await steps.shift(session, step_ids=[others[0].id], by=now - others[0].due_at)
-        else:
+        elif not asked:
             seq = await steps.last_policy_seq(session, case_id=ctx.case.id) + 1
             await steps.add_step(
                 session,
@@ -123,18 +143,25 @@ async def other_channel(
     log.info("case %s: %s alert sent (step %d)", ctx.case.number, channel, step.id)
 
 
-async def remind(esc: Escalator, ctx: StepContext, now: datetime) -> None:
+async def remind(esc: Escalator, step: EscalationStep, ctx: StepContext, now: datetime) -> None:
     reminded: list[str] = []
     for request in ctx.open:
         if request.expires_at <= now:
             continue
         try:
             event_id = await esc.alerter.alert_signer(
-                request, number=ctx.case.number, decision_type=ctx.decision_type, reminder=True
+                request,
+                number=ctx.case.number,
+                decision_type=ctx.decision_type,
+                reminder=True,
+                once=once(step, "remind", request.id),
             )
         except Undeliverable:
             await esc.alerter.tell_case_and_leads(
-                ctx.case, "escalation.undeliverable_reminder", name=request.signer_name
+                ctx.case,
+                "escalation.undeliverable_reminder",
+                once=once(step, "undeliverable", request.id),
+                name=request.signer_name,
             )
             continue
         except LinkLost:
@@ -145,30 +172,45 @@ async def remind(esc: Escalator, ctx: StepContext, now: datetime) -> None:
         reminded.append(request.signer_name)
     if reminded:
         await esc.alerter.tell_case(
-            ctx.case, "escalation.reminded", names=", ".join(reminded), time=local_time(now)
+            ctx.case,
+            "escalation.reminded",
+            once=once(step, "reminded"),
+            names=", ".join(reminded),
+            time=local_time(now),
         )
 
 
-async def next_signer(esc: Escalator, ctx: StepContext, now: datetime) -> None:
+async def next_signer(
+    esc: Escalator, step: EscalationStep, ctx: StepContext, now: datetime
+) -> None:
     if ctx.municipality is None:
-        await alert_leads(esc, ctx)
+        await alert_leads(esc, ctx, once=once(step, "leads"))
         return
     asked = {r.signer_user_id for r in ctx.open}
     people = await esc.on_call(ctx.municipality.id, now)
     maker = next((d for d in people if d.user_id not in asked), None)
     if maker is None:
         await esc.alerter.tell_case_and_leads(
-            ctx.case, "escalation.no_next_signer", number=ctx.case.number
+            ctx.case,
+            "escalation.no_next_signer",
+            once=once(step, "no_next_signer"),
+            number=ctx.case.number,
         )
         return
-    if not await esc.issue(ctx.case.id, maker, now):
+    request = await esc.issue(ctx.case.id, maker, now)
+    if request is None:
         return
     await esc.alerter.tell_case(
-        ctx.case, "escalation.next_signer", name=maker.name, role=maker.role
+        ctx.case,
+        "escalation.next_signer",
+        once=f"request:{request.id}:next_signer",
+        name=maker.name,
+        role=maker.role,
     )
 
 
-async def alert_leads(esc: Escalator, ctx: StepContext) -> None:
+async def alert_leads(esc: Escalator, ctx: StepContext, *, once: str | None) -> None:
+    """The leads' alert, in the duty room and the case room; ``once`` says what it is."""
     asked = ", ".join(r.signer_name for r in ctx.open) or "–"
     # The case's last status change is when it was sent for signing (fresh links
     # after an expiry or !skicka om do not restart the wait).
@@ -176,6 +218,7 @@ async def alert_leads(esc: Escalator, ctx: StepContext) -> None:
     await esc.alerter.tell_case_and_leads(
         ctx.case,
         "escalation.leads",
+        once=once,
         number=ctx.case.number,
         since=local_time(since),
         asked=asked,
@@ -192,6 +235,14 @@ async def plan_repeat(
     while due <= now:  # after a long outage: one catch-up run, then the cadence
         due += every
     async with esc.sessions() as session, session.begin():
+        planned = [
+            s
+            for s in await steps.list_pending(session, case_id=ctx.case.id, kinds=[steps.POLICY])
+            if s.action == "repeat" and s.seq == step.seq + 1
+        ]
+        if planned:  # run again after a crash: the next occurrence is already there
+            esc.wakeups.schedule(planned[0].id, planned[0].due_at)
+            return
         added = await steps.add_step(
             session,
             case_id=ctx.case.id,
@@ -214,7 +265,9 @@ async def expire(esc: Escalator, step: EscalationStep, ctx: StepContext, now: da
         await steps.cancel(session, case_id=ctx.case.id, request_ids=[request.id])
     if not expired:
         return
-    await esc.alerter.tell_case_and_leads(ctx.case, "escalation.expired", name=request.signer_name)
+    await esc.alerter.tell_case_and_leads(
+        ctx.case, "escalation.expired", once=once(step, "expired"), name=request.signer_name
+    )
     maker = esc.maker_of(ctx, request.signer_user_id)
     if maker is not None:
         await esc.issue(ctx.case.id, maker, now)

@@ -1,12 +1,19 @@
 """Acknowledgements ("I am on it") and what the worker asks for while a decision
-waits: the alert again now (``!påminn``), fresh links (``!skicka om``)."""
+waits: the alert again now (``!påminn``), fresh links (``!skicka om``).
+
+A command is marked handled (``claim``) in the transaction that plans its work, so
+the same command delivered again after a crash plans nothing a second time; the
+alerts themselves go out as rows, keyed by row (see :mod:`handlers.escalation`).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import i18n
 from handlers.context import local_time
@@ -17,6 +24,10 @@ if TYPE_CHECKING:
     from handlers.escalation import Escalator
 
 log = logging.getLogger(__name__)
+
+#: Marks the incoming command handled inside the session's transaction (``Ctx.claim``);
+#: raises if it was handled before, rolling the transaction back.
+Claim = Callable[[AsyncSession], Awaitable[None]]
 
 
 async def acknowledge(
@@ -103,12 +114,14 @@ def window_of(esc: Escalator, municipality_id: str) -> timedelta:
 # -- on request of the worker
 
 
-async def remind_now(esc: Escalator, case_id: int) -> int:
+async def remind_now(esc: Escalator, case_id: int, *, claim: Claim | None = None) -> int:
     """``!påminn``: the alert again, now, to everyone asked. Returns how many."""
     ctx = await esc.context(case_id)
     now = esc.clock()
     live = [r for r in ctx.open if r.expires_at > now]
     async with esc.sessions() as session, session.begin():
+        if claim is not None:
+            await claim(session)
         for request in live:
             await steps.add_step(
                 session,
@@ -124,8 +137,14 @@ async def remind_now(esc: Escalator, case_id: int) -> int:
     return len(live)
 
 
-async def resend(esc: Escalator, case_id: int, actor: str) -> list[str]:
-    """``!skicka om``: fresh links for everyone asked; the old links close."""
+async def resend(
+    esc: Escalator, case_id: int, actor: str, *, claim: Claim | None = None
+) -> list[str]:
+    """``!skicka om``: fresh links for everyone asked; the old links close.
+
+    The documents are rendered first; then closing the old links, the new requests
+    and their rows are one transaction: a crash leaves either the old links or the
+    new ones, and the command handled only with the new ones."""
     ctx = await esc.context(case_id)
     now = esc.clock()
     wanted = [m for r in ctx.open if (m := esc.maker_of(ctx, r.signer_user_id))]
@@ -133,7 +152,10 @@ async def resend(esc: Escalator, case_id: int, actor: str) -> list[str]:
         wanted = [m for m in [esc.maker_of(ctx, ctx.requests[-1].signer_user_id)] if m]
     if not wanted and ctx.municipality is not None:
         wanted = (await esc.on_call(ctx.municipality.id, now))[:1]
+    prepared = [p for maker in wanted if (p := await esc.prepare(case_id, maker))]
     async with esc.sessions() as session, session.begin():
+        if claim is not None:
+            await claim(session)
         old = [r.id for r in ctx.open]
         await steps.close(session, request_ids=old, status="replaced")
         cancelled = await steps.cancel(
@@ -147,7 +169,12 @@ async def resend(esc: Escalator, case_id: int, actor: str) -> list[str]:
             now=now,
             detail={"closed": old},
         )
+        issued = [
+            request.signer_name
+            for p in prepared
+            if (request := await esc.create(session, case_id=case_id, prepared=p, now=now))
+        ]
     esc.wakeups.cancel(cancelled)
-    issued = [m.name for m in wanted if await esc.issue(case_id, m, now)]
+    await esc.schedule_case(case_id)
     await esc.run_due(case_id)
     return issued

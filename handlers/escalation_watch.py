@@ -31,7 +31,9 @@ async def check(esc: Escalator) -> None:
 
     At start-up and every minute: runs rows whose wake-up was lost, cancels rows
     of cases that moved on, and repairs a case that breaks the promise, telling
-    its room and the duty leads.
+    its room and the duty leads (once per state of the case: what a repair says
+    is keyed by the requests it is about, so the next minute's check, finding the
+    same, posts nothing new).
     """
     now = esc.clock()
     async with esc.sessions() as session, session.begin():
@@ -75,14 +77,24 @@ async def repair(esc: Escalator, case_id: int, now: datetime) -> None:
         if maker is None and ctx.municipality is not None:
             maker = next(iter(await esc.on_call(ctx.municipality.id, now)), None)
         log.warning("case %s waits without a live signing link; repairing", ctx.case.number)
-        if maker is None or not await esc.issue(case_id, maker, now):
+        request = None if maker is None else await esc.issue(case_id, maker, now)
+        if maker is None or request is None:
+            last = ctx.requests[-1].id if ctx.requests else 0
             await esc.alerter.tell_case_and_leads(
-                ctx.case, "escalation.no_next_signer", number=ctx.case.number
+                ctx.case,
+                "escalation.no_next_signer",
+                once=f"repair:{case_id}:after:{last}:no_next_signer",
+                number=ctx.case.number,
             )
             return
         if not any(s.kind == steps.POLICY for s in pending) and ctx.municipality:
             await restart_policy(esc, ctx, now)
-        await esc.alerter.tell_case_and_leads(ctx.case, "escalation.repaired", name=maker.name)
+        await esc.alerter.tell_case_and_leads(
+            ctx.case,
+            "escalation.repaired",
+            once=f"request:{request.id}:repaired",
+            name=maker.name,
+        )
         await esc.run_due(case_id)
         return
     delivered = any(r.delivered_at is not None for r in live)
@@ -90,7 +102,8 @@ async def repair(esc: Escalator, case_id: int, now: datetime) -> None:
         log.warning("case %s: nothing delivered and nothing planned; repairing", ctx.case.number)
         await restart_policy(esc, ctx, now)
         await esc.remind_now(case_id)
-        await alert_leads(esc, ctx)
+        undelivered = ",".join(str(r.id) for r in live)
+        await alert_leads(esc, ctx, once=f"repair:{case_id}:undelivered:{undelivered}:leads")
 
 
 async def restart_policy(esc: Escalator, ctx: StepContext, now: datetime) -> None:

@@ -194,9 +194,7 @@ class ReportCommands:
                 options=tuple(options),
                 max_selections=len(options) if spec.type == "multi_choice" else 1,
             )
-        self._queue_sends(
-            unit, loaded, [*preface, self.question(form, loaded.state, spec)], poll
-        )
+        self._queue_sends(unit, loaded, [*preface, self.question(form, loaded.state, spec)], poll)
 
     def _queue_sends(
         self, unit: Unit, loaded: Loaded, messages: list[Message], poll: Poll | None
@@ -567,7 +565,12 @@ class ReportCommands:
             await self._submitted(ctx, loaded, form)
 
         sent = await self.decisions.send(
-            loaded.case, report, actor=ctx.msg.sender, before=freeze, announce=announce
+            loaded.case,
+            report,
+            actor=ctx.msg.sender,
+            before=freeze,
+            announce=announce,
+            once=ctx.msg.event_id,
         )
         if sent is Sent.CHANGED:
             raise ConcurrentChange()

@@ -195,12 +195,14 @@ class TimedMessenger(MemoryMessenger):
     #: room -> how many of the next messages to it fail (the homeserver is unreachable)
     failing: dict[str, int] = field(default_factory=dict)
 
-    async def send(self, room_id: str, message: Message) -> str:
+    async def send(self, room_id: str, message: Message, *, key: str | None = None) -> str:
         if self.failing.get(room_id):
             self.failing[room_id] -= 1
             raise ConnectionError("homeserver unreachable")
-        event_id = await super().send(room_id, message)
-        self.times.append(self.clock())
+        posted = len(self.sent)
+        event_id = await super().send(room_id, message, key=key)
+        if len(self.sent) > posted:  # a repeated key posts nothing
+            self.times.append(self.clock())
         return event_id
 
 
@@ -1466,3 +1468,172 @@ async def test_a_policy_step_that_keeps_failing_is_retried_then_told_to_room_and
     (step,) = [r for r in await night.rows(case.case_id) if r.action == "next_signer"]
     assert (step.status, step.attempts) == ("failed", 6)
     assert await night.alerts(EVA) == []
+
+
+# -- 15. a step run again posts nothing twice ---------------------------------------------------
+
+
+class Crash(BaseException):
+    """The process dies here: no handler catches it (it is not an ``Exception``)."""
+
+
+def crash_before_done(monkeypatch: pytest.MonkeyPatch, action: str) -> None:
+    """The next row doing ``action`` dies after its work, before it is marked done: its
+    sends went out, what it wrote committed, and the row stays ``running``."""
+    real = steps.mark
+
+    async def mark(session: AsyncSession, *, step_id: int, status: str) -> None:
+        step = await steps.get_step(session, step_id=step_id)
+        if status == steps.DONE and step is not None and step.action == action:
+            monkeypatch.setattr(steps, "mark", real)  # once: the restarted bot is whole
+            raise Crash(action)
+        await real(session, step_id=step_id, status=status)
+
+    monkeypatch.setattr(steps, "mark", mark)
+
+
+async def waiting_case(night: Night) -> Case:
+    """The one case waiting for a signature (its sending was cut off: no ``Waiting``)."""
+    async with night.sessions() as session:
+        (case,) = await repo.list_cases(session, statuses=["awaiting_signature"])
+    return case
+
+
+async def restart(night: Night, when: datetime) -> None:
+    """The bot starts again at ``when``: interrupted rows run again, then the check."""
+    night.clock.now = when
+    night.escalator.started_at = when
+    await night.escalator.resume()
+
+
+async def test_an_alert_cut_off_before_it_was_marked_done_is_not_posted_again(
+    sessions: Sessions, make_night: MakeNight, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    night = await make_night(sessions)
+    crash_before_done(monkeypatch, "matrix")
+
+    with pytest.raises(Crash):
+        await night.submit()
+    case = await waiting_case(night)
+    assert len(await night.alerts(DAG)) == 1
+    (alert_row,) = [r for r in await night.rows(case.id) if r.action == "matrix"]
+    assert alert_row.status == "running"
+
+    await restart(night, at(1))
+
+    (alert_row,) = [r for r in await night.rows(case.id) if r.action == "matrix"]
+    assert alert_row.status == "done"  # it ran again, to the end
+    assert len(await night.alerts(DAG)) == 1  # and the homeserver kept the first alert
+    assert len(night.said(case.room_id, "Beslutet skickades till Dag Dagsson")) == 1
+    assert night.said(case.room_id, "körs nu") == []  # it ran on time the first time
+    request = (await night.requests(case.id))[0]
+    async with night.sessions() as session:
+        assert len(await steps.alert_events(session, request_id=request.id)) == 1
+
+
+@pytest.mark.parametrize("how", ["crash", "failure"])
+async def test_a_reminder_run_again_rings_once_and_is_told_once(
+    sqlite_sessions: Sessions, make_night: MakeNight, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    night = await make_night(sqlite_sessions)
+    case = await night.submit()
+    dag_room = await night.direct_room(DAG)
+
+    if how == "crash":  # cut off after its sends, run again at the restart
+        crash_before_done(monkeypatch, "remind")
+        with pytest.raises(Crash):
+            await night.run_until(at(5))
+        assert night.said_at(dag_room, REMINDER) == [at(5)]
+        await restart(night, at(7))
+        told = at(5)
+    else:  # the case room unreachable after the reminder went: retried 5 s later
+        night.messenger.failing[case.room] = 1
+        await night.run_until(at(5, 5))
+        told = at(5, 5)
+
+    assert night.said_at(dag_room, REMINDER) == [at(5)]
+    assert night.said_at(case.room, "Påminnelse skickad till Dag Dagsson") == [told]
+    assert night.said(case.room, "körs nu") == []  # the first run was on time
+    (remind,) = [r for r in await night.rows(case.case_id) if r.action == "remind"]
+    assert (remind.status, remind.attempts) == ("done", 2)
+
+
+async def test_a_repeat_cut_off_posts_nothing_twice_and_the_cadence_still_rings(
+    sessions: Sessions, make_night: MakeNight, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    night = await make_night(sessions)
+    case = await night.submit()
+    await night.run_until(at(24))
+    crash_before_done(monkeypatch, "repeat")
+
+    with pytest.raises(Crash):
+        await night.run_until(at(25))
+    before = len(night.messenger.sent)
+    await restart(night, at(26))
+
+    assert night.messenger.sent[before:] == []
+    assert night.said_at(DUTY, LEADS) == [at(15), at(25)]
+    assert night.said_at(case.room, LEADS) == [at(15), at(25)]
+    # One next occurrence, not two (the first run had planned it already).
+    repeats = [r for r in await night.pending(case.case_id) if r.action == "repeat"]
+    assert [(r.due_at, night.wakeups.scheduled.get(r.id)) for r in repeats] == [(at(35), at(35))]
+
+    # Each later occurrence is a message of its own, once.
+    await night.run_until(at(45))
+    for user in (DAG, EVA):
+        room = await night.direct_room(user)
+        assert [t for t in night.said_at(room, REMINDER) if t >= at(25)] == [
+            at(25),
+            at(35),
+            at(45),
+        ]
+    assert night.said_at(DUTY, LEADS) == [at(15), at(25), at(35), at(45)]
+    assert len(night.said(case.room, "Påminnelse skickad")) == 4  # 5, 25, 35, 45 min
+
+
+async def test_an_unreadable_alert_cut_off_asks_the_next_signer_once(
+    sqlite_sessions: Sessions, make_night: MakeNight, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    night = await make_night(sqlite_sessions)
+    night.messenger.undecryptable.add(IVAR)
+    crash_before_done(monkeypatch, "matrix")
+
+    with pytest.raises(Crash):
+        await night.submit("tibro")  # Ivar's alert: unreadable, the next signer planned
+    case = await waiting_case(night)
+    await restart(night, at(1))
+
+    assert len(night.said(case.room_id, UNREADABLE)) == 1
+    assert len(night.said(DUTY, UNREADABLE)) == 1
+    assert len(await night.alerts(JON)) == 1
+    assert len(night.said(case.room_id, "Nu tillfrågas även Jon Jonsson")) == 1
+    assert night.said(case.room_id, "Ingen fler beslutsfattare") == []
+    assert [r.signer_user_id for r in await night.requests(case.id)] == [IVAR, JON]
+
+
+async def test_paminn_and_skicka_om_delivered_again_after_a_crash_act_once(
+    sqlite_sessions: Sessions, make_night: MakeNight
+) -> None:
+    night = await make_night(sqlite_sessions)
+    case = await night.submit()
+    dag_room = await night.direct_room(DAG)
+    night.clock.now = at(1)
+
+    async def deliver(event_id: str, body: str) -> list[str]:
+        before = len(night.messenger.sent)
+        await night.dispatcher.handle(IncomingMessage(case.room, ANNA, event_id, body))
+        return [m.text for r, m in night.messenger.sent[before:] if r == case.room]
+
+    assert "Larmet skickades igen till 1 beslutsfattare." in await deliver("$p1", "!påminn")
+    assert await deliver("$p1", "!påminn") == []  # the same event again: nothing
+    assert night.said_at(dag_room, ALERT) == [NOW, at(1)]
+    night.clock.now = at(2)
+    await deliver("$p2", "!påminn")  # a new command rings again
+    assert night.said_at(dag_room, ALERT) == [NOW, at(1), at(2)]
+
+    night.clock.now = at(3)
+    said = await deliver("$r1", "!skicka om")
+    assert "Nya länkar skickades till Dag Dagsson. De gamla länkarna är stängda." in said
+    assert await deliver("$r1", "!skicka om") == []
+    assert len(set(await night.tokens(DAG))) == 2  # the first link and one fresh one
+    assert [r.status for r in await night.requests(case.case_id)] == ["replaced", "pending"]

@@ -259,3 +259,46 @@ async def test_chaos_kill_9_never_loses_doubles_or_drops_an_answer(
         assert len(files) == 1, f"{number}: the signed PDF was posted {len(files)} times"
         signed = [r for r in anna.received if r.room_id == room and "undertecknat" in r.body]
         assert len(signed) == 1, number
+
+
+# -- a message nobody gave the bot the key for ----------------------------------------------
+
+
+async def test_an_unreadable_message_is_answered_with_a_request_to_send_it_again(
+    make_user: UserFactory, make_bot: BotFactory
+) -> None:
+    """An encrypted event whose room key never comes (a broken client, a lost to-device
+    message) is not met with silence: after a few seconds the worker is asked, once,
+    to send it again; the report waits where it was."""
+    from nio import Api, RoomSendResponse
+
+    anna = await make_user("anna")
+    bot = make_bot(members=[anna.user_id], extra=municipality(anna, anna.localpart))
+    duty = await join_duty_room(anna, bot.duty_alias)
+    _, room, w = await start_lvu6(anna, duty)
+
+    client = anna.client
+    assert client.olm is not None
+    content = {
+        "algorithm": "m.megolm.v1.aes-sha2",
+        "sender_key": client.olm.account.identity_keys["curve25519"],
+        "device_id": client.device_id,
+        "session_id": "a-session-nobody-has",
+        "ciphertext": "AwgAEnB4om+unreadable",
+    }
+    method, path, data = Api.room_send(
+        client.access_token, room, "m.room.encrypted", content, "unreadable-1"
+    )
+    mark = w.mark()
+    sent = await client._send(RoomSendResponse, method, path, data, (room,))
+    assert isinstance(sent, RoomSendResponse), sent
+
+    notice = await anna.wait_message(room, contains="kunde inte läsa", after=mark, timeout=30)
+    assert notice.event.source["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == (
+        sent.event_id
+    )
+    # Nothing else was taken as an answer: the report still waits for question 1.
+    await w.say("Test Testsson", "Fråga 2 av 17")
+    await asyncio.sleep(SETTLE)
+    told = [r for r in anna.received if r.room_id == room and "kunde inte läsa" in r.body]
+    assert len(told) == 1
