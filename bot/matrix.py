@@ -245,24 +245,30 @@ class MatrixConnection:
         # A room joined in this sync has no gap to fill: its past is not ours to act on.
         # (On the first sync of a process nio knows no rooms yet: every room counts.)
         known_rooms = set(self.client.rooms) if self.sync_count else None
+        since = self.client.next_batch or self.client.loaded_sync_token
         resp = await self.client.sync(
             timeout=timeout_ms, full_state=full_state, sync_filter=self.sync_filter
         )
         if not isinstance(resp, SyncResponse):
             raise MatrixError(f"sync failed: {getattr(resp, 'message', resp)}")
         batch, self._batch = self._batch, []
-        await self._after_sync(resp)
-        earlier: list[tuple[str, Event]] = []
-        if self._had_token:
-            for room_id, info in resp.rooms.join.items():
-                limited = info.timeline.limited and info.timeline.prev_batch
-                if limited and (known_rooms is None or room_id in known_rooms):
-                    earlier += await self._backfill(room_id, info.timeline.prev_batch)
-        else:
-            # The first sync of a new device: what was said before is history, not
-            # commands for us (and could not be decrypted by this device anyway).
-            batch = []
-        await self._commit(earlier + batch, resp.next_batch)
+        try:
+            await self._after_sync(resp)
+            earlier: list[tuple[str, Event]] = []
+            if self._had_token:
+                for room_id, info in resp.rooms.join.items():
+                    limited = info.timeline.limited and info.timeline.prev_batch
+                    if limited and (known_rooms is None or room_id in known_rooms):
+                        earlier += await self._backfill(room_id, info.timeline.prev_batch)
+            else:
+                # The first sync of a new device: what was said before is history, not
+                # commands for us (and could not be decrypted by this device anyway).
+                batch = []
+            await self._commit(earlier + batch, resp.next_batch)
+        except BaseException:
+            # Not in the inbox: the next sync must fetch these events again.
+            self.client.next_batch = since
+            raise
         self._had_token = True
 
     async def _backfill(self, room_id: str, prev_batch: str) -> list[tuple[str, Event]]:

@@ -230,6 +230,44 @@ async def test_a_claim_survives_a_restart_and_is_released_by_rollback(migrated_u
         await after.dispose()
 
 
+async def test_the_inbox_keeps_events_pending_in_order_until_claimed(sessions: Sessions) -> None:
+    """Stored with the sync token, an event waits (with what its handler needs) until
+    it is claimed; a re-delivery neither duplicates nor revives it; pruning never
+    forgets one that still waits."""
+    old = NOW - timedelta(days=40)
+
+    def store(*rows: tuple[str, str, int]) -> Callable[[AsyncSession], Awaitable[int]]:
+        return lambda s: repo.store_events(
+            s, events=[(e, r, p, {"body": e}) for e, r, p in rows], now=old
+        )
+
+    assert await in_session(sessions, store(("$b", "!r", 2), ("$a", "!r", 1), ("$x", "!o", 3))) == 3
+    assert await in_session(sessions, store(("$a", "!r", 9))) == 0  # delivered again
+
+    async def pending(room: str | None) -> list[tuple[str, dict[str, str] | None]]:
+        async with sessions() as session:
+            rows = await repo.pending_events(session, room_id=room)
+        return [(row.event_id, row.payload) for row in rows]
+
+    assert await pending("!r") == [("$a", {"body": "$a"}), ("$b", {"body": "$b"})]
+    assert [e for e, _ in await pending(None)] == ["$a", "$b", "$x"]
+
+    def claim(session: AsyncSession) -> Awaitable[bool]:
+        return repo.claim_event(session, event_id="$a", room_id="!r", now=NOW)
+
+    assert await in_session(sessions, claim) is True
+    assert await in_session(sessions, claim) is False
+    assert await in_session(sessions, store(("$a", "!r", 1))) == 0  # done stays done
+    assert [e for e, _ in await pending("!r")] == ["$b"]
+
+    cutoff = NOW - timedelta(days=7)
+    await in_session(sessions, lambda s: repo.prune_events(s, older_than=cutoff))
+    assert [e for e, _ in await pending(None)] == ["$b", "$x"]
+    async with sessions() as session:
+        known = await repo.known_events(session, event_ids=["$a", "$b", "$zzz"])
+    assert known == {"$a", "$b"}  # $a was handled now, not 40 days ago: kept
+
+
 async def test_old_events_are_pruned(sessions: Sessions) -> None:
     async def record(session: AsyncSession) -> None:
         for age_days in (1, 10, 40):
