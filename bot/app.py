@@ -206,6 +206,7 @@ class Socialjour:
         self.scheduler.shutdown()
         if self._runner:
             await self._runner.cleanup()
+        await self.backend.close()  # posts under way, and the seal's thread
         await self.matrix.stop()
         await self.roster.stop()
         await self.notifier.close()
@@ -333,13 +334,14 @@ def build_providers(
 
 
 def load_seal(settings: Settings) -> Any:
-    """The seal signer, or None when no seal key is configured (signing then refuses)."""
+    """The seal (key, trust roots, TSA client and its worker thread, made once), or
+    None when no seal key is configured (signing then refuses)."""
     if settings.signing.seal_pkcs12 is None and settings.signing.pkcs11 is None:
         log.warning("no seal key configured: decisions cannot be signed")
         return None
-    from signing.seal import load_signer
+    from signing.seal import Seal
 
-    return load_signer(settings.signing)
+    return Seal.from_settings(settings.signing)
 
 
 async def run(settings: Settings) -> None:

@@ -1,9 +1,14 @@
 """Putting a decision into its case room: the signed PDF and the announcement, once.
 
-The signing page's backend records the decision and then asks for it to be posted;
-a crash in between (or a homeserver that is away) is repaired by :meth:`recover`
-at start-up and every minute. File and announcement are tracked apart, so neither
-is posted twice by this process.
+The signing page's backend records the decision, answers the signer and leaves
+the posting to a background task here (:meth:`OutcomePoster.post_soon`): a slow
+or absent homeserver must not keep the signer's page waiting. A crash, a failure
+or a post that runs out of time is repaired by :meth:`recover` at start-up and
+every minute.
+
+File and announcement are tracked apart in the database, and each is sent with
+an idempotency key (a Matrix transaction id): a retry after a crash between the
+send and the database write that records it posts nothing twice.
 """
 
 from __future__ import annotations
@@ -22,6 +27,21 @@ from storage import decisions, repo
 
 log = logging.getLogger(__name__)
 
+#: How long one attempt to post a decision may take. The Matrix client retries a
+#: send until the homeserver answers; past this the attempt ends and the next
+#: minute's :meth:`OutcomePoster.recover` tries again (with the same keys).
+POST_TIME_LIMIT = 60.0
+
+
+def pdf_key(request_id: int) -> str:
+    """The idempotency key of the signed PDF of signing request ``request_id``."""
+    return f"decision:{request_id}:pdf"
+
+
+def announcement_key(request_id: int) -> str:
+    """The idempotency key of the message that says how ``request_id`` was decided."""
+    return f"decision:{request_id}:announcement"
+
 
 @dataclass
 class OutcomePoster:
@@ -29,18 +49,73 @@ class OutcomePoster:
     sessions: async_sessionmaker[AsyncSession]
     messenger: Messenger
     clock: Clock
-    _posting: dict[int, asyncio.Lock] = field(default_factory=dict, init=False, repr=False)
+    time_limit: float = POST_TIME_LIMIT
+    #: Signing requests being posted right now (by a background task or recover()).
+    _in_flight: set[int] = field(default_factory=set, init=False, repr=False)
+    #: The background posts; kept so they are not garbage-collected mid-way.
+    _tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def lang(self) -> str:
         return self.settings.duty.language
 
-    async def post(self, request_id: int) -> None:
-        """Put the decision into the case room, once (also after a crash in between)."""
-        lock = self._posting.setdefault(request_id, asyncio.Lock())
-        async with lock:  # the live request and the minute's recover() never both post
-            await self._post(request_id)
-        self._posting.pop(request_id, None)
+    def post_soon(self, request_id: int) -> None:
+        """Post the decision in a background task; the caller does not wait for Matrix."""
+        if request_id in self._tasks:
+            return
+        task = asyncio.create_task(
+            self._post_logged(request_id), name=f"post-decision-{request_id}"
+        )
+        self._tasks[request_id] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._tasks.get(request_id) is done:
+                del self._tasks[request_id]
+
+        task.add_done_callback(forget)
+
+    async def settled(self) -> None:
+        """Wait until the background posts under way have ended (posted or failed)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop the background posts (at shutdown); recover() finishes them next start."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _post_logged(self, request_id: int) -> None:
+        try:
+            await self.post(request_id)
+        except TimeoutError:
+            log.warning(
+                "signing request %d: posting to the case room took over %g s; "
+                "recover() tries again",
+                request_id,
+                self.time_limit,
+            )
+        except Exception:
+            # The decision stands; recover() posts it within a minute.
+            log.exception("signing request %d: posting to the case room failed", request_id)
+
+    async def post(self, request_id: int) -> bool:
+        """Put the decision into the case room, once (also after a crash in between).
+
+        False, at once, when this decision is being posted already: the post under
+        way finishes the job (or fails, and the next recover() tries again).
+        Raises TimeoutError after :attr:`time_limit` seconds.
+        """
+        if request_id in self._in_flight:
+            return False
+        self._in_flight.add(request_id)
+        try:
+            async with asyncio.timeout(self.time_limit):
+                await self._post(request_id)
+        finally:
+            self._in_flight.discard(request_id)
+        return True
 
     async def _post(self, request_id: int) -> None:
         async with self.sessions() as session:
@@ -59,46 +134,51 @@ class OutcomePoster:
                     request.signed_document,
                     f"{case.number}-beslut.pdf",
                     "application/pdf",
+                    key=pdf_key(request_id),
                 )
                 async with self.sessions() as session, session.begin():
                     await decisions.mark_file_posted(
                         session, request_id=request_id, now=self.clock()
                     )
-            await self.messenger.send(
-                case.room_id,
-                i18n.render(
-                    self.lang,
-                    "decision.signed",
-                    number=case.number,
-                    name=request.signer_name,
-                    role=request.signer_role,
-                    sha=request.signed_sha256 or "",
-                    mentions=workers,
-                    notice=False,
-                ),
+            message = i18n.render(
+                self.lang,
+                "decision.signed",
+                number=case.number,
+                name=request.signer_name,
+                role=request.signer_role,
+                sha=request.signed_sha256 or "",
+                mentions=workers,
+                notice=False,
             )
         else:
-            await self.messenger.send(
-                case.room_id,
-                i18n.render(
-                    self.lang,
-                    "decision.declined",
-                    number=case.number,
-                    name=request.signer_name,
-                    reason=request.decision_reason or "",
-                    mentions=workers,
-                    notice=False,
-                ),
+            message = i18n.render(
+                self.lang,
+                "decision.declined",
+                number=case.number,
+                name=request.signer_name,
+                reason=request.decision_reason or "",
+                mentions=workers,
+                notice=False,
             )
+        await self.messenger.send(case.room_id, message, key=announcement_key(request_id))
         async with self.sessions() as session, session.begin():
             await decisions.mark_posted(session, request_id=request_id, now=self.clock())
 
     async def recover(self) -> None:
-        """At start-up and every minute: post decisions a crash kept from the room."""
+        """At start-up and every minute: post decisions a crash kept from the room.
+
+        A decision whose post is under way is left to it.
+        """
         async with self.sessions() as session:
             unposted = await decisions.list_unposted(session)
         for request in unposted:
             try:
                 await self.post(request.id)
+            except TimeoutError:
+                log.warning(
+                    "signing request %d: posting took over %g s; trying again in a minute",
+                    request.id,
+                    self.time_limit,
+                )
             except Exception:
                 log.exception("could not post the outcome of signing request %d", request.id)

@@ -3,10 +3,16 @@
 The web app (``signing/web.py``) calls this object and nothing else, so every rule
 about links, identification and "exactly one decision" lives here. The case side
 (sending for signature, reminders, escalation) is :mod:`handlers.decisions`.
+
+Nothing here keeps a signer's page waiting on Matrix for long: sealing runs in
+the seal's worker thread, the decision goes into the case room in a background
+task (:class:`handlers.outcomes.OutcomePoster`), and what must still be sent
+while the page waits (the "on it" notice when the page opens) has a time limit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -14,7 +20,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -40,12 +46,18 @@ from signing.identity import Done, Failed, IdentityProvider, Pending, SigningCon
 from storage import decisions, repo
 from storage.models import SigningRequest
 
+if TYPE_CHECKING:
+    from signing.seal import Seal
+
 log = logging.getLogger(__name__)
 
 SESSION_TTL = timedelta(minutes=30)
 #: Starts and failed checks together, per link: one start and five wrong tries.
 MAX_AUTH_ATTEMPTS = 6
 METHOD_LABELS = {"matrix-code": "Matrix-kod", "bankid": "BankID", "oidc": "e-legitimation"}
+#: Seconds a Matrix send may keep a web request waiting (nio retries until the
+#: homeserver answers); past it the page answers without it.
+WEB_SEND_TIME_LIMIT = 10.0
 
 
 @dataclass
@@ -57,14 +69,43 @@ class SigningBackend:
     #: Opening the page acknowledges the alert; a decision stops the escalation.
     escalator: Escalator | None = None
     providers: Mapping[str, IdentityProvider] = field(default_factory=dict)
-    #: The seal (a pyHanko signer); None means signing is not configured.
+    #: The seal: a pyHanko signer (wrapped once in a :class:`signing.seal.Seal` with
+    #: the configured trust roots and TSA) or a ready Seal; None: signing is not configured.
     signer: Any = None
     #: Puts each decision into its case room, once.
     outcomes: OutcomePoster = field(init=False)
-    _tsa: Any = field(default=None, init=False, repr=False)
+    #: How long a Matrix send may hold up a web request (seconds).
+    send_time_limit: float = WEB_SEND_TIME_LIMIT
+    _seal: Seal | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.outcomes = OutcomePoster(self.settings, self.sessions, self.messenger, self.clock)
+        if self.signer is not None:
+            self.seal()  # the trust roots are read now, at start-up, not per signature
+
+    def seal(self) -> Seal:
+        """The seal to sign with, built once per signer (tests swap ``signer``)."""
+        from signing.seal import Seal
+
+        if isinstance(self.signer, Seal):
+            return self.signer
+        if self._seal is None or self._seal.signer is not self.signer:
+            self._seal = Seal(
+                self.signer,
+                trust_roots=self.settings.signing.trust_roots,
+                tsa_url=self.settings.signing.tsa_url,
+            )
+        return self._seal
+
+    async def close(self) -> None:
+        """At shutdown: stop the background posts (recover() finishes them at the next
+        start) and the seal's worker thread."""
+        from signing.seal import Seal
+
+        await self.outcomes.close()
+        seal = self.signer if isinstance(self.signer, Seal) else self._seal
+        if seal is not None:
+            await seal.close()
 
     @property
     def lang(self) -> str:
@@ -145,9 +186,13 @@ class SigningBackend:
         ctx = await self._context(request, "")
         if request.status == "pending" and self.escalator is not None:
             try:  # opening the page is an acknowledgement: the person is on it
-                await self.escalator.acknowledge(
-                    request.signer_user_id, "page", request_ids=[request.id]
-                )
+                # (which tells the case room: never for longer than the time limit)
+                async with asyncio.timeout(self.send_time_limit):
+                    await self.escalator.acknowledge(
+                        request.signer_user_id, "page", request_ids=[request.id]
+                    )
+            except TimeoutError:
+                log.warning("signing request %d: acknowledging ran out of time", request.id)
             except Exception:
                 log.exception("signing request %d: acknowledging failed", request.id)
         return {
@@ -275,13 +320,13 @@ class SigningBackend:
             raise BadRequest("error.unknown_action")
         if self.signer is None:
             raise Unavailable("error.no_seal")
-        from signing.seal import StampInfo, sign_decision
+        from signing.seal import StampInfo
 
         identity = request.identity or {}
         ctx = await self._context(request, "")
-        signed = await sign_decision(
+        # In the seal's worker thread: the event loop serves everyone else meanwhile.
+        signed = await self.seal().sign(
             request.document,
-            signer=self.signer,
             stamp=StampInfo(
                 signer_name=request.signer_name,
                 signer_role=request.signer_role,
@@ -291,22 +336,8 @@ class SigningBackend:
                 language=self.lang,
             ),
             evidence=identity,
-            timestamper=self._timestamper(),
-            trust_roots=self.settings.signing.trust_roots,
         )
         return await self._settle(request, "signed", signed=signed)
-
-    def _timestamper(self) -> Any:
-        """One long-lived TSA client: pyHanko caches its size-estimation token per
-        client, so reusing it saves a round trip to the TSA on every signature."""
-        url = self.settings.signing.tsa_url
-        if url is None:
-            return None
-        if self._tsa is None:
-            from pyhanko.sign.timestamps import HTTPTimeStamper
-
-            self._tsa = HTTPTimeStamper(url, timeout=15)
-        return self._tsa
 
     async def _settle(
         self,
@@ -316,7 +347,11 @@ class SigningBackend:
         reason: str | None = None,
         signed: bytes | None = None,
     ) -> dict[str, Any]:
-        """Record exactly one decision per case; the loser learns who decided."""
+        """Record exactly one decision per case; the loser learns who decided.
+
+        The answer goes back as soon as the decision is stored: posting it to the
+        case room is a background task (recover() finishes it after a crash).
+        """
         now = self.clock()
         sha = hashlib.sha256(signed).hexdigest() if signed else None
         try:
@@ -326,11 +361,7 @@ class SigningBackend:
         if self.escalator is not None:  # nothing more is sent about this decision
             self.escalator.stopped(effects.cancelled_steps)
         log.info("signing request %d: %s", request.id, outcome)
-        try:
-            await self.post_outcome(request.id)
-        except Exception:
-            # The decision stands; recover() posts it within a minute.
-            log.exception("signing request %d: posting to the case room failed", request.id)
+        self.outcomes.post_soon(request.id)
         return {"status": outcome, "document_sha256": sha or request.document_sha256}
 
     async def _record(
@@ -377,9 +408,6 @@ class SigningBackend:
                 detail={"request": request.id},
             )
         return effects
-
-    async def post_outcome(self, request_id: int) -> None:
-        await self.outcomes.post(request_id)
 
     async def recover(self) -> None:
         """At start-up and every minute: post decisions a crash kept from the room."""

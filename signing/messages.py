@@ -27,6 +27,7 @@ WEB_MESSAGES: dict[str, dict[str, str]] = {
         "error.internal": "Något gick fel. Försök igen om en stund.",
         "auth.wrong_code": "Fel kod. Kontrollera siffrorna och försök igen.",
         "auth.code_expired": "Koden har gått ut. Begär en ny kod.",
+        "auth.code_not_sent": "Koden kunde inte skickas i Element just nu. Försök igen om en stund.",
     },
     "en": {
         "error.bad_request": "The request could not be understood.",
@@ -50,6 +51,7 @@ WEB_MESSAGES: dict[str, dict[str, str]] = {
         "error.internal": "Something went wrong. Try again in a moment.",
         "auth.wrong_code": "Wrong code. Check the digits and try again.",
         "auth.code_expired": "The code has expired. Ask for a new one.",
+        "auth.code_not_sent": "The code could not be sent in Element just now. Try again in a moment.",
     },
 }
 

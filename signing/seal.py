@@ -17,15 +17,23 @@ B-T with an RFC 3161 timestamp when a TSA is configured, B-B otherwise.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import io
 import json
 import unicodedata
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ec import ECDSA, EllipticCurvePrivateKey
+from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from pyhanko.keys import load_certs_from_pemder
 from pyhanko.pdf_utils import embed
 from pyhanko.pdf_utils.content import RawContent
@@ -45,6 +53,7 @@ from pyhanko.sign.signers.pdf_byterange import BuildProps
 from pyhanko.sign.timestamps import HTTPTimeStamper, TimeStamper
 from pyhanko.stamp import TextStampStyle
 from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.util import get_pyca_cryptography_hash, process_pss_params
 
 from config.settings import Pkcs11Settings, SigningSettings
 from signing.document import LOCAL_TIME, SIGNATURE_FIELD, SignatureBox
@@ -52,10 +61,12 @@ from signing.verify import EVIDENCE_FILE
 
 __all__ = [
     "EVIDENCE_FILE",
+    "Seal",
     "SealError",
     "StampInfo",
     "close_signer",
     "load_signer",
+    "seal_pdf",
     "sign_decision",
 ]
 
@@ -117,10 +128,8 @@ def load_signer(settings: SigningSettings) -> Signer:
     password = settings.seal_pkcs12_password
     try:
         data = settings.seal_pkcs12.read_bytes()
-        return SimpleSigner.load_pkcs12_data(
-            data,
-            other_certs=[],
-            passphrase=password.encode("utf-8") if password is not None else None,
+        return _ParsedKeySigner.from_pkcs12(
+            data, password.encode("utf-8") if password is not None else None
         )
     except OSError as error:
         raise SealError(f"cannot read the seal key {settings.seal_pkcs12}: {error}") from error
@@ -128,6 +137,49 @@ def load_signer(settings: SigningSettings) -> Signer:
         raise SealError(
             f"cannot open the seal key {settings.seal_pkcs12}: wrong password or not PKCS#12"
         ) from error
+
+
+class _ParsedKeySigner(SimpleSigner):
+    """pyHanko's SimpleSigner with its private key parsed once, when it is loaded.
+
+    SimpleSigner parses its key for every raw signature, and a PDF signature makes
+    two (the size estimate signs too). Parsing an RSA key checks it: tens of
+    milliseconds of C code that holds the GIL, so the event loop stalled even with
+    the sealing in another thread. The signature itself takes under a millisecond.
+    """
+
+    _private_key: PrivateKeyTypes | None = None
+
+    @classmethod
+    def from_pkcs12(cls, data: bytes, passphrase: bytes | None) -> _ParsedKeySigner:
+        loaded = SimpleSigner.load_pkcs12_data(data, other_certs=[], passphrase=passphrase)
+        assert loaded.signing_cert is not None
+        signer = cls(
+            signing_key=loaded.signing_key,
+            signing_cert=loaded.signing_cert,
+            cert_registry=loaded.cert_registry,
+            signature_mechanism=loaded.signature_mechanism,
+        )
+        signer._private_key = serialization.load_der_private_key(
+            loaded.signing_key.dump(), password=None
+        )
+        return signer
+
+    def sign_raw(self, data: bytes, digest_algorithm: str) -> bytes:
+        key = self._private_key
+        mechanism = self.get_signature_mechanism_for_digest(digest_algorithm)
+        try:
+            algorithm = mechanism.signature_algo
+        except ValueError:
+            algorithm = mechanism["algorithm"].native
+        if algorithm == "rsassa_pkcs1v15" and isinstance(key, RSAPrivateKey):
+            return key.sign(data, PKCS1v15(), get_pyca_cryptography_hash(digest_algorithm))
+        if algorithm == "rsassa_pss" and isinstance(key, RSAPrivateKey):
+            padding, hash_algorithm = process_pss_params(mechanism["parameters"])
+            return key.sign(data, padding, hash_algorithm)
+        if algorithm == "ecdsa" and isinstance(key, EllipticCurvePrivateKey):
+            return key.sign(data, ECDSA(get_pyca_cryptography_hash(digest_algorithm)))
+        return super().sign_raw(data, digest_algorithm)  # other keys: pyHanko's own way
 
 
 def _pkcs11_signer(settings: Pkcs11Settings) -> Signer:
@@ -165,6 +217,85 @@ def close_signer(signer: Signer) -> None:
 # -- signing ---------------------------------------------------------------------------
 
 
+class Seal:
+    """The seal key with what every signature reuses, made once at start-up.
+
+    Sealing is CPU work (hashing the file, the RSA signature, laying out the stamp,
+    checking the seal certificate against the trust roots: a few hundred
+    milliseconds), so it runs in this object's own worker thread and never on the
+    event loop, where it would stall every Matrix room and the signing page while
+    a decision is signed. The trust roots are read and the validation context and
+    TSA client are built here, once, not per signature.
+
+    One worker thread: the work holds the GIL, so a second thread would not sign
+    any faster, and with one the signer (a PKCS#11 session) and the validation
+    context are never used from two threads at once. Signatures queue behind
+    each other, the TSA's answer included.
+    """
+
+    def __init__(
+        self,
+        signer: Signer,
+        *,
+        trust_roots: Sequence[Path] = (),
+        tsa_url: str | None = None,
+        timestamper: TimeStamper | None = None,
+    ) -> None:
+        if tsa_url is not None and timestamper is not None:
+            raise ValueError("give tsa_url or timestamper, not both")
+        self.signer = signer
+        self.validation_context = _validation_context(trust_roots)
+        # One long-lived TSA client: pyHanko caches its size-estimation token per
+        # client, so reusing it saves a round trip to the TSA on every signature.
+        self.timestamper = (
+            HTTPTimeStamper(tsa_url, timeout=15) if tsa_url is not None else timestamper
+        )
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seal")
+        self._owns_signer = False
+
+    @classmethod
+    def from_settings(cls, settings: SigningSettings, signer: Signer | None = None) -> Seal:
+        """The configured seal key (or ``signer``) with the configured trust roots and TSA.
+
+        A key loaded here is the seal's own, and :meth:`close` releases it.
+        """
+        seal = cls(
+            signer if signer is not None else load_signer(settings),
+            trust_roots=settings.trust_roots,
+            tsa_url=settings.tsa_url,
+        )
+        seal._owns_signer = signer is None
+        return seal
+
+    async def sign(
+        self,
+        pdf: bytes,
+        *,
+        stamp: StampInfo,
+        evidence: Mapping[str, Any] | None,
+        box: SignatureBox | None = None,
+    ) -> bytes:
+        """:func:`seal_pdf` in the seal's worker thread; the event loop goes on meanwhile."""
+        job = functools.partial(
+            seal_pdf,
+            pdf,
+            signer=self.signer,
+            stamp=stamp,
+            evidence=evidence,
+            validation_context=self.validation_context,
+            timestamper=self.timestamper,
+            box=box,
+        )
+        return await asyncio.get_running_loop().run_in_executor(self._worker, job)
+
+    async def close(self) -> None:
+        """Finish the signatures under way, end the worker thread, and release the
+        key if the seal loaded it (else whoever loaded it does)."""
+        await asyncio.to_thread(self._worker.shutdown, wait=True)
+        if self._owns_signer:
+            close_signer(self.signer)
+
+
 async def sign_decision(
     pdf: bytes,
     *,
@@ -176,19 +307,54 @@ async def sign_decision(
     timestamper: TimeStamper | None = None,
     box: SignatureBox | None = None,
 ) -> bytes:
-    """Seal ``pdf`` in its reserved signature field and return the signed PDF.
+    """Seal ``pdf`` in a worker thread, reading ``trust_roots`` for this one signature.
 
-    ``evidence`` (JSON-serialisable; None for none) is embedded first, so the
-    signature covers it. ``timestamper_url`` makes it PAdES B-T through an RFC 3161
-    TSA; ``timestamper`` does the same with any pyHanko timestamper (tests). With
-    ``trust_roots`` the seal certificate (and the TSA's) is validated before
-    signing, so a misconfigured key fails here and not in a verifier's hands.
-    ``box`` places the stamp in a PDF that has no reserved field (not one of ours).
+    For one-off signatures (tests, the benchmark); the bot signs through a
+    :class:`Seal`, which reads its trust roots once. ``timestamper_url`` makes it
+    PAdES B-T through an RFC 3161 TSA; ``timestamper`` does the same with any
+    pyHanko timestamper (tests). The rest is :func:`seal_pdf`.
     """
     if timestamper_url is not None and timestamper is not None:
         raise ValueError("give timestamper_url or timestamper, not both")
     if timestamper_url is not None:
         timestamper = HTTPTimeStamper(timestamper_url, timeout=15)
+
+    def job() -> bytes:
+        return seal_pdf(
+            pdf,
+            signer=signer,
+            stamp=stamp,
+            evidence=evidence,
+            validation_context=_validation_context(trust_roots),
+            timestamper=timestamper,
+            box=box,
+        )
+
+    return await asyncio.to_thread(job)
+
+
+def seal_pdf(
+    pdf: bytes,
+    *,
+    signer: Signer,
+    stamp: StampInfo,
+    evidence: Mapping[str, Any] | None,
+    validation_context: ValidationContext | None = None,
+    timestamper: TimeStamper | None = None,
+    box: SignatureBox | None = None,
+) -> bytes:
+    """Seal ``pdf`` in its reserved signature field and return the signed PDF.
+
+    Blocking, and CPU-heavy: call it from a worker thread (:class:`Seal` does),
+    never from the event loop; it runs pyHanko's synchronous API, which brings
+    its own short-lived event loop for the TSA request.
+
+    ``evidence`` (JSON-serialisable; None for none) is embedded first, so the
+    signature covers it. With ``validation_context`` the seal certificate (and
+    the TSA's) is validated before signing, so a misconfigured key fails here and
+    not in a verifier's hands. ``timestamper`` makes it PAdES B-T. ``box`` places
+    the stamp in a PDF that has no reserved field (not one of ours).
+    """
     labels = _STAMP_LABELS.get(stamp.language, _STAMP_LABELS["sv"])
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
     if evidence is not None:
@@ -204,7 +370,7 @@ async def sign_decision(
             name=stamp.signer_name, role=stamp.signer_role, method=stamp.method_label
         ),
         app_build_props=_APPLICATION,
-        validation_context=_validation_context(trust_roots),
+        validation_context=validation_context,
         signer_key_usage={"non_repudiation"},
     )
     pdf_signer = PdfSigner(
@@ -216,7 +382,7 @@ async def sign_decision(
     )
     output = io.BytesIO()
     try:
-        await pdf_signer.async_sign_pdf(
+        pdf_signer.sign_pdf(
             writer,
             output=output,
             appearance_text_params=_stamp_text(stamp, labels, signer),
@@ -288,9 +454,15 @@ def _field_spec(writer: IncrementalPdfFileWriter, box: SignatureBox | None) -> S
 
 
 def _validation_context(trust_roots: Sequence[Path]) -> ValidationContext | None:
+    """The seal certificate's trust roots, read from disk (once per :class:`Seal`)."""
     if not trust_roots:
         return None
-    roots = [cert for path in trust_roots for cert in load_certs_from_pemder([str(path)])]
+    roots = []
+    for path in trust_roots:
+        try:
+            roots += load_certs_from_pemder([str(path)])
+        except (OSError, ValueError) as error:
+            raise SealError(f"cannot read the trust root {path}: {type(error).__name__}") from error
     return ValidationContext(trust_roots=roots)
 
 

@@ -26,7 +26,11 @@ Use it from a test module with::
 Further helpers on :class:`SigningServer`: ``request(token)`` and ``case(token)``
 (fresh from the database), ``case_room(token)`` and ``direct_room()`` (to read
 ``messenger.sent`` and ``messenger.files``), ``expire(token)``,
-``decide_directly(token, action, reason)`` and ``clock.advance(...)``.
+``decide_directly(token, action, reason)``, ``posted()`` and ``clock.advance(...)``.
+
+The API answers a decision before it is in the case room (a background task
+posts it); ``posted()`` waits for that, and ``case_room(token)`` and
+``decide_directly`` call it, so a test reads the room as its members will see it.
 
 The server runs on the test's own event loop, so talk to it with an async client
 (``aiohttp.ClientSession``, Playwright's async API). A blocking client (urllib,
@@ -300,8 +304,13 @@ class SigningServer:
         assert case is not None
         return case
 
+    async def posted(self) -> None:
+        """Wait until the decisions being posted to their case rooms are there (or failed)."""
+        await self.service.backend.outcomes.settled()
+
     async def case_room(self, token: str) -> str:
-        """The Matrix room of the case a link is for."""
+        """The Matrix room of the case a link is for (once the posts under way are done)."""
+        await self.posted()
         room = (await self.case(token)).room_id
         assert room is not None
         return room
@@ -324,6 +333,7 @@ class SigningServer:
         code = await self.last_code()
         _, cookie = await self.service.check_auth(token, {"code": code}, "127.0.0.1")
         await self.service.decide(token, cookie, action, reason)
+        await self.posted()
 
 
 def _settings(folder: Path, pki: DevPki, base_url: str, language: str) -> Settings:
@@ -411,5 +421,6 @@ async def signing_server(tmp_path: Path, dev_pki: DevPki) -> AsyncIterator[Signi
     finally:
         await runner.cleanup()
         sock.close()
+        await service.backend.close()
         close_signer(service.signer)
         await engine.dispose()

@@ -700,6 +700,7 @@ async def test_the_next_signer_gets_an_own_link_and_the_first_decision_stops_eve
     cookie = await night.identify(eva_token, EVA)
     signed = await night.api("POST", eva_token, "/decision", body={"action": "sign"}, cookie=cookie)
     assert signed.status == 200 and signed.body["status"] == "signed", signed.body
+    await night.backend.outcomes.settled()  # the room is told in the background
 
     assert await night.status(case.case_id) == "signed"
     rows = await night.rows(case.case_id)

@@ -6,6 +6,7 @@ over real HTTP on loopback, the way production reaches its TSA.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -16,11 +17,13 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
+from cryptography.hazmat.primitives import serialization
 from pyhanko.keys import load_cert_from_pemder
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.fields import enumerate_sig_fields
+from pyhanko.sign.signers import SimpleSigner
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko.sign.validation.status import PdfSignatureStatus, SignatureCoverageLevel
 from pyhanko_certvalidator import ValidationContext
@@ -30,7 +33,7 @@ from config.settings import SigningSettings
 from signing.devpki import SEAL_NAME, TSA_NAME, DevPki, create_dev_pki
 from signing.devtsa import create_tsa_app
 from signing.document import SignatureBox, layout_decision
-from signing.seal import SealError, StampInfo, load_signer, sign_decision
+from signing.seal import Seal, SealError, StampInfo, load_signer, sign_decision
 from signing.verify import EVIDENCE_FILE, async_verify_bytes, print_report
 from tests.components import unavailable
 from tests.test_signing_document import ARTIFACTS, LVU, make_report, pdf_text, render, screenshot
@@ -342,3 +345,49 @@ def test_load_signer_explains_what_is_wrong(pki: DevPki, tmp_path: Path) -> None
     signer = load_signer(pki.signing_settings())
     assert signer.signing_cert is not None
     assert signer.signing_cert.subject.native["common_name"] == SEAL_NAME
+
+
+# -- the seal the bot keeps ----------------------------------------------------------------
+
+
+async def test_a_seal_reads_its_key_and_trust_roots_once(
+    pki: DevPki, tsa_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    roots = tmp_path / "roots.pem"
+    shutil.copy(pki.ca_cert, roots)
+    settings = dataclasses.replace(pki.signing_settings(tsa_url=tsa_url), trust_roots=(roots,))
+    seal = Seal.from_settings(settings)
+    roots.unlink()  # read at start-up: a signature needs nothing from disk
+    parsed: list[bytes] = []
+    load_key = serialization.load_der_private_key
+
+    def counted(data: bytes, *args: Any, **kwargs: Any) -> Any:
+        parsed.append(data)
+        return load_key(data, *args, **kwargs)
+
+    # pyHanko's own SimpleSigner parses the key for each raw signature (twice a PDF).
+    monkeypatch.setattr(serialization, "load_der_private_key", counted)
+    try:
+        first, second = [
+            await seal.sign(render(), stamp=stamp_info(), evidence=EVIDENCE) for _ in range(2)
+        ]
+    finally:
+        await seal.close()
+
+    assert isinstance(seal.signer, SimpleSigner)
+    key = seal.signer.signing_key.dump()  # (the development TSA parses its own, per stamp)
+    assert key not in parsed
+    for sealed in (first, second):
+        status = await validate(sealed, pki)
+        assert status.bottom_line and status.trusted
+        assert status.timestamp_validity is not None and status.timestamp_validity.trusted
+    with pytest.raises(RuntimeError):  # closed: its worker thread is gone
+        await seal.sign(render(), stamp=stamp_info(), evidence=None)
+
+
+def test_a_seal_with_an_unreadable_trust_root_is_refused_at_start_up(
+    pki: DevPki, tmp_path: Path
+) -> None:
+    settings = dataclasses.replace(pki.signing_settings(), trust_roots=(tmp_path / "saknas.pem",))
+    with pytest.raises(SealError, match="cannot read the trust root"):
+        Seal.from_settings(settings)

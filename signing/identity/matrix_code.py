@@ -3,12 +3,18 @@
 Possession of the Matrix account (on a cross-signed device: the bot encrypts for
 nothing else) is the factor. Only a salted hash of the code is kept; codes expire
 after ten minutes, and the web layer limits the number of tries.
+
+The code is sent while the signing page waits for the answer, so sending has a
+time limit: a homeserver that is slow or away gives the page a clear "could not
+send the code, try again" instead of a page that hangs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -17,9 +23,19 @@ from typing import Any
 
 from signing.identity.base import CheckResult, Done, Failed, Identity, SigningContext, Started
 
+log = logging.getLogger(__name__)
+
 SendCode = Callable[[SigningContext, str], Awaitable[None]]
 CODE_DIGITS = 6
 CODE_TTL_SECONDS = 600
+#: Seconds the page may wait for the code to be sent in Matrix.
+SEND_TIME_LIMIT = 10.0
+
+
+class CodeNotSent(Exception):
+    """The code could not be sent (in time); :attr:`failed` is what the page shows."""
+
+    failed = Failed("code_not_sent", "auth.code_not_sent", retry=True)
 
 
 def _hash(salt: str, code: str) -> str:
@@ -29,13 +45,21 @@ def _hash(salt: str, code: str) -> str:
 class MatrixCodeProvider:
     method = "matrix-code"
 
-    def __init__(self, send_code: SendCode) -> None:
+    def __init__(self, send_code: SendCode, *, send_time_limit: float = SEND_TIME_LIMIT) -> None:
         self._send_code = send_code
+        self._send_time_limit = send_time_limit
 
     async def start(self, ctx: SigningContext) -> Started:
         code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
         salt = secrets.token_hex(16)
-        await self._send_code(ctx, code)
+        try:
+            async with asyncio.timeout(self._send_time_limit):
+                await self._send_code(ctx, code)
+        except Exception as exc:  # TimeoutError among them
+            log.warning(
+                "case %s: the one-time code was not sent (%s)", ctx.case_number, type(exc).__name__
+            )
+            raise CodeNotSent() from exc
         return Started(
             page={"digits": CODE_DIGITS, "expires_in": CODE_TTL_SECONDS},
             state={
