@@ -131,8 +131,11 @@ class ReportCommands:
             loaded = await self.load(unit.session, case)
             state = loaded.state
             form = self.form_of(state)
+            hinted = self.settings.forms.get(loaded.case.form_id or "")
             if form is None:
-                if state.asked != FORM_CHOICE:
+                if state.asked is None and hinted is not None:
+                    await self._choose_form(unit, loaded, hinted)  # ``!ny lvu6`` cut short
+                elif state.asked != FORM_CHOICE:
                     await self._ask_form(unit, loaded)
                 elif not state.asked_sent:
                     self._queue_form_question(unit, loaded)
@@ -143,7 +146,7 @@ class ReportCommands:
             elif not state.asked_sent:
                 self._queue_question(unit, loaded, form)
 
-    async def _ask_form(self, unit: Unit, loaded: Loaded, *, again: bool = False) -> None:
+    async def _ask_form(self, unit: Unit, loaded: Loaded) -> None:
         loaded.state.asked, loaded.state.asked_sent = FORM_CHOICE, False
         loaded.state.poll_event = None
         await self.save(unit.session, loaded)
