@@ -333,6 +333,13 @@ async def sign_decision(
     return await asyncio.to_thread(job)
 
 
+#: Room for the CMS signature in the PDF, in bytes (written as hex, so twice that in
+#: the file): the seal certificate and its chain, the signed attributes, and with a
+#: TSA its token and certificates. A 4096-bit RSA chain of three with a timestamp
+#: needs about 9 KB; sealing fails loudly (never silently) if it ever does not fit.
+SIGNATURE_BYTES_RESERVED = 24 * 1024
+
+
 def seal_pdf(
     pdf: bytes,
     *,
@@ -386,6 +393,9 @@ def seal_pdf(
             writer,
             output=output,
             appearance_text_params=_stamp_text(stamp, labels, signer),
+            # A fixed reservation spares pyHanko its dry-run signature, which it makes
+            # only to estimate the size: half of the CPU a seal costs.
+            bytes_reserved=SIGNATURE_BYTES_RESERVED,
         )
     except SealError:
         raise
