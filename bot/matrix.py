@@ -26,7 +26,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,7 +56,6 @@ from bot.sending import MatrixError, RoomSender
 from bot.trust import DatabasePins, TrustPolicy
 from config import Settings
 from storage import repo
-from storage.models import ProcessedEvent
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +73,17 @@ class InboxEvent:
     #: Whether it arrived encrypted (and so ``sender_key`` says which device sent it).
     decrypted: bool
     sender_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An inbox event waiting for its handler (as stored in ``processed_events``)."""
+
+    event_id: str
+    room_id: str
+    position: int
+    payload: dict[str, Any]
+    received_at: datetime
 
 
 #: (event, whether the sender's device is trusted) -> whether the handler claimed the
@@ -153,6 +163,11 @@ class MatrixConnection:
         #: Rooms with a drain task running, and rooms whose drain must look again.
         self._draining: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
+        #: What the inbox holds pending, per room in order, so the hot path need not
+        #: read back what it has just written (the database stays the truth: it is
+        #: read once, at start_processing).
+        self._queued: dict[str, list[Pending]] = {}
+        self._queued_ids: set[str] = set()
         #: Rooms holding events that wait for a room key.
         self._waiting_keys: set[str] = set()
         #: Set by :meth:`start_processing` once the program is ready for events.
@@ -318,7 +333,21 @@ class MatrixConnection:
                 await repo.store_events(session, events=rows, now=datetime.now(UTC))
             await repo.set_state(session, key=SYNC_STATE_KEY, value=next_batch)
         self._token_saved_at = time.monotonic()
-        for room_id in dict.fromkeys(r[1] for r in rows):
+        received = datetime.now(UTC)
+        self._enqueue(Pending(e, r, p, payload, received) for e, r, p, payload in rows)
+
+    def _enqueue(self, items: Iterable[Pending]) -> None:
+        rooms: set[str] = set()
+        for item in items:
+            if item.event_id in self._queued_ids:
+                continue
+            self._queued_ids.add(item.event_id)
+            queue = self._queued.setdefault(item.room_id, [])
+            queue.append(item)
+            if len(queue) > 1 and queue[-2].position > item.position:
+                queue.sort(key=lambda i: i.position)
+            rooms.add(item.room_id)
+        for room_id in rooms:
             self._kick(room_id)
 
     def _payload(self, event: Event) -> dict[str, Any] | None:
@@ -406,10 +435,14 @@ class MatrixConnection:
 
     async def start_processing(self) -> None:
         """Start handling the inbox: what waited from before a restart, then what comes."""
-        self._processing = True
         async with self.readers() as session:
             pending = await repo.pending_events(session)
-        for room_id in dict.fromkeys(row.room_id for row in pending):
+        self._processing = True
+        self._enqueue(
+            Pending(r.event_id, r.room_id, r.position or 0, r.payload or {}, r.processed_at)
+            for r in pending
+        )
+        for room_id in list(self._queued):
             self._kick(room_id)
 
     def _kick(self, room_id: str) -> None:
@@ -428,22 +461,25 @@ class MatrixConnection:
         try:
             while self._processing:
                 self._again.discard(room_id)
-                async with self.readers() as session:
-                    pending = await repo.pending_events(session, room_id=room_id)
-                waiting = False
-                for row in pending:
-                    if not self._processing:
-                        return
-                    assert row.payload is not None
-                    if not await self._process(row.event_id, room_id, row.payload, row):
-                        waiting = True
+                queue = self._queued.get(room_id, [])
+                waiting: list[Pending] = []
+                while queue and self._processing:
+                    item = queue.pop(0)
+                    if await self._process(item):
+                        self._queued_ids.discard(item.event_id)
+                    else:
+                        waiting.append(item)
                 if waiting:
+                    # Still without their keys: tried again after a sync or this timer.
+                    queue[:0] = waiting
                     self._waiting_keys.add(room_id)
                     asyncio.get_running_loop().call_later(
                         UNDECRYPTABLE_NOTICE / 2, self._kick, room_id
                     )
                 else:
                     self._waiting_keys.discard(room_id)
+                    if not queue:
+                        self._queued.pop(room_id, None)
                 if room_id not in self._again:
                     return
         except Exception:
@@ -451,16 +487,15 @@ class MatrixConnection:
         finally:
             self._draining.pop(room_id, None)
 
-    async def _process(
-        self, event_id: str, room_id: str, payload: dict[str, Any], row: ProcessedEvent
-    ) -> bool:
+    async def _process(self, item: Pending) -> bool:
         """Handle one inbox event; False if it still waits for its room key."""
+        event_id, room_id, payload = item.event_id, item.room_id, item.payload
         if "encrypted" in payload:
             event = self._decrypt(payload["encrypted"], room_id)
             if event is None:
-                age = (datetime.now(UTC) - row.processed_at).total_seconds()
+                age = (datetime.now(UTC) - item.received_at).total_seconds()
                 if age < UNDECRYPTABLE_NOTICE:
-                    return False  # stays pending: tried again after the next sync or timer
+                    return False
                 log.warning("no room key for an event in %s; asking to resend", room_id)
                 await self._run_handler(self._tell_undecryptable(room_id, event_id))
                 await self._claim(event_id, room_id)

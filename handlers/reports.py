@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 
 #: ``DialogueState.asked`` while the form-choice question is out.
 FORM_CHOICE = "#form"
+#: How long after a report step start-up still sends its question again under the same
+#: keys (Synapse deduplicates transaction ids for 24 hours; see bot/sending.py).
+RESEND_WINDOW = timedelta(hours=20)
 
 
 class ReportLocked(HandlerError):
@@ -47,6 +51,7 @@ class Loaded:
     case: Case
     state: DialogueState
     version: int | None
+    updated_at: datetime | None = None
 
 
 @dataclass
@@ -71,7 +76,9 @@ class ReportCommands:
         report = await repo.get_report(session, case_id=case.id)
         fresh = await repo.get_case(session, case_id=case.id)
         state = DialogueState.from_json(report.state) if report else DialogueState()
-        return Loaded(fresh or case, state, report.version if report else None)
+        if report is None:
+            return Loaded(fresh or case, state, None)
+        return Loaded(fresh or case, state, report.version, report.updated_at)
 
     async def save(self, session: AsyncSession, loaded: Loaded) -> None:
         form = self.form_of(loaded.state)
@@ -143,8 +150,19 @@ class ReportCommands:
             spec = dialogue.current_field(form, state)
             if state.asked != (spec.id if spec else None):
                 await self._ask_current(unit, loaded, form)
-            elif not state.asked_sent:
+            elif not state.asked_sent and self._within_resend_window(loaded):
                 self._queue_question(unit, loaded, form)
+
+    def _within_resend_window(self, loaded: Loaded) -> bool:
+        """Whether sending the same keys again is still answered with the first events.
+
+        A question without a poll is not confirmed after sending (the answer's one
+        write transaction is all it costs); start-up sends it again under the same
+        key, which the homeserver deduplicates for 24 hours. Older than
+        :data:`RESEND_WINDOW`, it went out long ago (the bot restarts in minutes).
+        """
+        updated = loaded.updated_at
+        return updated is None or self.clock() - updated < RESEND_WINDOW
 
     async def _ask_form(self, unit: Unit, loaded: Loaded) -> None:
         loaded.state.asked, loaded.state.asked_sent = FORM_CHOICE, False
@@ -202,8 +220,8 @@ class ReportCommands:
     def _queue_sends(
         self, unit: Unit, loaded: Loaded, messages: list[Message], poll: Poll | None
     ) -> None:
-        """After commit: send the messages and the poll, keyed by case and version, then
-        note in the state that they went out (and the poll's id, for its votes)."""
+        """After commit: send the messages and the poll, keyed by case and version; for a
+        poll, note its id (its votes must name it) and that the question went out."""
         room = loaded.case.room_id
         assert room is not None and loaded.version is not None
         case_id, version = loaded.case.id, loaded.version
@@ -212,10 +230,10 @@ class ReportCommands:
         async def send() -> None:
             for i, message in enumerate(messages):
                 await self.messenger.send(room, message, key=f"{prefix}:m{i}")
-            poll_event = None
             if poll is not None:
+                # The one small write: the poll's id, which its votes must name.
                 poll_event = await self.messenger.send_poll(room, poll, key=f"{prefix}:poll")
-            await self._confirm_sent(case_id, version, poll_event)
+                await self._confirm_sent(case_id, version, poll_event)
 
         unit.later(send)
 
