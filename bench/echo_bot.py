@@ -1,13 +1,13 @@
-"""A minimal end-to-end encrypted echo bot: the baseline of ``bench.dialogue_latency``.
+"""A minimal end-to-end encrypted echo bot: the baseline of ``bench.dialogue_vs_echo``.
 
 It does the least a bot with Socialjour's security setup has to do: one
 matrix-nio client with E2EE (vodozemac), its device cross-signed with
 ``bot.crosssigning.setup_cross_signing``, room keys shared only with devices
 their owner cross-signed (``bot.trust.TrustPolicy`` with in-memory pins, as the
-test clients use), the same sync loop shape as Socialjour (30 s long-poll, key
-upload/query/claim after each sync, handlers started as tasks). It joins every
-room it is invited to and answers every ``m.text`` with an ``m.text`` carrying
-the same body. No database, no commands, no per-room lock.
+test clients use), the same sync loop shape as Socialjour (30 s long-poll with
+the same timeline filter, key upload/query/claim after each sync, handlers
+started as tasks). It joins every room it is invited to and answers every
+``m.text`` with an ``m.text`` carrying the same body. No database, no commands, no per-room lock.
 
 Run as its own process (the benchmark does this, so that it competes for the
 CPU the same way Socialjour does)::
@@ -51,6 +51,8 @@ log = logging.getLogger("bench.echo_bot")
 
 PASSWORD_ENV = "BENCH_ECHO_PASSWORD"  # noqa: S105 - the variable's name, not a password
 SYNC_TIMEOUT_MS = 30_000
+#: As Socialjour's sync (``bot.matrix``): up to 100 timeline events per room and sync.
+SYNC_FILTER = {"room": {"timeline": {"limit": 100}}}
 
 
 class EchoBot:
@@ -72,8 +74,8 @@ class EchoBot:
         self.echoed = 0
         self.failed = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self.client.add_event_callback(self._on_invite, InviteMemberEvent)  # type: ignore[arg-type]
-        self.client.add_event_callback(self._on_text, RoomMessageText)  # type: ignore[arg-type]
+        self.client.add_event_callback(self._on_invite, InviteMemberEvent)
+        self.client.add_event_callback(self._on_text, RoomMessageText)
 
     async def start(self) -> None:
         resp = await self.client.login(self.password, device_name="bench echo bot")
@@ -88,7 +90,7 @@ class EchoBot:
 
     async def sync(self, *, timeout_ms: int, full_state: bool = False) -> None:
         client = self.client
-        resp = await client.sync(timeout=timeout_ms, full_state=full_state)
+        resp = await client.sync(timeout=timeout_ms, full_state=full_state, sync_filter=SYNC_FILTER)
         if not isinstance(resp, SyncResponse):
             raise RuntimeError(f"sync failed: {resp}")
         self.trust.invalidate(resp.device_list.changed)

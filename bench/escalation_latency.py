@@ -50,6 +50,7 @@ from sqlalchemy import select
 
 from bench.escalation_analysis import Run, Timeline, analyse, problem_counts, report
 from bench.harness import (
+    DISTS,
     RESULTS,
     Account,
     BenchError,
@@ -65,10 +66,9 @@ from bench.harness import (
     versions,
     warn_if_busy,
 )
-from bot.synapse_local import free_port
 from storage import create_engine, session_factory
 from storage.models import EscalationStep
-from tests.matrix_helpers import ROOT, BotProcess, bot_env, write_bot_config
+from tests.matrix_helpers import ROOT, BotProcess
 
 #: Skaraborg's municipalities (id, name): Skövde's socialjour serves all fifteen.
 MUNICIPALITIES = [
@@ -470,30 +470,23 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     load_before = load_average()
     # The code as it is when the bot starts (others may commit during a run).
-    code = versions("matrix-nio", "vodozemac", "matrix-synapse", "APScheduler")
+    code = versions(*DISTS, "APScheduler")
     try:
         log(f"Synapse in {stack.base}")
-        synapse = stack.start_synapse()
+        stack.start_synapse()
         names = ["bot", "worker", "lead", *(f"dm{k}" for k in range(args.municipalities))]
         accounts = stack.register(names)
         plan = make_plan(args, accounts)
-        folder = stack.base / "socialjour"
-        web_port = free_port()
+        folder = stack.bot_folder
         database_url = f"sqlite+aiosqlite:///{folder / 'data' / 'socialjour.db'}"
-        config = write_bot_config(
-            folder,
-            synapse=synapse,
-            bot_user=accounts["bot"].user_id,
-            duty_alias=f"#bench-duty-{stack.tag}:{synapse.server_name}",
+        bot = stack.make_bot(
+            accounts["bot"],
             members=[accounts["worker"].user_id],
             leads=[accounts["lead"].user_id],
-            web_port=web_port,
             database_url=database_url,
             extra=config_extra(plan, stack.tag, args.bot_log_level),
         )
-        stack.bot = BotProcess(
-            config, bot_env(accounts["bot"].password), web_port, folder / "bot.log"
-        )
+        config = bot.config_path
         run = run_async(measure(args, stack, accounts, plan, config, database_url))
         result = analyse(run, folder / "bot.log")
         print(report(result, run, args))

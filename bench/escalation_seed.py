@@ -77,11 +77,11 @@ class QuietMessenger:
         self._ids += 1
         return f"$seed-quiet-{self._ids}"
 
-    async def send(self, room_id: str, message: Message) -> str:
+    async def send(self, room_id: str, message: Message, *, key: str | None = None) -> str:
         self.sent.setdefault(room_id, []).append(message.text)
         return self._event()
 
-    async def send_poll(self, room_id: str, poll: Poll) -> str:
+    async def send_poll(self, room_id: str, poll: Poll, *, key: str | None = None) -> str:
         self.sent.setdefault(room_id, []).append(poll.fallback())
         return self._event()
 
@@ -95,8 +95,10 @@ class QuietMessenger:
     async def create_direct_room(self, user_id: str) -> str:
         return await self.real.create_direct_room(user_id)
 
-    async def send_file(self, room_id: str, data: bytes, filename: str, mimetype: str) -> str:
-        return await self.real.send_file(room_id, data, filename, mimetype)
+    async def send_file(
+        self, room_id: str, data: bytes, filename: str, mimetype: str, *, key: str | None = None
+    ) -> str:
+        return await self.real.send_file(room_id, data, filename, mimetype, key=key)
 
     async def invite(self, room_id: str, user_id: str) -> None:
         await self.real.invite(room_id, user_id)
@@ -188,7 +190,10 @@ class Seeder:
     async def render_seconds(self, slot: dict[str, Any]) -> float:
         """One rendering of a case's decision, timed (to plan how long sending takes)."""
         settings = self.app.settings
-        loaded = await self.dispatcher.reports.load(await self._case(slot["case_id"]))
+        async with self.app.sessions() as session:
+            case = await repo.get_case(session, case_id=slot["case_id"])
+            assert case is not None
+            loaded = await self.dispatcher.reports.load(session, case)
         form = settings.forms[FORM]
         report = dialogue.build_report(
             form, loaded.state, case_number=slot["number"], submitted_by=self.worker, at=utcnow()
@@ -200,10 +205,6 @@ class Seeder:
             report, municipality, municipality.decision_makers[0]
         )
         return time.perf_counter() - began
-
-    async def _case(self, case_id: int) -> Any:
-        async with self.app.sessions() as session:
-            return await repo.get_case(session, case_id=case_id)
 
 
 async def in_parallel(jobs: list[Any], limit: int) -> list[Any]:

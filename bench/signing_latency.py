@@ -34,36 +34,51 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
-import importlib.metadata
-import json
 import logging
 import math
-import os
-import platform
 import re
-import secrets
-import shutil
-import signal
 import sys
-import tempfile
-import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
-from aiohttp import web
-from nio import DownloadResponse, MatrixRoom, RoomEncryptedFile
+from nio import (
+    DownloadResponse,
+    MatrixRoom,
+    RoomEncryptedFile,
+    RoomMessageNotice,
+    RoomMessageText,
+)
 from nio.crypto.attachments import decrypt_attachment
 
-from bot.synapse_local import LocalSynapse, free_port
-from tests.matrix_helpers import BotProcess, MatrixUser, bot_env, write_bot_config
+from bench.harness import (
+    DISTS,
+    RESULTS,
+    Account,
+    BenchError,
+    LogFollower,
+    LogLine,
+    SigningApi,
+    Stack,
+    TsaServer,
+    add_cpu,
+    cpus,
+    interrupt_on_signals,
+    load_average,
+    log,
+    machine,
+    percentile,
+    run_async,
+    summary,
+    versions,
+    write_json,
+)
+from tests.matrix_helpers import MatrixUser
 from tests.test_bot_matrix import join_duty_room, open_case
 from tests.test_decision_matrix import (
     LINK,
@@ -73,129 +88,32 @@ from tests.test_decision_matrix import (
 )
 from tests.test_report_matrix import Worker
 
-T = TypeVar("T")
-
 GOAL_P99_MS = 2000.0
 STEP_TIMEOUT = 60.0
 CODE = re.compile(r"\b(\d{6})\b")
-#: A bot log line: "2025-01-31 06:39:17,123 INFO handlers.decisions: signing request 3: signed".
-LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\w+) ([\w.]+): (.*)$")
-
-
-class BenchError(RuntimeError):
-    """The benchmark could not run as intended (not a slow result: a broken one)."""
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-# -- the development TSA, on a thread of its own ---------------------------------------------
-
-
-class TsaServer:
-    """``signing.devtsa`` on 127.0.0.1, served from its own thread and event loop.
-
-    Neither the driver's clients (decrypting, syncing) nor anything else in this
-    process can delay a time-stamp answer by holding the driver's loop, as a
-    real TSA on another machine would not be delayed by them either.
-    """
-
-    def __init__(self, pki_folder: Path, port: int) -> None:
-        self.pki_folder = pki_folder
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}/"
-        #: Server-side handling time of every request, in ms (loop thread only appends).
-        self.handled_ms: list[float] = []
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="dev-tsa", daemon=True)
-        self._runner: web.AppRunner | None = None
-
-    def start(self) -> None:
-        self._thread.start()
-        future = asyncio.run_coroutine_threadsafe(self._serve(), self._loop)
-        self._runner = future.result(timeout=30)
-
-    async def _serve(self) -> web.AppRunner:
-        from signing.devpki import DevPki
-        from signing.devtsa import create_tsa_app
-
-        pki = DevPki(self.pki_folder)
-        app = create_tsa_app(pki.tsa_cert, pki.tsa_key)
-
-        @web.middleware
-        async def timed(
-            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-        ) -> web.StreamResponse:
-            began = time.perf_counter()
-            try:
-                return await handler(request)
-            finally:
-                self.handled_ms.append((time.perf_counter() - began) * 1000)
-
-        app.middlewares.append(timed)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.port).start()
-        return runner
-
-    @property
-    def requests(self) -> int:
-        return len(self.handled_ms)
-
-    def stop(self) -> None:
-        if not self._thread.is_alive():
-            return
-        if self._runner is not None:
-            with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        if not self._thread.is_alive():
-            self._loop.close()
-
-
-# -- the signing API, as the page's script uses it -------------------------------------------
-
-
-class SigningApi:
-    """JSON in, JSON out, one session cookie; aiohttp, so the driver's loop never blocks."""
-
-    def __init__(self, http: aiohttp.ClientSession, base: str, token: str) -> None:
-        self.http = http
-        self.url = f"{base}/api/v1/signing/{token}"
-        self.cookie: str | None = None
-
-    async def call(
-        self, method: str, path: str = "", body: dict[str, Any] | None = None
-    ) -> tuple[int, Any]:
-        headers = {"Cookie": self.cookie} if self.cookie else {}
-        async with self.http.request(
-            method, self.url + path, json=body, headers=headers
-        ) as response:
-            raw = await response.read()
-            cookie = response.headers.get("Set-Cookie")
-            if cookie:
-                self.cookie = cookie.split(";", 1)[0]
-            if response.content_type == "application/json":
-                return response.status, json.loads(raw)
-            return response.status, raw
 
 
 # -- the two people -------------------------------------------------------------------------------
 
 
 class StampedUser(MatrixUser):
-    """The test suite's E2EE user, noting when each ``m.file`` event was decrypted."""
+    """The test suite's E2EE user, noting when each ``m.file`` event and text was decrypted."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         #: event id -> time.perf_counter() in the nio callback (right after decryption).
         self.file_seen: dict[str, float] = {}
+        self.text_seen: dict[str, float] = {}
         self.client.add_event_callback(self._stamp_file, RoomEncryptedFile)
+        self.client.add_event_callback(self._stamp_text, (RoomMessageText, RoomMessageNotice))
 
     async def _stamp_file(self, room: MatrixRoom, event: RoomEncryptedFile) -> None:
         self.file_seen.setdefault(event.event_id, time.perf_counter())
+
+    async def _stamp_text(
+        self, room: MatrixRoom, event: RoomMessageText | RoomMessageNotice
+    ) -> None:
+        self.text_seen.setdefault(event.event_id, time.perf_counter())
 
 
 @dataclass
@@ -238,120 +156,16 @@ class Results:
     pyhanko_tsa_ms: list[float] = field(default_factory=list)
     document_bytes: int = 0
     setup_s: float = 0.0
-    load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    load_before: list[float] = field(default_factory=list)
+    load_after: list[float] = field(default_factory=list)
     cpu_s: dict[str, float] = field(default_factory=dict)
 
 
-# -- statistics ---------------------------------------------------------------------------------
-
-
-def percentile(values: Iterable[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default); NaN when empty."""
-    data = sorted(values)
-    if not data:
-        return math.nan
-    position = (len(data) - 1) * q / 100
-    low = math.floor(position)
-    high = min(low + 1, len(data) - 1)
-    return data[low] + (data[high] - data[low]) * (position - low)
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {"samples": 0}
-    return {
-        "samples": len(values),
-        "p50_ms": round(percentile(values, 50), 1),
-        "p90_ms": round(percentile(values, 90), 1),
-        "p99_ms": round(percentile(values, 99), 1),
-        "max_ms": round(max(values), 1),
-        "min_ms": round(min(values), 1),
-        "mean_ms": round(sum(values) / len(values), 1),
-    }
-
-
-def cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU time of a process so far (Linux /proc; None: this process)."""
-    if pid is None:
-        times = os.times()
-        return times.user + times.system
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-# -- processes and cleanup ----------------------------------------------------------------------
-
-
-class Environment:
-    """Everything started for the run, stopped by :meth:`cleanup` whatever happens."""
-
-    def __init__(self, base: Path, *, keep: bool) -> None:
-        self.base = base
-        self.keep = keep
-        self.synapse: LocalSynapse | None = None
-        self.bot: BotProcess | None = None
-        self.tsa: TsaServer | None = None
-
-    def pids(self) -> dict[str, int | None]:
-        synapse = getattr(self.synapse, "_process", None)
-        bot = self.bot.proc if self.bot is not None else None
-        found = {
-            "synapse": synapse.pid if synapse is not None else None,
-            "socialjour": bot.pid if bot is not None else None,
-        }
-        return {**{k: v for k, v in found.items() if v is not None}, "driver": None}
-
-    def cleanup(self) -> None:
-        if self.bot is not None and self.bot.proc is not None:
-            with contextlib.suppress(Exception):
-                self.bot.stop(timeout=15)
-        if self.synapse is not None:
-            with contextlib.suppress(Exception):
-                self.synapse.stop()
-        if self.tsa is not None:
-            with contextlib.suppress(Exception):
-                self.tsa.stop()
-        if self.keep:
-            log(f"kept {self.base}")
-        else:
-            shutil.rmtree(self.base, ignore_errors=True)
-
-
-class BotLog:
-    """Reads what the bot logged since the last look (its log has millisecond stamps)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
-
-    def skip(self) -> None:
-        with contextlib.suppress(OSError):
-            self.offset = self.path.stat().st_size
-
-    def new_lines(self) -> list[tuple[float, str, str]]:
-        """(wall-clock time, logger, message) of each complete new line."""
-        try:
-            with self.path.open("rb") as fh:
-                fh.seek(self.offset)
-                data = fh.read()
-        except OSError:
-            return []
-        end = data.rfind(b"\n") + 1
-        self.offset += end
-        lines = []
-        for raw in data[:end].decode(errors="replace").splitlines():
-            if match := LOG_LINE.match(raw):
-                stamp = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f")
-                lines.append((stamp.timestamp(), match.group(3), match.group(4)))
-        return lines
+# -- the bot's log ------------------------------------------------------------------------------
 
 
 def bot_stages(
-    lines: list[tuple[float, str, str]], wall0: float, room: str
+    lines: list[LogLine], wall0: float, room: str
 ) -> tuple[float | None, float | None, float | None]:
     """ms after t0 at which the bot had recorded the decision, sent the file, sent the text.
 
@@ -359,8 +173,12 @@ def bot_stages(
     ``bot.matrix`` logs "trust decided for <room>" right before each ``room_send``
     (the first one after the upload: the file event; the second: the text).
     """
-    recorded = next((t for t, _, m in lines if re.match(r"signing request \d+: signed", m)), None)
-    sends = [t for t, name, m in lines if name == "bot.matrix" and m == f"trust decided for {room}"]
+    recorded = next(
+        (x.at for x in lines if re.match(r"signing request \d+: signed", x.message)), None
+    )
+    sends = [
+        x.at for x in lines if x.logger == "bot.matrix" and x.message == f"trust decided for {room}"
+    ]
     if recorded is not None:
         sends = [t for t in sends if t >= recorded]
 
@@ -423,7 +241,8 @@ async def submit_report(anna: MatrixUser, duty_room: str, opening: asyncio.Lock)
 
 
 async def prepare_cases(
-    args: argparse.Namespace,
+    count: int,
+    parallel: int,
     anna: MatrixUser,
     dag: MatrixUser,
     duty_alias: str,
@@ -433,29 +252,29 @@ async def prepare_cases(
     """Submit the reports, collect the links and identify on each (not measured).
 
     The first report goes alone: its alert makes the bot create the direct room
-    with the decision-maker. The others are filled in ``--parallel`` at a time,
+    with the decision-maker. The others are filled in ``parallel`` at a time,
     only to keep the run short.
     """
     began = time.perf_counter()
     duty_room = await join_duty_room(anna, duty_alias)
-    opening, gate = asyncio.Lock(), asyncio.Semaphore(args.parallel)
+    opening, gate = asyncio.Lock(), asyncio.Semaphore(parallel)
     reports = [await submit_report(anna, duty_room, opening)]
     direct = await wait_for_direct_room(dag)
-    log(f"case 1/{args.decisions} submitted ({time.perf_counter() - began:.1f} s)")
-    if args.decisions > 1:
+    log(f"case 1/{count} submitted ({time.perf_counter() - began:.1f} s)")
+    if count > 1:
 
         async def one() -> tuple[str, str]:
             async with gate:
                 return await submit_report(anna, duty_room, opening)
 
-        tasks = [asyncio.create_task(one()) for _ in range(args.decisions - 1)]
+        tasks = [asyncio.create_task(one()) for _ in range(count - 1)]
         try:
             reports += await asyncio.gather(*tasks)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-        log(f"{args.decisions} cases submitted ({time.perf_counter() - began:.1f} s)")
+        log(f"{count} cases submitted ({time.perf_counter() - began:.1f} s)")
 
     cases: list[Case] = []
     for number, room in reports:
@@ -494,7 +313,7 @@ async def prepare_cases(
 
 
 async def measure_one(
-    case: Case, anna: StampedUser, tsa: TsaServer | None, bot_log: BotLog
+    case: Case, anna: StampedUser, tsa: TsaServer | None, bot_log: LogFollower
 ) -> Decision:
     assert case.api is not None
     mark = len(anna.files)
@@ -606,9 +425,7 @@ class PyhankoAlone:
         return self.ms[-1]
 
 
-async def measure(
-    args: argparse.Namespace, env: Environment, synapse: LocalSynapse, setup: dict[str, Any]
-) -> Results:
+async def measure(args: argparse.Namespace, stack: Stack, accounts: dict[str, Account]) -> Results:
     """Prepare the cases, then per case: one decision end to end, one pyHanko signature.
 
     Interleaving the two puts both under the same background load, which on a
@@ -617,36 +434,39 @@ async def measure(
     """
     results = Results()
     began = time.perf_counter()
+    synapse, bot = stack.synapse, stack.bot
+    assert synapse is not None and bot is not None
     anna = StampedUser(
-        synapse.base_url, setup["anna"], setup["anna_password"], env.base / "clients" / "anna"
+        synapse.base_url,
+        accounts["anna"].user_id,
+        accounts["anna"].password,
+        stack.client_store(accounts["anna"]),
     )
     dag = MatrixUser(
-        synapse.base_url, setup["dag"], setup["dag_password"], env.base / "clients" / "dag"
+        synapse.base_url,
+        accounts["dag"].user_id,
+        accounts["dag"].password,
+        stack.client_store(accounts["dag"]),
     )
-    assert env.bot is not None
-    web_base = f"http://127.0.0.1:{env.bot.web_port}"
+    web_base = f"http://127.0.0.1:{bot.web_port}"
     timeout = aiohttp.ClientTimeout(total=STEP_TIMEOUT)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as http:
             await asyncio.gather(anna.start(), dag.start())
             cases, unsigned = await prepare_cases(
-                args, anna, dag, setup["duty_alias"], http, web_base
+                args.decisions, args.parallel, anna, dag, stack.duty_alias, http, web_base
             )
             results.document_bytes = len(unsigned)
-            alone = PyhankoAlone(env.base / "socialjour" / "pki", unsigned, env.tsa)
+            alone = PyhankoAlone(stack.bot_folder / "pki", unsigned, stack.tsa)
             results.setup_s = time.perf_counter() - began
             await asyncio.sleep(1.0)  # let the last codes' sends and syncs settle
 
-            results.load_before = os.getloadavg()
-            pids = env.pids()
-            bot_log = BotLog(env.bot.log_path)
+            results.load_before = load_average()
+            bot_log = LogFollower(bot.log_path)
             for i, case in enumerate(cases):
-                cpu_before = {k: cpu_seconds(pid) for k, pid in pids.items()}
-                decision = await measure_one(case, anna, env.tsa, bot_log)
-                for key, pid in pids.items():
-                    before, after = cpu_before[key], cpu_seconds(pid)
-                    if before is not None and after is not None:
-                        results.cpu_s[key] = results.cpu_s.get(key, 0.0) + after - before
+                meter = stack.meter("synapse", "socialjour")
+                decision = await measure_one(case, anna, stack.tsa, bot_log)
+                add_cpu(results.cpu_s, meter.stop())
                 results.decisions.append(decision)
                 pyhanko = await alone.sample()
                 log(
@@ -654,13 +474,39 @@ async def measure(
                     f"{decision.e2e_ms:.0f} ms, API answer {decision.api_ms:.0f} ms; "
                     f"pyHanko alone {pyhanko:.0f} ms"
                 )
-            results.load_after = os.getloadavg()
+            results.load_after = load_average()
     finally:
         await asyncio.gather(anna.close(), dag.close(), return_exceptions=True)
     results.pyhanko_ms = alone.ms
     results.pyhanko_tsa_ms = alone.tsa_ms
     results.cpu_s = {k: round(v, 2) for k, v in results.cpu_s.items()}
     return results
+
+
+def make_signing_bot(
+    stack: Stack,
+    accounts: dict[str, Account],
+    *,
+    members: list[str],
+    tsa: bool,
+    log_level: str = "INFO",
+) -> None:
+    """Socialjour with one municipality whose decision-maker is ``accounts["dag"]``, the
+    dev PKI's seal, matrix-code identification and (with ``tsa``) the dev TSA, which is
+    started here. ``accounts["anna"]`` is the duty lead."""
+    folder = stack.bot_folder
+    tsa_url = stack.start_tsa().url if tsa else None
+    extra = municipality(SimpleNamespace(user_id=accounts["dag"].user_id), stack.tag)  # type: ignore[arg-type]
+    extra += signing_config(folder, tsa_url=tsa_url)  # creates the dev PKI in folder/pki
+    if stack.tsa is not None:
+        stack.tsa.start()
+    stack.make_bot(
+        accounts["bot"],
+        members=members,
+        leads=[accounts["anna"].user_id],
+        extra=extra,
+        log_level=log_level,
+    )
 
 
 # -- output ---------------------------------------------------------------------------------------
@@ -714,7 +560,7 @@ def report(results: Results, args: argparse.Namespace) -> str:
     lb, la = results.load_before, results.load_after
     lines.append(
         f"Load average (1/5/15 min) before {lb[0]:.2f}/{lb[1]:.2f}/{lb[2]:.2f}, "
-        f"after {la[0]:.2f}/{la[1]:.2f}/{la[2]:.2f}; {os.cpu_count()} CPUs"
+        f"after {la[0]:.2f}/{la[1]:.2f}/{la[2]:.2f}; {cpus()} CPUs"
     )
     p99 = percentile(e2e, 99)
     verdict = "met" if p99 < GOAL_P99_MS else "NOT met"
@@ -722,13 +568,15 @@ def report(results: Results, args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def as_json(results: Results, args: argparse.Namespace, total_s: float) -> dict[str, Any]:
+def as_json(
+    results: Results, args: argparse.Namespace, total_s: float, code: dict[str, str]
+) -> dict[str, Any]:
     ds = results.decisions
     e2e = [d.e2e_ms for d in ds]
     return {
         "what": "ms from just before POST /decision {action: sign} to the worker's client "
         "having downloaded and decrypted the signed PDF; beside it sign_decision alone",
-        "machine": {"cpus": os.cpu_count(), **versions()},
+        "machine": machine(results.load_before, code),
         "settings": {
             "decisions": args.decisions,
             "tsa": args.tsa,
@@ -757,14 +605,6 @@ def as_json(results: Results, args: argparse.Namespace, total_s: float) -> dict[
         "setup_s": round(results.setup_s, 1),
         "total_s": round(total_s, 1),
     }
-
-
-def versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for dist in ("matrix-nio", "pyHanko", "matrix-synapse", "aiohttp"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            found[dist] = importlib.metadata.version(dist)
-    return found
 
 
 # -- main ----------------------------------------------------------------------------------------
@@ -798,36 +638,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=5,
         help="reports filled in at once while preparing (not measured; default 5)",
     )
-    parser.add_argument("--out", type=Path, help="write every sample and summary as JSON here")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=1200,
+        help="give up (and clean up) after this many seconds of measuring (default 1200)",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="the JSON (default bench/results/signing-latency-<time>.json)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, databases)")
     args = parser.parse_args(argv)
     if args.decisions < 1 or args.parallel < 1:
         parser.error("--decisions and --parallel must be positive")
+    if args.out is None:
+        args.out = RESULTS / f"signing-latency-{time.strftime('%Y%m%d-%H%M%S')}.json"
     return args
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run`` whose clean-up cannot hang: a Ctrl-C lands wherever the loop
-    is, and tasks that do not finish within 5 s of being cancelled are left behind
-    (several ``MatrixUser.wait`` on one client, cancelled together, can wait for
-    each other's ``Condition`` lock forever on Python 3.11)."""
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        try:
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.wait(pending, timeout=5))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            loop.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -835,61 +661,27 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     # Devices of the worker and decision-maker see room history from before they existed.
     logging.getLogger("nio").setLevel(logging.CRITICAL)
-    # Ctrl-C (even when started in the background, where SIGINT may be ignored) and kill
-    # raise KeyboardInterrupt at once; the processes and files are removed in `finally`.
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
-    env = Environment(Path(tempfile.mkdtemp(prefix="socialjour-signbench-")), keep=args.keep)
+    interrupt_on_signals()
+    stack = Stack("socialjour-signbench-", keep=args.keep)
     started = time.perf_counter()
+    code = versions(*DISTS, "aiohttp")
     try:
-        log(f"Synapse in {env.base}")
-        synapse = env.synapse = LocalSynapse(env.base / "synapse")
-        synapse.start()
-        tag = secrets.token_hex(2)
-        passwords = {k: secrets.token_urlsafe(12) for k in ("bot", "anna", "dag")}
-        users = {k: synapse.register_user(f"{k}{tag}", p) for k, p in passwords.items()}
-        duty_alias = f"#bench-duty-{tag}:{synapse.server_name}"
-        folder = env.base / "socialjour"
-        tsa_url = None
-        if args.tsa:
-            env.tsa = TsaServer(folder / "pki", free_port())
-            tsa_url = env.tsa.url
-        extra = (
-            municipality(SimpleNamespace(user_id=users["dag"]), tag)  # type: ignore[arg-type]
-            + signing_config(folder, tsa_url=tsa_url)  # creates the dev PKI in folder/pki
-            + f'\n[logging]\nlevel = "{args.bot_log_level}"\n'
+        log(f"Synapse in {stack.base}")
+        stack.start_synapse()
+        accounts = stack.register(["bot", "anna", "dag"])
+        make_signing_bot(
+            stack,
+            accounts,
+            members=[accounts["anna"].user_id],
+            tsa=args.tsa,
+            log_level=args.bot_log_level,
         )
-        if env.tsa is not None:
-            env.tsa.start()
-        web_port = free_port()
-        config = write_bot_config(
-            folder,
-            synapse=synapse,
-            bot_user=users["bot"],
-            duty_alias=duty_alias,
-            members=[users["anna"]],
-            leads=[users["anna"]],
-            web_port=web_port,
-            extra=extra,
-        )
-        env.bot = BotProcess(config, bot_env(passwords["bot"]), web_port, folder / "bot.log")
         log("starting Socialjour")
-        env.bot.start(timeout=120)
-        setup = {
-            "anna": users["anna"],
-            "anna_password": passwords["anna"],
-            "dag": users["dag"],
-            "dag_password": passwords["dag"],
-            "duty_alias": duty_alias,
-        }
-        results = run_async(measure(args, env, synapse, setup))
+        stack.start_bot(timeout=120)
+        results = run_async(measure(args, stack, accounts), timeout=args.timeout)
         print(report(results, args))
         total = time.perf_counter() - started
-        if args.out:
-            args.out.write_text(
-                json.dumps(as_json(results, args, total), indent=1, ensure_ascii=False) + "\n"
-            )
-            log(f"wrote {args.out}")
+        write_json(args.out, as_json(results, args, total, code))
         log(f"total {total:.0f} s")
         return 0
     except KeyboardInterrupt:
@@ -898,11 +690,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (BenchError, TimeoutError) as exc:
         log(f"failed: {exc}")
-        if env.bot is not None:
-            log("Socialjour log tail:\n" + env.bot.log_tail(30))
+        if stack.bot is not None:
+            log("Socialjour log tail:\n" + stack.bot.log_tail(30))
         return 1
     finally:
-        env.cleanup()
+        stack.cleanup()
 
 
 if __name__ == "__main__":
