@@ -14,25 +14,30 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
+from config import personnummer
 from config._reader import Reader, describe, item_place, key_place
 from config.settings import Problem
 
 __all__ = [
+    "AGE_CONDITION_TYPES",
     "BUILTIN_FORMS_DIR",
     "CHOICE_TYPES",
     "CONDITION_TYPES",
     "DEFAULT_MAX_LENGTH",
     "FIELD_TYPES",
     "TEXT_TYPES",
+    "TRANSLATION_LANGUAGES",
     "Choice",
     "Condition",
     "FieldSpec",
     "FieldType",
     "FormTemplate",
+    "Translation",
     "builtin_forms",
     "load_forms",
 ]
@@ -66,7 +71,13 @@ FIELD_TYPES: tuple[FieldType, ...] = (
 CHOICE_TYPES: tuple[FieldType, ...] = ("choice", "multi_choice")
 TEXT_TYPES: tuple[FieldType, ...] = ("text", "long_text")
 CONDITION_TYPES: tuple[FieldType, ...] = ("choice", "multi_choice", "yes_no")
-"""The types a ``show_if`` may depend on: those with a small, known set of answers."""
+"""The types a ``show_if`` may test with equals or any_of: a small, known set of answers."""
+AGE_CONDITION_TYPES: tuple[FieldType, ...] = ("personnummer",)
+"""The types a ``show_if`` may test with age_under or age_at_least: the age they give."""
+MAX_AGE = 130
+"""No age bound in a condition may be higher: a sanity limit that catches typos."""
+TRANSLATION_LANGUAGES = ("en",)
+"""The languages a template may translate its texts into; Swedish is the template itself."""
 DEFAULT_MAX_LENGTH: Mapping[str, int] = MappingProxyType({"text": 200, "long_text": 4000})
 MAX_LENGTH_CEILING = 20_000
 """No answer may be longer: it must fit in one Matrix message and on a few pages."""
@@ -84,6 +95,7 @@ _FORM_KEYS = (
     "next_step",
     "description",
     "appeal",
+    "translations",
     "fields",
 )
 _FIELD_KEYS = (
@@ -98,7 +110,9 @@ _FIELD_KEYS = (
     "decision",
 )
 _CHOICE_KEYS = ("value", "label")
-_CONDITION_KEYS = ("field", "equals", "any_of")
+_CONDITION_KEYS = ("field", "equals", "any_of", "age_under", "age_at_least")
+_AGE_KEYS = ("age_under", "age_at_least")
+_TRANSLATED_KEYS = ("appeal",)
 _SYNTAX_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
 
@@ -116,16 +130,31 @@ class Condition:
 
     ``equals`` is a choice value, or True/False for a yes_no question; ``any_of``
     holds when the answer (or, for multi_choice, any chosen value) is listed.
+    On a personnummer question, ``age_under`` and ``age_at_least`` test the age the
+    number gives on the day the dialogue judges ages on (one bound, or both for a
+    range); without that day they never hold.
     """
 
     field: str
     equals: str | bool | None = None
     any_of: tuple[str, ...] = ()
+    age_under: int | None = None
+    age_at_least: int | None = None
 
-    def holds(self, value: Any) -> bool:
-        """Whether the stored answer of ``field`` meets the condition (None never does)."""
+    @property
+    def on_age(self) -> bool:
+        """Whether this condition tests an age rather than an answer."""
+        return self.age_under is not None or self.age_at_least is not None
+
+    def holds(self, value: Any, *, today: date | None = None) -> bool:
+        """Whether the stored answer of ``field`` meets the condition (None never does).
+
+        ``today`` is the day ages are counted on; an age condition needs it.
+        """
         if value is None:
             return False
+        if self.on_age:
+            return self._age_holds(value, today)
         if isinstance(self.equals, bool):
             return isinstance(value, bool) and value is self.equals
         if self.equals is not None:
@@ -135,6 +164,17 @@ class Condition:
         if isinstance(value, list | tuple):
             return any(item in self.any_of for item in value)
         return False
+
+    def _age_holds(self, value: Any, today: date | None) -> bool:
+        if today is None or not isinstance(value, str):
+            return False
+        try:
+            years = personnummer.age(value, on=today)
+        except ValueError:
+            return False  # not a normalised number: nothing to count from
+        if self.age_under is not None and years >= self.age_under:
+            return False
+        return self.age_at_least is None or years >= self.age_at_least
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +199,14 @@ class FieldSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Translation:
+    """A template's texts in another language than Swedish; empty when not translated."""
+
+    language: str
+    appeal: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class FormTemplate:
     """A guided report that ends in one kind of decision document."""
 
@@ -172,6 +220,15 @@ class FormTemplate:
     fields: tuple[FieldSpec, ...]
     appeal: str = ""
     """How to appeal the decision, printed on the decision document; empty when none."""
+    translations: tuple[Translation, ...] = ()
+    """The texts in other languages (``[translations.en]``); Swedish is the default."""
+
+    def appeal_in(self, language: str) -> str:
+        """The appeal text in ``language`` when the template has one, else the Swedish."""
+        for translation in self.translations:
+            if translation.language == language and translation.appeal:
+                return translation.appeal
+        return self.appeal
 
     @property
     def decision_field(self) -> FieldSpec | None:
@@ -269,7 +326,30 @@ def _template(r: Reader, root: dict[str, Any]) -> FormTemplate:
         description=_text(r, root, "", "description"),
         fields=_fields(r, root),
         appeal=_text(r, root, "", "appeal", required=False),
+        translations=_translations(r, root),
     )
+
+
+def _translations(r: Reader, root: dict[str, Any]) -> tuple[Translation, ...]:
+    """``[translations.en]``: the texts in another language, each key optional."""
+    if "translations" not in root:
+        return ()
+    table = r.table("translations", root["translations"], TRANSLATION_LANGUAGES)
+    if table is None:
+        return ()
+    found: list[Translation] = []
+    for language in TRANSLATION_LANGUAGES:
+        if language not in table:
+            continue
+        place = key_place("translations", language)
+        texts = r.table(place, table[language], _TRANSLATED_KEYS)
+        if texts is None:
+            continue
+        appeal = _text(r, texts, place, "appeal", required=False)
+        if appeal and not root.get("appeal"):
+            r.report(key_place(place, "appeal"), "translates appeal, which the template lacks")
+        found.append(Translation(language=language, appeal=appeal))
+    return tuple(found)
 
 
 def _text(
@@ -495,6 +575,15 @@ def _condition(
     source = earlier[target]
     if source is None:
         return None  # that field's own problems are reported already
+    if source.type in AGE_CONDITION_TYPES:
+        return _age_condition(r, condition, place, target)
+    for key in _AGE_KEYS:
+        if key in condition:
+            r.report(
+                key_place(place, key),
+                f"{target!r} is a {source.type} question; {key} needs a personnummer question",
+            )
+            return None
     if ("equals" in condition) == ("any_of" in condition):
         r.report(place, "give either equals or any_of")
         return None
@@ -502,7 +591,8 @@ def _condition(
         r.report(
             place,
             f"names {target!r}, a {source.type} question; a condition can only depend "
-            f"on a {', '.join(CONDITION_TYPES[:-1])} or {CONDITION_TYPES[-1]} question",
+            f"on a {', '.join(CONDITION_TYPES[:-1])} or {CONDITION_TYPES[-1]} question, "
+            "or on the age a personnummer question gives (age_under, age_at_least)",
         )
         return None
     if source.type == "yes_no":
@@ -528,6 +618,53 @@ def _condition(
             return Condition(field=target, equals=equals)
         return None
     return _any_of_condition(r, condition, place, target, values, shown_values)
+
+
+def _age_condition(
+    r: Reader, condition: dict[str, Any], place: str, target: str
+) -> Condition | None:
+    """``{ field = "personnummer", age_under = 18 }``: a bound on the age, or two for a range."""
+    for key in ("equals", "any_of"):
+        if key in condition:
+            r.report(
+                key_place(place, key),
+                f"{target!r} is a personnummer question: test its age with "
+                "age_under = N or age_at_least = N",
+            )
+            return None
+    bounds: dict[str, int] = {}
+    ok = True
+    for key in _AGE_KEYS:
+        if key not in condition:
+            continue
+        value = condition[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            r.report(
+                key_place(place, key), f"expected a whole number of years, got {describe(value)}"
+            )
+            ok = False
+        elif not 1 <= value <= MAX_AGE:
+            r.report(key_place(place, key), f"expected 1 to {MAX_AGE} years, got {value}")
+            ok = False
+        else:
+            bounds[key] = value
+    if not ok:
+        return None
+    if not bounds:
+        r.report(
+            place,
+            f"{target!r} is a personnummer question: give age_under, age_at_least or both",
+        )
+        return None
+    under, at_least = bounds.get("age_under"), bounds.get("age_at_least")
+    if under is not None and at_least is not None and at_least >= under:
+        r.report(
+            place,
+            f"age_at_least = {at_least} and age_under = {under} leave no age; "
+            "age_at_least must be lower",
+        )
+        return None
+    return Condition(field=target, age_under=under, age_at_least=at_least)
 
 
 def _yes_no_condition(

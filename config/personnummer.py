@@ -67,6 +67,19 @@ def birth_date(normalised: str) -> date:
     return date(int(normalised[:4]), int(normalised[4:6]), day - 60 if day > 60 else day)
 
 
+def age(normalised: str, *, on: date) -> int:
+    """Whole years of age on ``on``: the birthday itself counts (ages at the start of it).
+
+    The year of birth in a normalised number is already the right century (a ``+``
+    separator made it 100 or more years back when it was parsed), and a
+    samordningsnummer's day + 60 is taken off. Someone born on 29 February turns a
+    year older on 1 March in a common year (a plain date comparison); whether Swedish
+    law counts 28 February instead is not settled here.
+    """
+    born = birth_date(normalised)
+    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+
+
 def luhn_valid(ten_digits: str) -> bool:
     total = 0
     for position, character in enumerate(ten_digits):

@@ -13,11 +13,11 @@ when conditional questions come and go.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from config.forms import FieldSpec, FormTemplate
-from handlers.fields import Answer, is_visible
+from handlers.fields import STOCKHOLM, Answer, is_visible
 
 #: Version of the structured report format stored at submission.
 REPORT_SCHEMA = 1
@@ -33,9 +33,11 @@ class DialogueState:
     current: str | None = None
     #: The question the bot last decided to ask (recorded before it is sent).
     asked: str | None = None
-    #: Whether that question (and its poll) went out; False between the commit that
-    #: decided it and the send, which start-up repairs. States saved before this
-    #: field existed had sent theirs.
+    #: True once a question with a poll went out (with the poll's id noted). False
+    #: from the commit that decided it until then, and always for a question without
+    #: a poll (confirming it would cost a write): start-up sends such questions again
+    #: under the same transaction ids, which the homeserver answers with the first
+    #: events. States saved before this field existed had sent theirs.
     asked_sent: bool = True
     #: The poll the bot posted for the current question (or for the form choice).
     poll_event: str | None = None
@@ -55,15 +57,36 @@ def values(state: DialogueState) -> dict[str, Any]:
     return {fid: a["value"] for fid, a in state.answers.items()}
 
 
+def age_day(state: DialogueState) -> date | None:
+    """The day ages are counted on (``show_if`` with ``age_under``/``age_at_least``).
+
+    The decision is taken at the end of the report, so the age that matters is the
+    one then: the Stockholm day of the latest recorded answer, the dialogue's own
+    clock (``record(at=...)``). It moves on as the report goes on, so a birthday
+    passed during the night changes what is asked. None before any answer.
+    """
+    latest: datetime | None = None
+    for answer in state.answers.values():
+        try:
+            moment = datetime.fromisoformat(str(answer.get("at")))
+        except ValueError:
+            continue
+        moment = moment.astimezone(STOCKHOLM) if moment.tzinfo else moment.replace(tzinfo=STOCKHOLM)
+        if latest is None or moment > latest:
+            latest = moment
+    return latest.date() if latest is not None else None
+
+
 def visible_fields(form: FormTemplate, state: DialogueState) -> list[FieldSpec]:
     """The fields that apply given the answers so far, in form order."""
     answered = values(state)
+    today = age_day(state)
     shown: list[FieldSpec] = []
     shown_ids: set[str] = set()
     for spec in form.fields:
         # A condition on a hidden field is false: its stale answer must not count.
         visible_answers = {k: v for k, v in answered.items() if k in shown_ids}
-        if is_visible(spec, visible_answers):
+        if is_visible(spec, visible_answers, today=today):
             shown.append(spec)
             shown_ids.add(spec.id)
     return shown

@@ -26,6 +26,7 @@ __all__ = [
     "STOCKHOLM",
     "Answer",
     "InvalidAnswer",
+    "age",
     "birth_date",
     "is_samordningsnummer",
     "is_visible",
@@ -141,19 +142,25 @@ def parse_answer(
 
 
 def is_visible(
-    field: FieldSpec, answers: Mapping[str, Any], *, form: FormTemplate | None = None
+    field: FieldSpec,
+    answers: Mapping[str, Any],
+    *,
+    form: FormTemplate | None = None,
+    today: date | None = None,
 ) -> bool:
     """Whether ``field`` is asked, given the stored answer values so far.
 
     A condition on an unanswered field is false. With ``form``, a condition on a
     field that is itself hidden is false too, even if a stale answer remains;
     without it, pass only the answers of visible fields (see ``visible_answers``).
+    ``today`` is the day ages are counted on (``show_if`` with ``age_under`` or
+    ``age_at_least``); without it an age condition is false.
     """
     spec, seen = field, set()
     while spec.show_if is not None:
         condition = spec.show_if
         value = answers.get(condition.field)
-        if not condition.holds(value.value if isinstance(value, Answer) else value):
+        if not condition.holds(value.value if isinstance(value, Answer) else value, today=today):
             return False
         if form is None or condition.field in seen:
             return True
@@ -165,11 +172,13 @@ def is_visible(
     return True
 
 
-def visible_answers(form: FormTemplate, answers: Mapping[str, Any]) -> dict[str, Any]:
+def visible_answers(
+    form: FormTemplate, answers: Mapping[str, Any], *, today: date | None = None
+) -> dict[str, Any]:
     """The answers that count: those of fields still visible, in form order."""
     kept: dict[str, Any] = {}
     for spec in form.fields:
-        if spec.id in answers and is_visible(spec, kept):
+        if spec.id in answers and is_visible(spec, kept, today=today):
             kept[spec.id] = answers[spec.id]
     return kept
 
@@ -187,6 +196,7 @@ def parse_personnummer(text: str, *, today: date) -> str:
 
 is_samordningsnummer = personnummer.is_samordningsnummer
 birth_date = personnummer.birth_date
+age = personnummer.age
 
 
 # -- text ----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from config.forms import FieldSpec, FormTemplate, builtin_forms
 from config.settings import Municipality
 from handlers import dialogue
 from handlers.dialogue import DialogueState
-from handlers.fields import Answer, parse_answer
+from handlers.fields import Answer, InvalidAnswer, parse_answer
 
 FORMS: Mapping[str, FormTemplate] = builtin_forms()
 NOW = datetime(2026, 3, 1, 2, 30, tzinfo=UTC)  # 03:30 in Stockholm
@@ -30,6 +30,18 @@ MUNICIPALITIES = (
     ),
 )
 
+
+def pnr(birth: str, serial3: str = "238") -> str:
+    """A personnummer ``YYYYMMDD-NNN`` + the check digit that passes the Luhn test."""
+    total = 0
+    for position, character in enumerate(birth[2:] + serial3):
+        product = int(character) * (2 if position % 2 == 0 else 1)
+        total += product - 9 if product > 9 else product
+    return f"{birth}-{serial3}{(10 - total % 10) % 10}"
+
+
+#: A child of 13 at NOW, so lvu6 asks the questions for a child under 15.
+CHILD = pnr("20120315")
 #: A valid answer, as typed on a phone, for every field type.
 TYPED: dict[str, str] = {
     "text": "Kalle Anka",
@@ -39,7 +51,7 @@ TYPED: dict[str, str] = {
     "yes_no": "ja",
     "date": "2026-11-24",
     "datetime": "nu",
-    "personnummer": "19121212-1212",
+    "personnummer": CHILD,
     "phone": "070-123 45 67",
     "municipality": "Skövde",
     "matrix_user": "@x:example.org",
@@ -60,11 +72,16 @@ _events = iter(range(1, 1_000_000))
 
 
 def give(
-    form: FormTemplate, state: DialogueState, spec: FieldSpec, text: str | None = None
+    form: FormTemplate,
+    state: DialogueState,
+    spec: FieldSpec,
+    text: str | None = None,
+    *,
+    at: datetime = NOW,
 ) -> FieldSpec | None:
-    """Answer ``spec`` as a worker would; returns the next question."""
+    """Answer ``spec`` as a worker would (at ``at``); returns the next question."""
     return dialogue.record(
-        form, state, spec, answer(spec, text), by=ANNA, at=NOW, event_id=f"$e{next(_events)}"
+        form, state, spec, answer(spec, text), by=ANNA, at=at, event_id=f"$e{next(_events)}"
     )
 
 
@@ -74,6 +91,17 @@ def answer_until(form: FormTemplate, state: DialogueState, stop_at: str, **texts
     while spec is not None and spec.id != stop_at:
         spec = give(form, state, spec, texts.get(spec.id))
     assert spec is not None and spec.id == stop_at
+
+
+def answer_all(form: FormTemplate, state: DialogueState, **texts: str) -> list[str]:
+    """Answer every question in order (``texts`` override the defaults); the ids asked."""
+    asked: list[str] = []
+    spec = dialogue.start(form, state)
+    while spec is not None:
+        asked.append(spec.id)
+        assert len(asked) <= len(form.fields), "the dialogue never ends"
+        spec = give(form, state, spec, texts.get(spec.id))
+    return asked
 
 
 def visible_ids(form: FormTemplate, state: DialogueState) -> list[str]:
@@ -234,6 +262,244 @@ def test_skydd_depends_on_any_of_the_risk_choices() -> None:
         assert nxt is not None
         assert (nxt.id == "skydd") is shown
         assert ("skydd" in visible_ids(form, state)) is shown
+
+
+# -- the age a personnummer gives (show_if with age_under / age_at_least) ---------------
+
+#: 17 and 19 at NOW (2026-03-01): a child, and a young adult for whom only 3 § applies.
+AGED_17 = pnr("20080601")
+AGED_19 = pnr("20060601")
+#: The new lvu6 questions answered "no", so that only the age decides what is asked.
+NO_FOLLOW_UPS = {"tolk": "nej", "skyddade": "nej", "beslut_14": "nej", "polis": "nej"}
+STOCKHOLM_EVENING = datetime(2026, 2, 28, 22, 30, tzinfo=UTC)  # 23:30 in Stockholm
+AFTER_MIDNIGHT = datetime(2026, 2, 28, 23, 10, tzinfo=UTC)  # 00:10 on 1 March in Stockholm
+
+
+def test_lvu_for_a_child_of_17_asks_the_grounds_of_2_and_3_and_about_the_guardians() -> None:
+    state = DialogueState()
+    asked = answer_all(LVU, state, personnummer=AGED_17, **NO_FOLLOW_UPS)
+
+    assert asked == [
+        "namn",
+        "personnummer",
+        "hemkommun",
+        "vistelse",
+        "grund",
+        "handelse",
+        "bradskande",
+        "placering",
+        "vardnadshavare",
+        "underrattade",
+        "underrattelse",
+        "barnets_installning",
+        "forslag",
+        "polis",
+        "tidpunkt",
+        "placeringsbeslut",
+        "unge_part",  # 15 or older: a party in their own right (36 § LVU)
+        "tolk",
+        "skyddade",
+        "beslut_14",
+    ]
+    assert dialogue.is_complete(LVU, state)
+    assert state.answers["grund"]["value"] == ["hemmet", "missbruk"]
+
+
+def test_lvu_for_a_person_of_19_hides_the_2_grounds_and_the_guardians() -> None:
+    state = DialogueState()
+    asked = answer_all(LVU, state, personnummer=AGED_19, grund_3="1, 3", **NO_FOLLOW_UPS)
+
+    assert asked == [
+        "namn",
+        "personnummer",
+        "hemkommun",
+        "vistelse",
+        "grund_3",  # only 3 § from 18 (1 § third paragraph LVU)
+        "handelse",
+        "bradskande",
+        "placering",
+        "barnets_installning",
+        "forslag",
+        "polis",
+        "tidpunkt",
+        "placeringsbeslut",
+        "unge_part",
+        "tolk",
+        "skyddade",
+        "beslut_14",
+    ]
+    assert dialogue.is_complete(LVU, state)
+    report = report_of(LVU, state)
+    values = {item["id"]: item["value"] for item in report["answers"]}
+    assert values["grund_3"] == ["missbruk", "nedbrytande"]
+    assert "grund" not in values and "vardnadshavare" not in values
+
+
+def test_the_visible_fields_of_a_17_and_a_19_year_old_differ_only_by_age() -> None:
+    child, adult = DialogueState(), DialogueState()
+    answer_all(LVU, child, personnummer=AGED_17, **NO_FOLLOW_UPS)
+    answer_all(LVU, adult, personnummer=AGED_19, **NO_FOLLOW_UPS)
+
+    shown_child, shown_adult = set(visible_ids(LVU, child)), set(visible_ids(LVU, adult))
+    assert shown_child - shown_adult == {"grund", "vardnadshavare", "underrattade", "underrattelse"}
+    assert shown_adult - shown_child == {"grund_3"}
+    # The 2 § ground cannot be given to a 19-year-old at all.
+    assert "hemmet" not in [c.value for c in LVU.field("grund_3").choices]
+    with pytest.raises(InvalidAnswer):
+        answer(LVU.field("grund_3"), "Missförhållanden i hemmet")
+
+
+@pytest.mark.parametrize(
+    ("birth", "party"),
+    [("20110301", True), ("20110302", False), ("20150101", False)],
+    ids=["15-today", "14-until-tomorrow", "11"],
+)
+def test_the_young_person_is_asked_about_as_a_party_from_the_15th_birthday(
+    birth: str, party: bool
+) -> None:
+    state = DialogueState()
+    asked = answer_all(LVU, state, personnummer=pnr(birth), **NO_FOLLOW_UPS)
+
+    assert ("unge_part" in asked) is party
+    assert "grund" in asked and "vardnadshavare" in asked
+
+
+@pytest.mark.parametrize(
+    ("typed", "grounds"),
+    [
+        (pnr("20080661"), "grund"),  # samordningsnummer: born 1 June 2008 (day + 60), 17
+        (pnr("20060661"), "grund_3"),  # samordningsnummer: born 1 June 2006, 19
+        ("121212+1212", "grund_3"),  # "+": 100 or older, born 1912
+        (AGED_17[2:], "grund"),  # ten digits: the century that makes 0-99, 17
+    ],
+)
+def test_the_age_is_read_from_any_form_of_number(typed: str, grounds: str) -> None:
+    state = DialogueState()
+    answer_until(LVU, state, "vistelse", personnummer=typed)
+    nxt = give(LVU, state, LVU.field("vistelse"))
+
+    assert nxt is not None and nxt.id == grounds
+
+
+def test_a_birthday_passed_during_the_report_changes_the_grounds_asked() -> None:
+    # Turns 18 on 1 March 2026: 17 when the report starts at 23:30 on 28 February.
+    state = DialogueState()
+    spec = dialogue.start(LVU, state)
+    typed = {"personnummer": pnr("20080301"), "grund": "1"}
+    while spec is not None and spec.id != "handelse":
+        spec = give(LVU, state, spec, typed.get(spec.id), at=STOCKHOLM_EVENING)
+    assert dialogue.age_day(state) == date(2026, 2, 28)
+    assert state.answers["grund"]["value"] == ["hemmet"]
+
+    # The next answer comes after midnight: the decision will be taken at 18.
+    nxt = give(LVU, state, LVU.field("handelse"), at=AFTER_MIDNIGHT)
+
+    assert dialogue.age_day(state) == date(2026, 3, 1)
+    assert nxt is not None and nxt.id == "grund_3"
+    shown = visible_ids(LVU, state)
+    assert "grund" not in shown and "vardnadshavare" not in shown
+    assert "grund" not in report_ids(report_of(LVU, state))
+
+
+def test_correcting_the_personnummer_swaps_the_grounds_and_keeps_the_old_answer() -> None:
+    state = DialogueState()
+    answer_until(LVU, state, "handelse", personnummer=AGED_17, grund="1")
+
+    dialogue.goto(LVU, state, LVU.number_of("personnummer"))
+    nxt = give(LVU, state, LVU.field("personnummer"), AGED_19)
+
+    assert nxt is not None and nxt.id == "grund_3"
+    assert "grund" not in visible_ids(LVU, state)
+    assert state.answers["grund"]["value"] == ["hemmet"]  # kept, but not in the report
+    assert "grund" not in report_ids(report_of(LVU, state))
+
+
+def test_the_age_day_is_the_stockholm_day_of_the_latest_answer() -> None:
+    state = DialogueState()
+    assert dialogue.age_day(state) is None  # nothing answered: no age condition holds
+    assert [f.id for f in dialogue.visible_fields(LVU, state)][4:6] == ["handelse", "bradskande"]
+
+    state.answers = {
+        "a": {"value": "x", "display": "x", "by": ANNA, "at": STOCKHOLM_EVENING.isoformat()},
+        "b": {"value": "x", "display": "x", "by": ANNA, "at": "not a time"},
+    }
+    assert dialogue.age_day(state) == date(2026, 2, 28)
+    state.answers["c"] = {"value": "x", "display": "x", "by": ANNA, "at": "2026-02-28T23:59"}
+    assert dialogue.age_day(state) == date(2026, 2, 28)  # naive: Stockholm time
+    state.answers["d"] = {
+        "value": "x",
+        "display": "x",
+        "by": ANNA,
+        "at": AFTER_MIDNIGHT.isoformat(),
+    }
+    assert dialogue.age_day(state) == date(2026, 3, 1)
+    later = AFTER_MIDNIGHT - timedelta(days=3)
+    state.answers["e"] = {"value": "x", "display": "x", "by": ANNA, "at": later.isoformat()}
+    assert dialogue.age_day(state) == date(2026, 3, 1)  # the latest, not the last written
+
+
+# -- the questions added in lvu6 and lvm13 version 2 --------------------------------------
+
+
+def test_the_new_lvu_questions_come_after_the_old_ones_in_order() -> None:
+    state = DialogueState()
+    asked = answer_all(LVU, state)  # a child of 13; every yes/no answered "ja"
+
+    assert asked[asked.index("tidpunkt") :] == [
+        "tidpunkt",
+        "placeringsbeslut",
+        "tolk",
+        "tolk_behov",
+        "skyddade",
+        "skydd_atgard",
+        "beslut_14",
+        "beslut_14_typ",
+        "beslut_14_forslag",
+    ]
+    assert [LVU.number_of(field_id) for field_id in asked[-8:]] == [19, 21, 22, 23, 24, 25, 26, 27]
+    assert state.answers["beslut_14_typ"]["value"] == ["umgange", "vistelseort"]
+    assert dialogue.is_complete(LVU, state)
+
+
+@pytest.mark.parametrize(("typed", "asked"), [("1", True), ("2", False), ("vet inte", True)])
+def test_protected_personal_data_asks_how_it_is_protected_unless_there_is_none(
+    typed: str, asked: bool
+) -> None:
+    state = DialogueState()
+    answer_until(LVU, state, "skyddade")
+    nxt = give(LVU, state, LVU.field("skyddade"), typed)
+
+    assert nxt is not None and (nxt.id == "skydd_atgard") is asked
+    assert ("skydd_atgard" in visible_ids(LVU, state)) is asked
+
+
+def test_without_14_decisions_the_lvu_report_ends_after_the_question() -> None:
+    state = DialogueState()
+    answer_until(LVU, state, "beslut_14")
+
+    assert give(LVU, state, LVU.field("beslut_14"), "nej") is None
+    assert dialogue.is_complete(LVU, state)
+    assert "beslut_14_forslag" not in visible_ids(LVU, state)
+
+
+@pytest.mark.parametrize(("typed", "follow_up"), [("ja", "sis_plats"), ("nej", "sis_ej_begaran")])
+def test_lvm_asks_for_the_sis_place_after_the_old_questions(typed: str, follow_up: str) -> None:
+    form = FORMS["lvm13"]
+    state = DialogueState()
+    asked = answer_all(form, state, sis_begaran=typed)
+
+    assert asked[asked.index("tidpunkt") :] == ["tidpunkt", "sis_begaran", follow_up]
+    assert form.number_of("sis_begaran") == 17
+    assert dialogue.is_complete(form, state)
+
+
+def test_the_sis_place_may_be_left_for_later() -> None:
+    form = FORMS["lvm13"]
+    state = DialogueState()
+    answer_until(form, state, "sis_plats")
+
+    assert dialogue.skip(form, state, form.field("sis_plats")) is None
+    assert dialogue.is_complete(form, state)
 
 
 # -- back and goto ---------------------------------------------------------------------
@@ -415,7 +681,7 @@ def test_the_report_keeps_typed_values() -> None:
     while spec is not None:
         spec = give(LVU, state, spec)
     values = {a["id"]: a["value"] for a in report_of(LVU, state)["answers"]}
-    assert values["personnummer"] == "19121212-1212"
+    assert values["personnummer"] == CHILD
     assert values["hemkommun"] == "skovde"
     assert values["grund"] == ["hemmet", "missbruk"]
     assert values["underrattade"] is True

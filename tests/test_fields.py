@@ -20,6 +20,7 @@ from handlers.fields import (
     STOCKHOLM,
     Answer,
     InvalidAnswer,
+    age,
     birth_date,
     is_samordningsnummer,
     is_visible,
@@ -129,6 +130,25 @@ def test_samordningsnummer_and_birth_date() -> None:
     assert not is_samordningsnummer("19811218-9876")
     assert birth_date("19701063-2391") == date(1970, 10, 3)
     assert birth_date("19811218-9876") == date(1981, 12, 18)
+
+
+@pytest.mark.parametrize(
+    ("typed", "on", "years"),
+    [
+        ("20080601-2381", date(2026, 5, 31), 17),  # the day before the 18th birthday
+        ("20080601-2381", date(2026, 6, 1), 18),  # the birthday itself counts
+        ("20110301-2389", date(2026, 3, 1), 15),
+        ("701063-2391", date(2026, 10, 2), 55),  # samordningsnummer: born 3 October 1970
+        ("701063-2391", date(2026, 10, 3), 56),
+        ("121212+1212", date(2026, 6, 15), 113),  # "+": 100 or older
+        ("121212-1212", date(2026, 6, 15), 13),
+        ("000229-1235", date(2018, 2, 28), 17),  # a leap-day birthday: 1 March in a common year
+        ("000229-1235", date(2018, 3, 1), 18),
+        ("000229-1235", date(2020, 2, 29), 20),
+    ],
+)
+def test_the_age_a_number_gives_on_a_day(typed: str, on: date, years: int) -> None:
+    assert age(parse_personnummer(typed, today=on), on=on) == years
 
 
 def test_the_century_of_a_ten_digit_number_depends_on_today() -> None:
@@ -647,3 +667,89 @@ def test_the_shipped_lvu6_asks_how_or_why_not_depending_on_the_answer() -> None:
     assert not is_visible(form.field("ej_underrattade"), {"underrattade": yes.value})
     assert is_visible(form.field("ej_underrattade"), {"underrattade": no.value})
     assert not is_visible(form.field("polis_skal"), {})
+
+
+def age_form() -> FormTemplate:
+    """pnr -> barn (under 18), tonaring (15 to 17), vuxen (18 or older, and yes to a)."""
+    return FormTemplate(
+        id="alder",
+        version=1,
+        title="Ålder",
+        decision_type="Prov",
+        legal_reference="-",
+        next_step="-",
+        description="-",
+        fields=(
+            FieldSpec("pnr", "personnummer", "Personnummer"),
+            FieldSpec("barn", "text", "Barn", show_if=Condition("pnr", age_under=18)),
+            FieldSpec(
+                "tonaring",
+                "text",
+                "Tonåring",
+                show_if=Condition("pnr", age_at_least=15, age_under=18),
+            ),
+            FieldSpec("vuxen", "yes_no", "Vuxen", show_if=Condition("pnr", age_at_least=18)),
+            FieldSpec("sedan", "text", "Sedan", show_if=Condition("vuxen", equals=True)),
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("number", "on", "shown"),
+    [
+        ("20120315-2382", date(2026, 11, 24), ["pnr", "barn"]),
+        ("20080601-2381", date(2026, 5, 31), ["pnr", "barn", "tonaring"]),
+        ("20080601-2381", date(2026, 6, 1), ["pnr", "vuxen"]),
+        ("19121212-1212", date(2026, 6, 1), ["pnr", "vuxen"]),
+    ],
+)
+def test_an_age_condition_counts_the_age_on_the_day_given(
+    number: str, on: date, shown: list[str]
+) -> None:
+    form = age_form()
+    answers = {"pnr": number}
+
+    assert [f.id for f in form.fields if is_visible(f, answers, today=on)] == shown
+    assert list(visible_answers(form, answers, today=on)) == ["pnr"]
+
+
+def test_an_age_condition_without_a_day_or_a_number_is_false() -> None:
+    form = age_form()
+    child = form.field("barn")
+
+    assert not is_visible(child, {"pnr": "20120315-2382"})  # no day to count on
+    assert not is_visible(child, {}, today=TODAY)
+    assert not is_visible(child, {"pnr": None}, today=TODAY)
+    assert not is_visible(child, {"pnr": ["20120315-2382"]}, today=TODAY)
+    assert not is_visible(child, {"pnr": "inte ett nummer"}, today=TODAY)
+    assert is_visible(child, {"pnr": Answer("20120315-2382", "20120315-2382")}, today=TODAY)
+
+
+def test_a_chain_through_an_age_condition_hides_with_it() -> None:
+    form = age_form()
+    on = date(2026, 6, 1)
+    grown = {"pnr": "20080601-2381", "vuxen": True, "sedan": "x"}
+    young = {**grown, "pnr": "20120315-2382"}
+
+    assert [f.id for f in form.fields if is_visible(f, grown, form=form, today=on)] == [
+        "pnr",
+        "vuxen",
+        "sedan",
+    ]
+    # A child: "vuxen" is hidden, so its stale yes must not show "sedan".
+    assert [f.id for f in form.fields if is_visible(f, young, form=form, today=on)] == [
+        "pnr",
+        "barn",
+    ]
+    assert visible_answers(form, young, today=on) == {"pnr": "20120315-2382"}
+
+
+def test_the_shipped_lvu6_grounds_follow_the_age() -> None:
+    form = builtin_forms()["lvu6"]
+    child = parse(form.field("personnummer"), "20080601-2381").value
+    on_birthday, day_before = date(2026, 6, 1), date(2026, 5, 31)
+
+    assert is_visible(form.field("grund"), {"personnummer": child}, today=day_before)
+    assert not is_visible(form.field("grund_3"), {"personnummer": child}, today=day_before)
+    assert not is_visible(form.field("grund"), {"personnummer": child}, today=on_birthday)
+    assert is_visible(form.field("grund_3"), {"personnummer": child}, today=on_birthday)

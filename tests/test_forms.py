@@ -21,7 +21,7 @@ from config import (
     load_forms,
     load_settings,
 )
-from config.forms import CONDITION_TYPES
+from config.forms import AGE_CONDITION_TYPES, CONDITION_TYPES, Translation
 
 SHIPPED = ("lvm13", "lvu6", "skyddsbedomning", "sol_placering")
 CONFIG = """
@@ -57,6 +57,14 @@ label = "Namn"
 id = "svar"
 type = "yes_no"
 label = "Svar?"
+"""
+
+
+PNR_FIELD = """
+[[fields]]
+id = "pnr"
+type = "personnummer"
+label = "Personnummer"
 """
 
 
@@ -103,7 +111,10 @@ def test_each_shipped_template_is_complete_and_fits_a_phone(form_id: str) -> Non
         if spec.show_if is not None:
             source = form.field(spec.show_if.field)
             assert form.number_of(source.id) < form.number_of(spec.id)
-            assert source.type in CONDITION_TYPES
+            if spec.show_if.on_age:
+                assert source.type in AGE_CONDITION_TYPES
+            else:
+                assert source.type in CONDITION_TYPES
 
 
 def test_conditions_are_used_where_the_answer_decides_the_next_question() -> None:
@@ -134,12 +145,14 @@ def test_conditions_are_used_where_the_answer_decides_the_next_question() -> Non
 def test_the_lvu6_questions_come_in_the_documented_order() -> None:
     form = builtin_forms()["lvu6"]
 
+    assert form.version == 2
     assert [spec.id for spec in form.fields] == [
         "namn",
         "personnummer",
         "hemkommun",
         "vistelse",
         "grund",
+        "grund_3",  # new in version 2: the grounds for 18-20
         "handelse",
         "bradskande",
         "placering",
@@ -152,9 +165,175 @@ def test_the_lvu6_questions_come_in_the_documented_order() -> None:
         "polis",
         "polis_skal",
         "tidpunkt",
+        # new in version 2, after the old questions
+        "placeringsbeslut",
+        "unge_part",
+        "tolk",
+        "tolk_behov",
+        "skyddade",
+        "skydd_atgard",
+        "beslut_14",
+        "beslut_14_typ",
+        "beslut_14_forslag",
     ]
     assert "6 §" in form.legal_reference and "1990:52" in form.legal_reference
     assert "7 §" in form.next_step and "en vecka" in form.next_step
+    assert "kommit in till förvaltningsrätten" in form.next_step
+    # 8 §: four weeks from the day the custody was carried out.
+    assert "fyra veckor från den dag då omhändertagandet verkställdes" in form.next_step
+
+
+def test_the_lvu6_grounds_and_guardians_follow_the_age() -> None:
+    form = builtin_forms()["lvu6"]
+
+    # Under 18: 2 § and 3 §; from 18 (to 20) only 3 § (1 § third paragraph LVU).
+    assert form.field("grund").show_if == Condition(field="personnummer", age_under=18)
+    assert form.field("grund_3").show_if == Condition(field="personnummer", age_at_least=18)
+    assert [c.value for c in form.field("grund").choices] == [
+        "hemmet",
+        "missbruk",
+        "brott",
+        "nedbrytande",
+    ]
+    assert [c.value for c in form.field("grund_3").choices] == ["missbruk", "brott", "nedbrytande"]
+    assert all("3 §" in c.label for c in form.field("grund_3").choices)
+    # No guardians from 18; a party in one's own right from 15 (36 § LVU).
+    for field_id in ("vardnadshavare", "underrattade"):
+        assert form.field(field_id).show_if == Condition(field="personnummer", age_under=18)
+    assert form.field("unge_part").show_if == Condition(field="personnummer", age_at_least=15)
+    assert "36 § LVU" in form.field("unge_part").help
+
+
+def test_the_lvu6_asks_the_decisions_that_go_with_the_custody() -> None:
+    form = builtin_forms()["lvu6"]
+
+    placing = form.field("placeringsbeslut")
+    assert placing.type == "long_text" and placing.required and placing.show_if is None
+    assert "41" in placing.help and "överklagas" in placing.help
+    assert form.field("tolk").type == "yes_no"
+    assert form.field("tolk_behov").show_if == Condition(field="tolk", equals=True)
+    assert [c.value for c in form.field("skyddade").choices] == ["ja", "nej", "okant"]
+    assert form.field("skydd_atgard").show_if == Condition(field="skyddade", any_of=("ja", "okant"))
+    # The urgent 14 § decisions are follow-ups, asked only when wanted.
+    assert form.field("beslut_14").type == "yes_no"
+    assert [c.value for c in form.field("beslut_14_typ").choices] == ["umgange", "vistelseort"]
+    for field_id in ("beslut_14_typ", "beslut_14_forslag"):
+        assert form.field(field_id).show_if == Condition(field="beslut_14", equals=True)
+
+
+def test_the_lvm13_asks_for_the_sis_place_after_the_old_questions() -> None:
+    form = builtin_forms()["lvm13"]
+
+    assert form.version == 2
+    ids = [spec.id for spec in form.fields]
+    assert ids[ids.index("tidpunkt") :] == [
+        "tidpunkt",
+        "sis_begaran",
+        "sis_plats",
+        "sis_ej_begaran",
+    ]
+    assert len(ids) == 19
+    assert "25 § LVM" in form.field("sis_begaran").help
+    assert form.field("sis_plats").show_if == Condition(field="sis_begaran", equals=True)
+    assert form.field("sis_plats").required is False
+    assert form.field("sis_ej_begaran").show_if == Condition(field="sis_begaran", equals=False)
+
+
+def test_the_lvm13_deadlines_follow_15_and_18_paragraphs() -> None:
+    text = builtin_forms()["lvm13"].next_step
+
+    assert "utan dröjsmål och senast dagen efter beslutet (15 § LVM)" in text
+    assert "genast underställas" not in text
+    assert "18 a § LVM" in text
+    assert "ska ha kommit in till rätten inom en vecka från rättens beslut" in text
+    assert "18 b § LVM" in text
+
+
+# -- the appeal texts: the custody itself is reviewed, not appealed ----------------------
+
+
+def test_the_lvu6_appeal_text_says_what_the_family_can_do() -> None:
+    form = builtin_forms()["lvu6"]
+    swedish, english = form.appeal, form.appeal_in("en")
+
+    assert swedish.startswith("Beslutet om omedelbart omhändertagande kan inte överklagas.")
+    for expected in (
+        "förvaltningsrätten",
+        "(underställning)",
+        "inom en vecka",
+        "offentligt biträde",
+        "Beslutet om var vården ska inledas",
+        "kan överklagas till förvaltningsrätten",
+        "inom tre veckor",
+        "fyllt 15 år",
+        "vistelseorten",
+    ):
+        assert expected in swedish, expected
+    assert english.startswith("The decision on immediate custody cannot be appealed.")
+    for expected in (
+        "förvaltningsrätten",
+        "(underställning)",
+        "within one week",
+        "public counsel",
+        "The decision on where the care begins",
+        "can be appealed to the administrative court",
+        "within three weeks",
+        "15 or older",
+    ):
+        assert expected in english, expected
+    # Version 1 told the family to appeal the custody decision itself.
+    assert "Beslutet kan överklagas till förvaltningsrätten" not in swedish
+
+
+def test_the_lvm13_appeal_text_says_the_court_reviews_the_custody() -> None:
+    form = builtin_forms()["lvm13"]
+    swedish, english = form.appeal, form.appeal_in("en")
+
+    assert swedish.startswith("Beslutet om omedelbart omhändertagande kan inte överklagas.")
+    for expected in (
+        "förvaltningsrätten",
+        "(underställning)",
+        "senast dagen efter beslutet",
+        "inom fyra dagar",
+        "offentligt biträde",
+        "kammarrätten inom tre veckor",
+        "genast häva omhändertagandet",
+    ):
+        assert expected in swedish, expected
+    assert english.startswith("The decision on immediate custody cannot be appealed.")
+    for expected in ("förvaltningsrätten", "(underställning)", "within four days", "three weeks"):
+        assert expected in english, expected
+    assert "Beslutet kan överklagas till förvaltningsrätten" not in swedish
+
+
+@pytest.mark.parametrize(
+    ("form_id", "statutes"),
+    [
+        ("lvu6", ("41 §", "7 §", "36 §", "43 och 44 §§ förvaltningslagen", "14 §")),
+        ("lvm13", ("44 § LVM", "15-17 §§ LVM", "18 a §", "18 b §", "25 § LVM")),
+    ],
+)
+def test_the_legal_texts_cite_their_statutes_in_comments(
+    form_id: str, statutes: tuple[str, ...]
+) -> None:
+    source = (BUILTIN_FORMS_DIR / f"{form_id}.toml").read_text(encoding="utf-8")
+    comments = " ".join(
+        line.lstrip("# ").strip() for line in source.splitlines() if line.startswith("#")
+    )
+
+    for statute in statutes:
+        assert statute in comments, statute
+    assert "kontrollera" in comments  # what is not checked says so
+
+
+def test_other_shipped_templates_have_no_translation_and_fall_back_to_swedish() -> None:
+    for form in builtin_forms().values():
+        if form.id in ("lvu6", "lvm13"):
+            assert [t.language for t in form.translations] == ["en"]
+        else:
+            assert form.translations == ()
+            assert form.appeal_in("en") == form.appeal
+        assert form.appeal_in("sv") == form.appeal
 
 
 def test_field_and_number_of_find_questions_by_id() -> None:
@@ -372,6 +551,84 @@ BROKEN_FIELDS = [
         id="condition-without-test",
     ),
     pytest.param(
+        PNR_FIELD
+        + """
+        [[fields]]
+        id = "grund"
+        type = "text"
+        label = "Grund"
+        show_if = { field = "pnr", equals = "19121212-1212" }
+        """,
+        "fields[1] (grund).show_if.equals",
+        "'pnr' is a personnummer question: test its age with age_under = N or age_at_least = N",
+        id="personnummer-equals",
+    ),
+    pytest.param(
+        PNR_FIELD
+        + """
+        [[fields]]
+        id = "grund"
+        type = "text"
+        label = "Grund"
+        show_if = { field = "pnr" }
+        """,
+        "fields[1] (grund).show_if",
+        "'pnr' is a personnummer question: give age_under, age_at_least or both",
+        id="personnummer-without-bound",
+    ),
+    pytest.param(
+        PNR_FIELD
+        + """
+        [[fields]]
+        id = "grund"
+        type = "text"
+        label = "Grund"
+        show_if = { field = "pnr", age_under = "18" }
+        """,
+        "fields[1] (grund).show_if.age_under",
+        "expected a whole number of years, got a string ('18')",
+        id="age-not-a-number",
+    ),
+    pytest.param(
+        PNR_FIELD
+        + """
+        [[fields]]
+        id = "grund"
+        type = "text"
+        label = "Grund"
+        show_if = { field = "pnr", age_at_least = 0 }
+        """,
+        "fields[1] (grund).show_if.age_at_least",
+        "expected 1 to 130 years, got 0",
+        id="age-zero",
+    ),
+    pytest.param(
+        PNR_FIELD
+        + """
+        [[fields]]
+        id = "grund"
+        type = "text"
+        label = "Grund"
+        show_if = { field = "pnr", age_at_least = 18, age_under = 18 }
+        """,
+        "fields[1] (grund).show_if",
+        "age_at_least = 18 and age_under = 18 leave no age; age_at_least must be lower",
+        id="age-empty-range",
+    ),
+    pytest.param(
+        TWO_FIELDS
+        + """
+        [[fields]]
+        id = "hur"
+        type = "text"
+        label = "Hur?"
+        show_if = { field = "svar", age_under = 18 }
+        """,
+        "fields[2] (hur).show_if.age_under",
+        "'svar' is a yes_no question; age_under needs a personnummer question",
+        id="age-on-yes-no",
+    ),
+    pytest.param(
         """
         [[fields]]
         id = "risk"
@@ -474,6 +731,101 @@ def test_a_broken_field_is_reported_with_file_and_field(
     tmp_path: Path, fields: str, place: str, message: str
 ) -> None:
     path = write(tmp_path, "prov.toml", template("prov", fields))
+
+    forms, problems = load_forms([tmp_path])
+
+    assert forms == {}
+    assert [p.place for p in problems if message in p.message] == [f"{path}: {place}"], problems
+
+
+def test_an_age_condition_on_a_personnummer_loads(tmp_path: Path) -> None:
+    fields = (
+        PNR_FIELD
+        + """
+    [[fields]]
+    id = "tonaring"
+    type = "text"
+    label = "Tonåring"
+    show_if = { field = "pnr", age_at_least = 15, age_under = 18 }
+
+    [[fields]]
+    id = "vuxen"
+    type = "text"
+    label = "Vuxen"
+    show_if = { field = "pnr", age_at_least = 18 }
+    """
+    )
+    write(tmp_path, "prov.toml", template("prov", fields))
+
+    forms, problems = load_forms([tmp_path])
+
+    assert problems == []
+    teen, adult = forms["prov"].field("tonaring").show_if, forms["prov"].field("vuxen").show_if
+    assert teen == Condition(field="pnr", age_at_least=15, age_under=18)
+    assert adult == Condition(field="pnr", age_at_least=18)
+    assert teen.on_age and adult.on_age
+    assert not Condition(field="x", equals=True).on_age
+
+
+TRANSLATED = """
+appeal = "Överklaga inom tre veckor."
+
+[translations.en]
+appeal = "Appeal within three weeks."
+"""
+
+
+def test_a_translated_appeal_is_read_and_chosen_by_language(tmp_path: Path) -> None:
+    write(tmp_path, "prov.toml", HEADER.format(id="prov") + TRANSLATED + TWO_FIELDS)
+
+    forms, problems = load_forms([tmp_path])
+
+    assert problems == []
+    form = forms["prov"]
+    assert form.translations == (Translation(language="en", appeal="Appeal within three weeks."),)
+    assert form.appeal_in("en") == "Appeal within three weeks."
+    assert form.appeal_in("sv") == form.appeal_in("de") == "Överklaga inom tre veckor."
+
+
+@pytest.mark.parametrize(
+    ("translations", "place", "message"),
+    [
+        pytest.param(
+            TRANSLATED.replace("translations.en", "translations.de"),
+            "translations.de",
+            "unknown key",
+            id="unknown-language",
+        ),
+        pytest.param(
+            TRANSLATED + 'titel = "Prov"\n',
+            "translations.en.titel",
+            "unknown key",
+            id="unknown-key",
+        ),
+        pytest.param(
+            TRANSLATED.replace('"Appeal within three weeks."', "3"),
+            "translations.en.appeal",
+            "expected a string, got an integer (3)",
+            id="appeal-not-text",
+        ),
+        pytest.param(
+            TRANSLATED.replace('appeal = "Överklaga inom tre veckor."', ""),
+            "translations.en.appeal",
+            "translates appeal, which the template lacks",
+            id="nothing-to-translate",
+        ),
+        pytest.param(
+            'translations = "en"\n',
+            "translations",
+            "expected a table, got a string",
+            id="not-a-table",
+        ),
+    ],
+)
+def test_a_broken_translation_is_reported(
+    tmp_path: Path, translations: str, place: str, message: str
+) -> None:
+    path = write(tmp_path, "prov.toml", HEADER.format(id="prov") + translations + TWO_FIELDS)
 
     forms, problems = load_forms([tmp_path])
 
