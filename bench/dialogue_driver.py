@@ -51,29 +51,34 @@ from bench.harness import (
 )
 
 #: A valid answer to every question of lvu6 this benchmark meets, by question number.
-#: 10 "nej" hides 11 (and shows 12); 15 "nej" hides 16; 13 is optional and skipped.
+#: A child (under 15): 6 and 20 are not asked. 11 "nej" hides 12 (and shows 13); 16
+#: "nej" hides 17; 21, 23 and 25 "nej" hide 22, 24 and 26-27; 14 is optional and skipped.
 ANSWERS: dict[int, str] = {
     1: "Test Testsson",
-    2: "19121212-1212",
+    2: "20160412-2380",
     3: "1",  # the first (in these benchmarks the only) municipality
     4: "Hemma",
     5: "1",  # missförhållanden i hemmet
-    6: "Polisen larmade efter bråk i hemmet. Grannar hörde skrik under natten.",
-    7: "Barnet kan inte vara kvar i hemmet i natt; vårdnadshavarna är berusade.",
-    8: "Jourhem i Skövde",
-    9: "Mamma Maria Testsson, 070-111 22 33, finns hemma.",
-    10: "nej",
-    12: "Gick inte att nå per telefon kl 02.10; nytt försök kl 08.00 av jouren.",
-    13: "!hoppa",
-    14: "Barnet omhändertas omedelbart med stöd av 6 § LVU. Vården behövs enligt 2 § LVU.",
-    15: "nej",
-    17: "nu",
+    7: "Polisen larmade efter bråk i hemmet. Grannar hörde skrik under natten.",
+    8: "Barnet kan inte vara kvar i hemmet i natt; vårdnadshavarna är berusade.",
+    9: "Jourhem i Skövde",
+    10: "Mamma Maria Testsson, 070-111 22 33, finns hemma.",
+    11: "nej",
+    13: "Gick inte att nå per telefon kl 02.10; nytt försök kl 08.00 av jouren.",
+    14: "!hoppa",
+    15: "Barnet omhändertas omedelbart med stöd av 6 § LVU. Vården behövs enligt 2 § LVU.",
+    16: "nej",
+    18: "nu",
+    19: "Vården av Test Testsson ska inledas i jourhem.",
+    21: "nej",
+    23: "nej",
+    25: "nej",
 }
 #: Answers one case takes (the first is the warm-up).
 ANSWERS_PER_CASE = len(ANSWERS)
 #: Questions the bot follows with a poll: the worker waits for the poll before answering,
 #: as a person would, so the answer never queues behind the poll's send.
-POLL_QUESTIONS = frozenset({3, 5, 10, 15})
+POLL_QUESTIONS = frozenset({3, 5, 11, 16, 21, 23, 25})
 QUESTION = re.compile(r"Fråga (\d+) av (\d+)")
 COMPLETE = "Alla frågor är besvarade"
 FORM = "lvu6"

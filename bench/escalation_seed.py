@@ -15,7 +15,7 @@ the bot makes when a worker types:
    ``!hoppa`` in the case room, handed as ``IncomingMessage`` to a
    :class:`~handlers.dispatcher.Dispatcher` built as ``bot/app.py`` builds it.
    Its messenger creates the case rooms for real (the worker is invited) but
-   keeps the dialogue's questions to itself: 17 questions and 4 polls per case
+   keeps the dialogue's questions to itself: 19 questions and 7 polls per case
    over Matrix would take minutes, and they are not what is measured;
 3. ``!skicka``: the report is frozen, the decision PDF rendered, the case moves to
    ``awaiting_signature`` and the signing request and the whole escalation plan

@@ -219,7 +219,7 @@ async def submit_report(anna: MatrixUser, duty_room: str, opening: asyncio.Lock)
         await anna.wait(lambda: any(r == room for r, _, _ in anna.polls), STEP_TIMEOUT)
     except TimeoutError:
         raise BenchError(f"{number}: the bot did not ask for the form") from None
-    steps = [("lvu6", "Fråga 1 av 17")]
+    steps = [("lvu6", "Fråga 1 av 27")]
     for i, (_, answer) in enumerate(LVU6_ANSWERS):
         following = (
             f"Fråga {LVU6_ANSWERS[i + 1][0]} av"

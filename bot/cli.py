@@ -9,7 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from config import ConfigError, Settings, check_config, load_settings
+from config import ConfigError, Problem, Settings, load_settings
+
+log = logging.getLogger("socialjour")
 
 
 def _setup_logging(level: str) -> None:
@@ -32,12 +34,19 @@ def _load(path: str) -> Settings:
         raise SystemExit(1) from None
 
 
+def _warning(label: str, warning: Problem) -> str:
+    """A warning as check-config prints it: ``config.toml: key: warning: message``."""
+    return f"{label}: {warning.place}: warning: {warning.message}"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bot.app import run
     from bot.instance_lock import AlreadyRunning
 
     settings = _load(args.config)
     _setup_logging(settings.logging.level)
+    for warning in settings.warnings:  # e.g. an appointment that ran out: never asked
+        log.warning("config: %s", _warning(args.config, warning))
     try:
         asyncio.run(run(settings))
     except AlreadyRunning as exc:
@@ -47,13 +56,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    problems = check_config(args.config)
-    for problem in problems:
-        print(problem)
-    if problems:
-        print(f"{len(problems)} problem(s) found.", file=sys.stderr)
+    """Every problem (exit 1), or OK with the warnings: what the file may say but
+    should change (an old role, a missing or expiring appointment; exit 0)."""
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem)
+        print(f"{len(exc.problems)} problem(s) found.", file=sys.stderr)
         return 1
-    print(f"{args.config}: OK")
+    for warning in settings.warnings:
+        print(_warning(args.config, warning))
+    count = len(settings.warnings)
+    print(f"{args.config}: OK" + (f" ({count} warning(s))" if count else ""))
     return 0
 
 

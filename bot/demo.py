@@ -12,8 +12,10 @@ import json
 import secrets
 import socket
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -35,7 +37,7 @@ DEMO_USERS = (
     DemoUser("anna", "socialsekreterare i jouren, jourens samordnare (lead)"),
     DemoUser("bo", "socialsekreterare i jouren"),
     DemoUser("dag", "ordförande, socialnämnden i Skövde"),
-    DemoUser("disa", "vice ordförande, socialnämnden i Skövde"),
+    DemoUser("disa", "vice ordförande (förordnad ledamot), socialnämnden i Skövde"),
     DemoUser("erik", "ordförande, socialnämnden i Mariestad"),
     DemoUser("cecilia", "mottagningen i Skövde"),
     DemoUser("maja", "mottagningen i Mariestad"),
@@ -82,8 +84,25 @@ def prepare(
     return synapse, config, passwords
 
 
+def _term(today: date) -> tuple[date, date]:
+    """The committee's current term of office: four years from the January after an
+    election year (2023-2026, 2027-2030, ...), when the demo's appointments hold."""
+    start = today.year - (today.year - 2023) % 4
+    return date(start, 1, 1), date(start + 3, 12, 31)
+
+
 def _config_text(synapse: LocalSynapse, web_port: int, pki: DevPki, tsa_port: int) -> str:
     s = synapse.server_name
+    term_start, term_end = _term(datetime.now(ZoneInfo("Europe/Stockholm")).date())
+    # The appointments (LVU 6 § andra stycket, LVM 13 §): without one nobody is asked.
+    elected = f"""appointed_by = "Kommunfullmäktige"
+  appointed_on = {term_start.isoformat()}
+  minutes_ref = "§ 4"
+  valid_until = {term_end.isoformat()}"""
+    appointed = f"""appointed_by = "Socialnämnden"
+  appointed_on = {term_start.isoformat()}
+  minutes_ref = "§ 12"
+  valid_until = {term_end.isoformat()}"""
 
     def uid(localpart: str) -> str:
         return f"@{localpart}:{s}"
@@ -128,11 +147,14 @@ intake_members = ["{uid("cecilia")}"]
   user_id = "{uid("dag")}"
   name = "Dag Demo"
   role = "ordförande"
+  {elected}
 
   [[municipalities.decision_makers]]
   user_id = "{uid("disa")}"
   name = "Disa Demo"
-  role = "vice ordförande"
+  role = "förordnad ledamot"
+  title = "vice ordförande"
+  {appointed}
 
 [[municipalities]]
 id = "mariestad"
@@ -144,6 +166,7 @@ intake_members = ["{uid("maja")}"]
   user_id = "{uid("erik")}"
   name = "Erik Demo"
   role = "ordförande"
+  {elected}
 """
 
 

@@ -13,10 +13,11 @@ import json
 import os
 import re
 from collections.abc import Callable, Collection, Mapping
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from config.durations import parse_duration
 
@@ -33,6 +34,8 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _PHONE = re.compile(r"\+?[0-9][0-9 -]{4,}[0-9]")
 _SECRET_KEYS = ("env", "file")
 
+#: Appointments and other calendar days are Swedish days.
+SWEDISH_TIME = ZoneInfo("Europe/Stockholm")
 USER_ID = "a Matrix user id like @name:example.org"
 ROOM_ALIAS = "a room alias like #room:example.org"
 HTTP_URL = "an http:// or https:// URL like https://matrix.example.org"
@@ -125,16 +128,28 @@ def absolute(base_dir: Path, path: str) -> Path:
 
 
 class Reader:
-    """Walks the TOML tree for the loader and collects ``(place, message)`` problems."""
+    """Walks the TOML tree for the loader and collects ``(place, message)`` problems.
 
-    def __init__(self, base_dir: Path, environ: Mapping[str, str]) -> None:
+    Warnings are collected apart: what the file may say but should change (an old
+    role, an appointment that is missing or runs out). They never stop a load.
+    """
+
+    def __init__(
+        self, base_dir: Path, environ: Mapping[str, str], *, today: date | None = None
+    ) -> None:
         self.base_dir = base_dir
         self.environ = environ
+        #: The Swedish date the checks that depend on the day (appointments) use.
+        self.today = today if today is not None else datetime.now(SWEDISH_TIME).date()
         self.problems: list[tuple[str, str]] = []
+        self.warnings: list[tuple[str, str]] = []
         self._origins: dict[str, str] = {}
 
     def report(self, place: str, message: str) -> None:
         self.problems.append((place, message))
+
+    def warn(self, place: str, message: str) -> None:
+        self.warnings.append((place, message))
 
     def shown(self, place: str, value: str) -> str:
         """How a bad value appears in a message: secrets are named, never echoed."""
@@ -343,6 +358,30 @@ class Reader:
             self.report(place, f"expected a number from {minimum} to {maximum}, got {value}")
             return default
         return value
+
+    def day(
+        self, table: dict[str, Any], parent: str, key: str, *, required: bool = False
+    ) -> date | None:
+        """A calendar day: a TOML date (2026-01-15) or the same as a string."""
+        place = key_place(parent, key)
+        if key not in table:
+            if required:
+                self.report(place, "missing required key")
+            return None
+        value = table[key]
+        expected = "expected a date like 2026-01-15"
+        if isinstance(value, datetime):
+            self.report(place, f"{expected} (a day, without a time), got {describe(value)}")
+            return None
+        if isinstance(value, date):
+            return value
+        if isinstance(value, str):
+            try:
+                return date.fromisoformat(value.strip())
+            except ValueError:
+                pass
+        self.report(place, f"{expected}, got {describe(value)}")
+        return None
 
     # -- durations -----------------------------------------------------------------
 

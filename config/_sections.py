@@ -17,6 +17,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from config import personnummer
+from config._appointments import (
+    APPOINTMENT_KEYS,
+    check_appointments,
+    read_appointment,
+    read_role,
+)
 from config._notify import read_notify, read_rule
 from config._reader import (
     HTTP_URL,
@@ -41,7 +47,6 @@ from config.settings import (
     DEFAULT_NOTIFY,
     LANGUAGES,
     LOG_LEVELS,
-    ROLES,
     STANDARD_POLICY,
     TRUST_LEVELS,
     BankIdSettings,
@@ -55,6 +60,7 @@ from config.settings import (
     NotifySettings,
     OidcSettings,
     Pkcs11Settings,
+    Problem,
     Settings,
     SigningSettings,
     StorageSettings,
@@ -98,8 +104,19 @@ _MUNICIPALITY_KEYS = (
     "decision_makers",
     "notify",
     "roster_ics",
+    "body_name",
 )
-_DECISION_MAKER_KEYS = ("user_id", "name", "role", "email", "phone", "personal_number", "notify")
+_DECISION_MAKER_KEYS = (
+    "user_id",
+    "name",
+    "role",
+    "title",
+    "email",
+    "phone",
+    "personal_number",
+    "notify",
+    *APPOINTMENT_KEYS,
+)
 _SIGNING_KEYS = (
     "auth_methods",
     "link_ttl",
@@ -150,6 +167,7 @@ def read_settings(r: Reader, root: dict[str, Any], config_path: Path) -> Setting
         notify=notify,
         logging=_logging(r, root),
         form_dirs=_form_dirs(r, root),
+        warnings=tuple(Problem(place, message) for place, message in r.warnings),
     )
 
 
@@ -320,20 +338,21 @@ def _municipalities(
                 f"no escalation policy named {policy!r}; "
                 f"defined: {', '.join(sorted(policy_names))}",
             )
-        municipalities.append(
-            Municipality(
-                id=municipality_id,
-                name=r.required(table, place, "name"),
-                intake_room_alias=r.required(
-                    table, place, "intake_room_alias", is_room_alias, ROOM_ALIAS
-                ),
-                intake_members=r.strings(table, place, "intake_members", is_user_id, USER_ID),
-                escalation_policy=policy,
-                decision_makers=_decision_makers(r, table, place, notify),
-                notify=read_rule(r, table, place, notify=notify) or DEFAULT_NOTIFY,
-                roster_ics=_roster_ics(r, table, place),
-            )
+        municipality = Municipality(
+            id=municipality_id,
+            name=r.required(table, place, "name"),
+            intake_room_alias=r.required(
+                table, place, "intake_room_alias", is_room_alias, ROOM_ALIAS
+            ),
+            intake_members=r.strings(table, place, "intake_members", is_user_id, USER_ID),
+            escalation_policy=policy,
+            decision_makers=_decision_makers(r, table, place, notify),
+            notify=read_rule(r, table, place, notify=notify) or DEFAULT_NOTIFY,
+            roster_ics=_roster_ics(r, table, place),
+            body_name=r.optional(table, place, "body_name"),
         )
+        check_appointments(r, municipality, place)
+        municipalities.append(municipality)
     return tuple(municipalities)
 
 
@@ -376,11 +395,14 @@ def _decision_makers(
             first_place_of_user[user_id] = place
         email = r.optional(table, place, "email", is_email, "an email address like dag@example.org")
         phone = r.optional(table, place, "phone", is_phone, "a phone number like +46701234567")
+        name = r.required(table, place, "name")
         makers.append(
             DecisionMaker(
                 user_id=user_id,
-                name=r.required(table, place, "name"),
-                role=r.choice(table, place, "role", ROLES, "ledamot", required=True),
+                name=name,
+                role=read_role(r, table, place),
+                title=r.optional(table, place, "title"),
+                appointment=read_appointment(r, table, place, name=name),
                 email=email,
                 phone=phone,
                 personal_number=_personal_number(r, table, place),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
@@ -21,13 +21,16 @@ __all__ = [
     "ACTIONS",
     "AUTH_METHODS",
     "CHANNELS",
+    "DEFAULT_BODY_NAME",
     "DEFAULT_NOTIFY",
     "LANGUAGES",
+    "LEGACY_ROLES",
     "LOG_LEVELS",
     "ROLES",
     "STANDARD_POLICY",
     "TRUST_LEVELS",
     "Action",
+    "Appointment",
     "Channel",
     "DecisionMaker",
     "DutySettings",
@@ -52,16 +55,29 @@ __all__ = [
 
 Trust = Literal["cross-signed", "all"]
 Language = Literal["sv", "en"]
-Role = Literal["ordförande", "vice ordförande", "ledamot"]
+#: Who may decide when the committee's decision cannot be awaited: the chair, or another
+#: member the committee has appointed (LVU 6 § andra stycket; LVM 13 §). The last two
+#: are the old values, still read (check-config says what to write instead): a "vice
+#: ordförande" title gives no mandate of its own, the appointment does.
+Role = Literal["ordförande", "förordnad ledamot", "vice ordförande", "ledamot"]
 Action = Literal["remind", "next_signer", "alert_leads"]
 Channel = Literal["matrix", "sms", "call", "email"]
 
 TRUST_LEVELS: tuple[Trust, ...] = ("cross-signed", "all")
 LANGUAGES: tuple[Language, ...] = ("sv", "en")
-ROLES: tuple[Role, ...] = ("ordförande", "vice ordförande", "ledamot")
+ROLES: tuple[Role, ...] = ("ordförande", "förordnad ledamot")
+#: The old role values, each with what to write instead.
+LEGACY_ROLES: Mapping[str, str] = MappingProxyType(
+    {
+        "vice ordförande": 'role = "förordnad ledamot" and title = "vice ordförande"',
+        "ledamot": 'role = "förordnad ledamot"',
+    }
+)
 ACTIONS: tuple[Action, ...] = ("remind", "next_signer", "alert_leads")
 CHANNELS: tuple[Channel, ...] = ("matrix", "sms", "call", "email")
 AUTH_METHODS = ("matrix-code", "bankid", "oidc")
+#: The deciding body when ``body_name`` is not given.
+DEFAULT_BODY_NAME = "Socialnämnden"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -142,6 +158,27 @@ DEFAULT_NOTIFY: tuple[NotifyRule, ...] = (NotifyRule(timedelta(0), "matrix"),)
 
 
 @dataclass(frozen=True, slots=True)
+class Appointment:
+    """The appointment (förordnande) a decision-maker's power to decide comes from.
+
+    LVU 6 § andra stycket and LVM 13 §: when the committee's decision cannot be
+    awaited, the chair or another member *the committee has appointed* may decide.
+    The record says which body appointed (or, for the chair, elected) the person,
+    when, under which paragraph of its minutes, and until when it holds; the decision
+    document prints it. Days are Swedish calendar days, both ends included.
+    """
+
+    appointed_by: str
+    appointed_on: date
+    minutes_ref: str
+    valid_until: date
+
+    def covers(self, day: date) -> bool:
+        """Whether the appointment holds on ``day`` (a local Swedish date)."""
+        return self.appointed_on <= day <= self.valid_until
+
+
+@dataclass(frozen=True, slots=True)
 class DecisionMaker:
     """A committee member who can sign urgent decisions for one municipality."""
 
@@ -154,6 +191,25 @@ class DecisionMaker:
     personal_number: str | None = field(default=None, repr=False)
     #: The person's own alert rule; None means the municipality's default rule.
     notify: tuple[NotifyRule, ...] | None = None
+    #: A title shown with the name ("vice ordförande"); it gives no power to decide.
+    title: str | None = None
+    #: The appointment the power to decide comes from; None: never asked to decide.
+    appointment: Appointment | None = None
+
+    @property
+    def mandate(self) -> Literal["ordförande", "förordnad ledamot"]:
+        """The legal role: the chair, or (every other value) an appointed member."""
+        return "ordförande" if self.role == "ordförande" else "förordnad ledamot"
+
+    @property
+    def label(self) -> str:
+        """How the person's role is shown: their title if they have one."""
+        return self.title or self.role
+
+    def may_decide_on(self, day: date) -> bool:
+        """Whether an appointment covers ``day`` (a local Swedish date): without one
+        the person is never asked to decide and cannot sign."""
+        return self.appointment is not None and self.appointment.covers(day)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +227,14 @@ class Municipality:
     notify: tuple[NotifyRule, ...] = DEFAULT_NOTIFY
     #: On-call order from an iCalendar file: an absolute path, or an https URL.
     roster_ics: str | None = None
+    #: The deciding body as printed on decisions ("Individ- och familjenämnden",
+    #: "Kommunstyrelsen", ...); None: "Socialnämnden" (in English, the committee).
+    body_name: str | None = None
+
+    @property
+    def body(self) -> str:
+        """The deciding body's name in Swedish (``body_name`` or Socialnämnden)."""
+        return self.body_name or DEFAULT_BODY_NAME
 
     def rule_for(self, maker: DecisionMaker) -> tuple[NotifyRule, ...]:
         """The channels to use for ``maker``: Matrix first, always, then their rule."""
@@ -345,6 +409,10 @@ class Settings:
     """Folders from ``[forms] extra_dirs`` whose templates add to or replace the built-in ones."""
     forms: Mapping[str, FormTemplate] = field(default_factory=_no_forms, hash=False)
     """Form templates by id: the built-in ones, then those in ``form_dirs`` (``load_settings``)."""
+    warnings: tuple[Problem, ...] = ()
+    """What the config allows but should change (an old role, an appointment that is
+    missing or runs out); ``check-config`` prints them, ``run`` logs them. The place
+    is the key's, without the file name."""
 
     def municipality(self, id: str) -> Municipality | None:
         """The municipality with this id, or None when the config does not list it."""

@@ -3,6 +3,11 @@
 Rendering (reportlab) runs in a worker thread, before any status change, so a
 failing render leaves the case as it was. The request itself is written by the
 caller's transaction, together with the status change and the escalation plan.
+
+The document rendered here is the version the signer reviews: it says the decision
+date is the day of signing, because the decision is made by the signature. At
+signing, :func:`decided_version` renders it again with the moment of the decision
+(the signing page's backend does, in a worker thread), and that version is sealed.
 """
 
 from __future__ import annotations
@@ -48,22 +53,11 @@ class Issuer:
     async def prepare(
         self, report: Mapping[str, Any], municipality: Municipality, maker: DecisionMaker
     ) -> Prepared:
-        """Render the decision naming ``maker`` (off the event loop)."""
-        from signing.document import render_decision
-
-        form = self.settings.forms.get(str(report.get("form", {}).get("id", "")))
-        if form is None:
-            raise RenderFailed("unknown form")
+        """Render the decision naming ``maker`` for review (off the event loop)."""
         try:
-            pdf = await asyncio.to_thread(
-                render_decision,
-                report,
-                form,
-                municipality_name=municipality.name,
-                signer_name=maker.name,
-                signer_role=maker.role,
-                language=self.lang,
-            )
+            pdf = await asyncio.to_thread(render_for, self.settings, report, municipality, maker)
+        except RenderFailed:
+            raise
         except Exception as exc:
             raise RenderFailed(type(exc).__name__) from exc
         return Prepared(maker, municipality, pdf, hashlib.sha256(pdf).hexdigest())
@@ -80,7 +74,7 @@ class Issuer:
             token_hash=hashed,
             signer_user_id=prepared.maker.user_id,
             signer_name=prepared.maker.name,
-            signer_role=prepared.maker.role,
+            signer_role=prepared.maker.label,
             municipality_id=prepared.municipality.id,
             document=prepared.pdf,
             document_sha256=prepared.sha256,
@@ -90,3 +84,59 @@ class Issuer:
         request.token_sealed = self.sealer.seal(token, token_hash=hashed)
         await session.flush()
         return request
+
+
+def render_for(
+    settings: Settings,
+    report: Mapping[str, Any],
+    municipality: Municipality,
+    maker: DecisionMaker,
+    *,
+    decided_at: datetime | None = None,
+) -> bytes:
+    """The decision naming ``maker``, their role and mandate, and the deciding body.
+
+    ``decided_at`` None: the version to review (the decision date is the day of
+    signing); else the version decided at that moment. Blocking (reportlab): call
+    it in a worker thread.
+    """
+    from signing.document import Mandate, render_decision  # at call time: tests replace it
+
+    form = settings.forms.get(str(report.get("form", {}).get("id", "")))
+    if form is None:
+        raise RenderFailed("unknown form")
+    return render_decision(
+        report,
+        form,
+        municipality_name=municipality.name,
+        signer_name=maker.name,
+        signer_role=maker.label,
+        language=settings.duty.language,
+        body_name=municipality.body_name,
+        mandate=Mandate.of(maker),
+        decided_at=decided_at,
+    )
+
+
+def decided_version(
+    settings: Settings,
+    report: Mapping[str, Any],
+    municipality: Municipality,
+    maker: DecisionMaker,
+    *,
+    reviewed_sha256: str,
+    decided_at: datetime,
+) -> bytes | None:
+    """The reviewed decision with the moment of the decision filled in, to be sealed.
+
+    Only if rendering the review version again gives exactly the document the
+    signer was shown (``reviewed_sha256``): then the two differ in the decision
+    date and time and nothing else. None when it does not (the configuration or
+    the form template changed since): the caller seals the reviewed document as it
+    is, which says the decision date is the day of signing. Blocking: call it in a
+    worker thread.
+    """
+    again = render_for(settings, report, municipality, maker)
+    if hashlib.sha256(again).hexdigest() != reviewed_sha256:
+        return None
+    return render_for(settings, report, municipality, maker, decided_at=decided_at)

@@ -6,6 +6,13 @@ people the municipality's on-call calendar names for the moment (``roster_ics``,
 see :mod:`handlers.roster`), then everyone else in the order the configuration lists
 them. A calendar that cannot be read is skipped with a warning, never a failure:
 someone must always be asked.
+
+Only people whose appointment (förordnande) holds on the moment's Swedish day are
+on call at all: LVU 6 § andra stycket and LVM 13 § give the power to decide to the
+chair and the members the committee has appointed, so a decision-maker without a
+valid appointment is never asked, whatever the calendar or an override says. When
+that leaves nobody, the caller says so (``decision.nobody_on_call`` to the worker
+and the leads, ``escalation.no_next_signer`` in a running escalation).
 """
 
 from __future__ import annotations
@@ -86,7 +93,16 @@ async def on_call_entries(
     unique: dict[str, OnCallEntry] = {}
     for entry in ordered:
         unique.setdefault(entry.maker.user_id, entry)
-    return list(unique.values())
+    entries = [e for e in unique.values() if may_decide(e.maker, at)]
+    if len(entries) < len(unique):
+        lapsed = [user for user in unique if all(e.maker.user_id != user for e in entries)]
+        log.info("%s: not asked, no appointment that holds: %s", municipality_id, lapsed)
+    return entries
+
+
+def may_decide(maker: DecisionMaker, at: datetime) -> bool:
+    """Whether ``maker``'s appointment holds on the Swedish day of ``at``."""
+    return maker.may_decide_on(at.astimezone(LOCAL_TZ).date())
 
 
 async def on_call(
@@ -174,7 +190,7 @@ class OnCallCommands:
                     self.lang,
                     "oncall.person",
                     name=e.maker.name,
-                    role=e.maker.role,
+                    role=e.maker.label,
                     source=i18n.text(self.lang, f"oncall.source.{e.source.value}"),
                 )
                 for e in entries

@@ -4,6 +4,14 @@ The web app (``signing/web.py``) calls this object and nothing else, so every ru
 about links, identification and "exactly one decision" lives here. The case side
 (sending for signature, reminders, escalation) is :mod:`handlers.decisions`.
 
+The decision is made by the signature, so its moment is the decision's: the
+document the signer reviewed says the decision date is the day of signing; at
+"sign" it is rendered again with that moment (in a worker thread, and only if
+rendering the reviewed version again gives the very document they were shown),
+that version is sealed, and the same moment is recorded as the decision time
+from which every deadline counts. A decision-maker whose appointment does not
+hold on that day cannot decide (LVU 6 § andra stycket, LVM 13 §).
+
 Nothing here keeps a signer's page waiting on Matrix for long: sealing runs in
 the seal's worker thread, the decision goes into the case room in a background
 task (:class:`handlers.outcomes.OutcomePoster`), and what must still be sent
@@ -24,11 +32,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from config import Settings
+from config import DecisionMaker, Municipality, Settings
 from handlers.case_state import CaseStatus, Effects, transition
-from handlers.context import Clock
+from handlers.context import LOCAL_TZ, Clock
 from handlers.errors import ConcurrentChange
 from handlers.escalation import Escalator
+from handlers.issuing import decided_version
 from handlers.links import token_hash
 from handlers.messenger import Messenger
 from handlers.outcomes import OutcomePoster
@@ -148,16 +157,7 @@ class SigningBackend:
             report = await repo.get_report(session, case_id=request.case_id)
         assert case is not None
         submitted = (report.submitted or {}) if report else {}
-        maker = next(
-            (
-                d
-                for m in self.settings.municipalities
-                if m.id == request.municipality_id
-                for d in m.decision_makers
-                if d.user_id == request.signer_user_id
-            ),
-            None,
-        )
+        _, maker = self._maker(request)
         return SigningContext(
             request_id=str(request.id),
             case_number=case.number,
@@ -170,6 +170,17 @@ class SigningBackend:
             end_user_ip=ip,
             public_base_url=self.settings.web.public_base_url,
         )
+
+    def _maker(self, request: SigningRequest) -> tuple[Municipality | None, DecisionMaker | None]:
+        """The request's municipality and decision-maker in the configuration."""
+        municipality = self.settings.municipality(request.municipality_id or "")
+        if municipality is None:
+            return None, None
+        maker = next(
+            (d for d in municipality.decision_makers if d.user_id == request.signer_user_id),
+            None,
+        )
+        return municipality, maker
 
     async def view(self, token: str, cookie: str | None = None) -> dict[str, Any]:
         """What the page may show before identification: nothing about the person."""
@@ -312,32 +323,87 @@ class SigningBackend:
         await self._open(request)  # decided or expired says so, with or without a session
         if not self._has_session(request, cookie):
             raise Unauthorized("error.not_identified")
-        if action == "decline":
-            if not reason.strip():
-                raise BadRequest("error.reason_required")
-            return await self._settle(request, "declined", reason=reason.strip()[:2000])
-        if action != "sign":
+        if action not in ("sign", "decline"):
             raise BadRequest("error.unknown_action")
+        if action == "decline" and not reason.strip():
+            raise BadRequest("error.reason_required")
+        decided_at = self.clock()  # the decision is this moment: printed, sealed, recorded
+        municipality, maker = self._maker(request)
+        if maker is None or not maker.may_decide_on(decided_at.astimezone(LOCAL_TZ).date()):
+            # A refusal is a decision too: neither without a mandate on the day.
+            log.warning("signing request %d: no appointment that holds today", request.id)
+            raise Forbidden("error.no_mandate")
+        if action == "decline":
+            return await self._settle(
+                request, "declined", reason=reason.strip()[:2000], now=decided_at
+            )
         if self.signer is None:
             raise Unavailable("error.no_seal")
         from signing.seal import StampInfo
 
         identity = request.identity or {}
         ctx = await self._context(request, "")
+        assert municipality is not None
+        document, rendered = await self._decided_document(request, municipality, maker, decided_at)
         # In the seal's worker thread: the event loop serves everyone else meanwhile.
         signed = await self.seal().sign(
-            request.document,
+            document,
             stamp=StampInfo(
                 signer_name=request.signer_name,
                 signer_role=request.signer_role,
                 method_label=METHOD_LABELS.get(str(identity.get("method")), "?"),
-                signed_at=self.clock(),
+                signed_at=decided_at,
                 case_number=ctx.case_number,
                 language=self.lang,
             ),
-            evidence=identity,
+            # Under the signature with the identification: the document the signer was
+            # shown (its SHA-256 is what BankID showed) and how the sealed one came from it.
+            evidence={
+                **identity,
+                "decision": {
+                    "decided_at": decided_at.isoformat(),
+                    "reviewed_sha256": request.document_sha256,
+                    "rendered_at_signing": rendered,
+                },
+            },
         )
-        return await self._settle(request, "signed", signed=signed)
+        return await self._settle(request, "signed", signed=signed, now=decided_at)
+
+    async def _decided_document(
+        self,
+        request: SigningRequest,
+        municipality: Municipality,
+        maker: DecisionMaker,
+        decided_at: datetime,
+    ) -> tuple[bytes, bool]:
+        """What to seal: the reviewed decision rendered again with the moment of the
+        decision (True), or, when that cannot be the same document, the reviewed one as
+        it is (False), which says the decision date is the day of signing."""
+        async with self.sessions() as session:
+            report = await repo.get_report(session, case_id=request.case_id)
+        submitted = report.submitted if report is not None else None
+        decided: bytes | None = None
+        if submitted:
+            try:
+                decided = await asyncio.to_thread(  # reportlab: never on the event loop
+                    decided_version,
+                    self.settings,
+                    submitted,
+                    municipality,
+                    maker,
+                    reviewed_sha256=request.document_sha256,
+                    decided_at=decided_at,
+                )
+            except Exception as exc:
+                log.warning(
+                    "signing request %d: the decided version failed (%s)",
+                    request.id,
+                    type(exc).__name__,
+                )
+        if decided is None:
+            log.warning("signing request %d: sealing the reviewed document as it is", request.id)
+            return request.document, False
+        return decided, True
 
     async def _settle(
         self,
@@ -346,13 +412,15 @@ class SigningBackend:
         *,
         reason: str | None = None,
         signed: bytes | None = None,
+        now: datetime | None = None,
     ) -> dict[str, Any]:
         """Record exactly one decision per case; the loser learns who decided.
 
-        The answer goes back as soon as the decision is stored: posting it to the
-        case room is a background task (recover() finishes it after a crash).
+        ``now`` is the moment of the decision (the one the document states). The
+        answer goes back as soon as the decision is stored: posting it to the case
+        room is a background task (recover() finishes it after a crash).
         """
-        now = self.clock()
+        now = now if now is not None else self.clock()
         sha = hashlib.sha256(signed).hexdigest() if signed else None
         try:
             effects = await self._record(request, outcome, now, reason, signed, sha)

@@ -4,9 +4,21 @@ Rendered from the structured report (``handlers.dialogue.build_report``) and its
 form template with reportlab's platypus, in Helvetica (a standard PDF font, so
 nothing is embedded and the file stays small). The same input always gives the
 same bytes: reportlab's invariant mode fixes the document id, and the creation
-date is the report's submission time. That lets the signing page show the
-SHA-256 of the document before anyone signs, and lets anyone re-render and
-compare later.
+date is the report's submission time (the decision's, in the version sealed).
+That lets the signing page show the SHA-256 of the document before anyone
+signs, and lets anyone re-render and compare later.
+
+The decision is made when it is signed, so the decision date is the signature's
+day, not the report's: a report sent at 23:50 and signed at 00:10 decides on the
+next day, and every deadline counts from that day (LVU 7 §: one week from the day
+of the decision). The version the signer reviews (``decided_at=None``) says the
+decision date is the day of signing; at signing the document is rendered again
+with the moment of the decision (``decided_at``), and that version is sealed.
+
+The decision-maker's section states the mandate: the chair, or a member the
+committee has appointed, with the appointment (who, when, which § of the
+minutes) and the statute that lets them decide when the committee's decision
+cannot be awaited (:class:`Mandate`).
 
 The page reserves an empty box under the decision-maker's name for the visible
 signature: it is written into the PDF as an empty signature field named
@@ -21,7 +33,7 @@ import math
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from xml.sax.saxutils import escape
 from zoneinfo import ZoneInfo
@@ -44,11 +56,13 @@ from reportlab.platypus import (
 )
 
 from config.forms import FormTemplate
+from config.settings import DecisionMaker
 
 __all__ = [
     "LOCAL_TIME",
     "SIGNATURE_BOX_SIZE",
     "SIGNATURE_FIELD",
+    "Mandate",
     "RenderedDecision",
     "SignatureBox",
     "layout_decision",
@@ -74,7 +88,8 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "committee": "Socialnämnden",
         "title": "Beslut",
         "case": "Ärende",
-        "date": "Datum",
+        "date": "Beslutsdatum",
+        "at_signing": "dagen för underskriften",
         "legal": "Lagrum",
         "report": "Underlag",
         "report_line": "{title} (version {version}), upprättat {date} kl. {time} av {by}",
@@ -85,6 +100,14 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "maker": "Beslutsfattare",
         "name": "Namn",
         "role": "Roll",
+        "mandate": "Beslutanderätt",
+        "mandate_chair": "Ordförande i {body}, vald av {by} den {on}, {ref}",
+        "mandate_member": "Ledamot förordnad av {by} den {on}, {ref}",
+        "mandate_until": " (gäller till och med {until})",
+        "mandate_basis": ", med stöd av {basis}, då nämndens beslut inte kunde avvaktas.",
+        "decided": "Beslutat",
+        "decided_at": "{date} kl. {time}",
+        "decided_pending": "när beslutet undertecknas; beslutsdatum är dagen för underskriften",
         "signed_note": "Beslutet är undertecknat elektroniskt; se signaturen.",
         "next_step": "Nästa steg",
         "appeal": "Hur man överklagar",
@@ -94,7 +117,8 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "committee": "Social Welfare Committee",
         "title": "Decision",
         "case": "Case",
-        "date": "Date",
+        "date": "Decision date",
+        "at_signing": "the day of signing",
         "legal": "Legal basis",
         "report": "Report",
         "report_line": "{title} (version {version}), drawn up {date} at {time} by {by}",
@@ -105,13 +129,86 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "maker": "Decision-maker",
         "name": "Name",
         "role": "Role",
+        "mandate": "Power to decide",
+        "mandate_chair": "Chair of {body}, elected by {by} on {on}, {ref}",
+        "mandate_member": "Member appointed by {by} on {on}, {ref}",
+        "mandate_until": " (valid until {until} inclusive)",
+        "mandate_basis": ", under {basis}, as the committee's decision could not be awaited.",
+        "decided": "Decided",
+        "decided_at": "{date} at {time}",
+        "decided_pending": "when the decision is signed; the decision date is the day of signing",
         "signed_note": "The decision is signed electronically; see the signature.",
         "next_step": "Next step",
         "appeal": "How to appeal",
         "page": "Page {page} of {pages}",
     },
 }
-_ROLES_EN = {"ordförande": "Chair", "vice ordförande": "Vice chair", "ledamot": "Member"}
+_ROLES_EN = {
+    "ordförande": "Chair",
+    "förordnad ledamot": "Appointed member",
+    "vice ordförande": "Vice chair",
+    "ledamot": "Member",
+}
+#: What lets the chair or an appointed member decide when the committee's decision
+#: cannot be awaited, per form, for forms whose template does not say it
+#: (``mandate``). Sources: LVU (1990:52) 6 § andra stycket ("Om socialnämndens beslut
+#: om omhändertagande inte kan avvaktas, får nämndens ordförande eller någon annan
+#: ledamot som nämnden har förordnat besluta om omedelbart omhändertagande", as JO
+#: 956-2008 renders it); LVM (1988:870) 13 § (the same rule for adults; which
+#: paragraph of 13 § is not checked here, so only the section is cited).
+_MANDATE_BASIS: Mapping[str, Mapping[str, str]] = {
+    "lvu6": {"sv": "6 § andra stycket LVU", "en": "section 6, second paragraph, LVU"},
+    "lvm13": {"sv": "13 § LVM", "en": "section 13 LVM"},
+}
+
+
+@dataclass(frozen=True)
+class Mandate:
+    """Under what the signer decides: the chair's election or the committee's appointment.
+
+    Printed in the decision-maker's section with the statute that lets them decide
+    alone (LVU 6 § andra stycket, LVM 13 §), so the file shows who decided and why
+    they could.
+    """
+
+    chair: bool
+    appointed_by: str
+    appointed_on: date
+    minutes_ref: str
+    valid_until: date
+
+    @classmethod
+    def of(cls, maker: DecisionMaker) -> Mandate | None:
+        """The mandate in ``maker``'s appointment; None without one."""
+        appointment = maker.appointment
+        if appointment is None:
+            return None
+        return cls(
+            chair=maker.mandate == "ordförande",
+            appointed_by=appointment.appointed_by,
+            appointed_on=appointment.appointed_on,
+            minutes_ref=appointment.minutes_ref,
+            valid_until=appointment.valid_until,
+        )
+
+    def text(self, texts: Mapping[str, str], *, body: str, basis: str | None) -> str:
+        key = "mandate_chair" if self.chair else "mandate_member"
+        shown = texts[key].format(
+            body=body,
+            by=self.appointed_by,
+            on=self.appointed_on.isoformat(),
+            ref=self.minutes_ref,
+        )
+        shown += texts["mandate_until"].format(until=self.valid_until.isoformat())
+        return shown + (texts["mandate_basis"].format(basis=basis) if basis else ".")
+
+
+def mandate_basis(form: FormTemplate, language: str) -> str | None:
+    """The statute that lets one person decide this form's decision, if any."""
+    given = getattr(form, "mandate", None)  # a template may say it (config.forms)
+    if isinstance(given, str) and given:
+        return given
+    return _MANDATE_BASIS.get(form.id, {}).get(language)
 
 
 @dataclass(frozen=True)
@@ -146,6 +243,9 @@ def render_decision(
     signer_name: str,
     signer_role: str,
     language: str = "sv",
+    body_name: str | None = None,
+    mandate: Mandate | None = None,
+    decided_at: datetime | None = None,
 ) -> bytes:
     """The decision PDF for ``report`` (see :func:`layout_decision` for the box too)."""
     return layout_decision(
@@ -155,6 +255,9 @@ def render_decision(
         signer_name=signer_name,
         signer_role=signer_role,
         language=language,
+        body_name=body_name,
+        mandate=mandate,
+        decided_at=decided_at,
     ).pdf
 
 
@@ -166,8 +269,16 @@ def layout_decision(
     signer_name: str,
     signer_role: str,
     language: str = "sv",
+    body_name: str | None = None,
+    mandate: Mandate | None = None,
+    decided_at: datetime | None = None,
 ) -> RenderedDecision:
     """Render the decision and report the reserved signature box.
+
+    ``body_name`` is the deciding body (the language's "Socialnämnden" when None);
+    ``mandate`` what the signer decides under (no such line when None);
+    ``decided_at`` the moment of the decision, the signature: None renders the
+    version the signer reviews, which says the decision date is the day of signing.
 
     Built twice: the first pass counts the pages, so every footer can say
     "page x of y" without reportlab's deferred-page tricks, which would break the
@@ -177,15 +288,22 @@ def layout_decision(
         raise ValueError(f"unsupported language {language!r}; expected one of {sorted(_TEXT)}")
     text = _TEXT[language]
     submitted = _local(report["submitted_at"])
+    decided = _local(decided_at) if decided_at is not None else None
     case_number = str(report["case_number"])
+    body = body_name or text["committee"]
     content = _Content(
         text=text,
         form=form,
         report=report,
         municipality_name=municipality_name,
+        body=body,
         signer_name=signer_name,
         signer_role=_ROLES_EN.get(signer_role, signer_role) if language == "en" else signer_role,
+        mandate=(
+            mandate.text(text, body=body, basis=mandate_basis(form, language)) if mandate else None
+        ),
         submitted=submitted,
+        decided=decided,
         case_number=case_number,
     )
     pages = 0
@@ -201,14 +319,15 @@ def layout_decision(
             topMargin=_MARGIN,
             bottomMargin=_MARGIN + 6 * mm,
             title=f"{text['title']} {case_number}",
-            author=f"{municipality_name}, {text['committee']}",
+            author=f"{municipality_name}, {body}",
             subject=form.decision_type,
             creator="Socialjour",
             producer="Socialjour",
             lang="sv-SE" if language == "sv" else "en-GB",
             invariant=1,
         )
-        decorate = _page_decorator(text, case_number, form.decision_type, submitted, pages)
+        created = decided or submitted  # the metadata's date, as fixed as the rest
+        decorate = _page_decorator(text, case_number, form.decision_type, created, pages)
         document.build(content.story(reserved), onFirstPage=decorate, onLaterPages=decorate)
         pages = document.page
         box = reserved.placed
@@ -226,10 +345,28 @@ class _Content:
     form: FormTemplate
     report: Mapping[str, Any]
     municipality_name: str
+    body: str
     signer_name: str
     signer_role: str
+    mandate: str | None
     submitted: datetime
+    decided: datetime | None
     case_number: str
+
+    def _maker(self) -> Table:
+        """Who decides, in what role, under which mandate, and when."""
+        text = self.text
+        rows = [(text["name"], self.signer_name), (text["role"], self.signer_role)]
+        if self.mandate:
+            rows.append((text["mandate"], self.mandate))
+        if self.decided is None:
+            rows.append((text["decided"], text["decided_pending"]))
+        else:
+            shown = text["decided_at"].format(
+                date=self.decided.strftime("%Y-%m-%d"), time=self.decided.strftime("%H:%M")
+            )
+            rows.append((text["decided"], shown))
+        return _pairs(rows, label_width=30 * mm)
 
     def story(self, reserved: _ReservedBox) -> list[Flowable]:
         text, form = self.text, self.form
@@ -264,7 +401,7 @@ class _Content:
             KeepTogether(
                 [
                     _heading(text["maker"]),
-                    _pairs([(text["name"], self.signer_name), (text["role"], self.signer_role)]),
+                    self._maker(),
                     Spacer(1, 4),
                     Paragraph(_markup(text["signed_note"]), _BODY),
                     Spacer(1, 4),
@@ -281,17 +418,17 @@ class _Content:
         text = self.text
         left = [
             Paragraph(_markup(self.municipality_name), _ORGANISATION),
-            Paragraph(_markup(text["committee"]), _COMMITTEE),
+            Paragraph(_markup(self.body), _COMMITTEE),
         ]
-        right = _pairs(
-            [
-                (text["case"], self.case_number),
-                (text["date"], self.submitted.strftime("%Y-%m-%d")),
-            ],
-            label_width=22 * mm,
-            value_width=38 * mm,
+        decision_date = (
+            self.decided.strftime("%Y-%m-%d") if self.decided is not None else text["at_signing"]
         )
-        header = Table([[left, right]], colWidths=[None, 60 * mm])
+        right = _pairs(
+            [(text["case"], self.case_number), (text["date"], decision_date)],
+            label_width=26 * mm,
+            value_width=40 * mm,
+        )
+        header = Table([[left, right]], colWidths=[None, 66 * mm])
         header.setStyle(
             TableStyle(
                 [
@@ -387,9 +524,9 @@ def _add_signature_field(canvas: Canvas, box: SignatureBox) -> None:
 
 
 def _page_decorator(
-    text: Mapping[str, str], case_number: str, decision_type: str, submitted: datetime, pages: int
+    text: Mapping[str, str], case_number: str, decision_type: str, moment: datetime, pages: int
 ) -> Callable[[Canvas, SimpleDocTemplate], None]:
-    created = submitted.astimezone(UTC).strftime("D:%Y%m%d%H%M%S+00'00'")
+    created = moment.astimezone(UTC).strftime("D:%Y%m%d%H%M%S+00'00'")
 
     def decorate(canvas: Canvas, document: SimpleDocTemplate) -> None:
         canvas.setDateFormatter(lambda *_: created)

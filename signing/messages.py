@@ -28,6 +28,10 @@ WEB_MESSAGES: dict[str, dict[str, str]] = {
         "auth.wrong_code": "Fel kod. Kontrollera siffrorna och försök igen.",
         "auth.code_expired": "Koden har gått ut. Begär en ny kod.",
         "auth.code_not_sent": "Koden kunde inte skickas i Element just nu. Försök igen om en stund.",
+        # LVU 6 § andra stycket, LVM 13 §: only the chair or an appointed member decides.
+        "error.no_mandate": (
+            "Ditt förordnande gäller inte i dag, så du kan inte fatta beslutet. Kontakta jouren."
+        ),
     },
     "en": {
         "error.bad_request": "The request could not be understood.",
@@ -52,6 +56,10 @@ WEB_MESSAGES: dict[str, dict[str, str]] = {
         "auth.wrong_code": "Wrong code. Check the digits and try again.",
         "auth.code_expired": "The code has expired. Ask for a new one.",
         "auth.code_not_sent": "The code could not be sent in Element just now. Try again in a moment.",
+        "error.no_mandate": (
+            "Your appointment does not hold today, so you cannot make this decision. "
+            "Contact the duty service."
+        ),
     },
 }
 

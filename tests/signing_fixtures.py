@@ -132,6 +132,13 @@ LVU6_ANSWERS: dict[str, tuple[Any, str]] = {
     ),
     "polis": (False, "Nej"),
     "tidpunkt": ("2026-11-24T03:15:00+01:00", "2026-11-24 03:15"),
+    # lvu6 version 2
+    "placeringsbeslut": (None, "Vården av Elsa Åström ska inledas i jourhem."),
+    # asked from the 15th birthday (15 March 2027); ignored while hidden
+    "unge_part": (None, "Elsa får beslutet av handläggaren i jourhemmet i dag."),
+    "tolk": (False, "Nej"),
+    "skyddade": ("nej", "Nej"),
+    "beslut_14": (False, "Nej"),
 }
 
 #: Strings from the report that identify people; none may show before identification.
@@ -165,6 +172,10 @@ intake_room_alias = "#mottagning-skovde:example.org"
   user_id = "{maker}"
   name = "{maker_name}"
   role = "{maker_role}"
+  appointed_by = "Kommunfullmäktige"
+  appointed_on = 2023-01-12
+  minutes_ref = "§ 4"
+  valid_until = 2099-12-31
 """
 
 

@@ -51,8 +51,8 @@ PERSONAL = [
     CHILD_PNR.replace("-", ""),
     CHILD_PNR[2:],
     # The free-text answers (where, what happened, why now, placement, guardians, why
-    # not informed, the proposed decision).
-    *(_ANSWERS[q] for q in (4, 6, 7, 8, 9, 12, 14)),
+    # not informed, the proposed decision, the decision on where the care begins).
+    *(_ANSWERS[q] for q in (4, 7, 8, 9, 10, 13, 15, 19)),
     # The decision-maker's own name is not in an alert either (handlers/notify.py).
     "Dagsson",
 ]
@@ -170,6 +170,10 @@ escalation_policy = "quiet"
   user_id = "{dag.user_id}"
   name = "Dag Dagsson"
   role = "ordförande"
+  appointed_by = "Kommunfullmäktige"
+  appointed_on = 2023-01-12
+  minutes_ref = "§ 4"
+  valid_until = 2099-12-31
   email = "{DAG_EMAIL}"
   phone = "{DAG_PHONE}"
   notify = [{notify}]

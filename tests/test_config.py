@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import textwrap
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot.cli import main
 from config import (
     EXAMPLE_CONFIG,
     ConfigError,
@@ -73,6 +75,20 @@ def test_example_config_loads_when_the_password_variable_is_set() -> None:
     assert standard.repeat_every == timedelta(minutes=10)
     assert settings.signing.link_ttl == timedelta(hours=12)
     assert settings.duty.allowed == {"@anna:example.org", "@bo:example.org"}
+    skovde = settings.municipality("skovde")
+    assert skovde is not None and skovde.body == "Socialnämnden"
+    dag, eva = skovde.decision_makers
+    assert (dag.role, dag.mandate, dag.label) == ("ordförande", "ordförande", "ordförande")
+    assert (eva.role, eva.title, eva.label) == (
+        "förordnad ledamot",
+        "vice ordförande",
+        "vice ordförande",
+    )
+    assert eva.appointment is not None and eva.appointment.appointed_by == "Socialnämnden"
+    assert eva.appointment.minutes_ref == "§ 12"
+    assert eva.appointment.appointed_on == date(2023, 1, 26)
+    assert all(m.appointment is not None for m in settings.municipalities[1].decision_makers)
+    assert settings.warnings == ()  # the example says everything the way it should
 
 
 def test_example_config_without_the_variable_reports_only_that_variable() -> None:
@@ -460,3 +476,229 @@ def test_settings_cannot_be_changed_after_loading(tmp_path: Path) -> None:
         settings.escalation_policies["lax"] = settings.escalation_policies["standard"]  # type: ignore[index]
     with pytest.raises(AttributeError):
         settings.duty.members.append("@mallory:example.org")  # type: ignore[attr-defined]
+
+
+# -- who may decide: role, title and appointment ---------------------------------------
+
+TODAY = datetime.now(ZoneInfo("Europe/Stockholm")).date()
+
+
+def with_makers(*makers: str, body_name: str | None = None) -> str:
+    """MINIMAL with one municipality whose decision-makers are these TOML blocks."""
+    body = "" if body_name is None else f'body_name = "{body_name}"\n'
+    blocks = "".join(
+        f"\n[[municipalities.decision_makers]]\n{textwrap.dedent(maker).strip()}\n"
+        for maker in makers
+    )
+    return (
+        MINIMAL
+        + '\n[[municipalities]]\nid = "skovde"\nname = "Skövde kommun"\n'
+        + 'intake_room_alias = "#mottagning-skovde:example.org"\n'
+        + body
+        + blocks
+    )
+
+
+def maker(
+    user: str = "dag",
+    role: str = "förordnad ledamot",
+    *,
+    by: str = "Socialnämnden",
+    on: date = date(2023, 1, 26),
+    until: date = date(2030, 12, 31),
+    extra: str = "",
+) -> str:
+    return f"""
+        user_id = "@{user}:example.org"
+        name = "{user.title()} Testsson"
+        role = "{role}"
+        appointed_by = "{by}"
+        appointed_on = {on.isoformat()}
+        minutes_ref = "§ 12"
+        valid_until = {until.isoformat()}
+        {extra}
+    """
+
+
+def warnings_at(settings: Settings, key: str) -> list[str]:
+    return [w.message for w in settings.warnings if w.place == key]
+
+
+def test_roles_are_the_chair_and_appointed_members_with_a_title_as_a_label(
+    tmp_path: Path,
+) -> None:
+    text = with_makers(
+        maker("dag", "ordförande", by="Kommunfullmäktige"),
+        maker("eva", extra='title = "vice ordförande"'),
+        body_name="Individ- och familjenämnden",
+    ).replace('appointed_by = "Socialnämnden"', 'appointed_by = "Individ- och familjenämnden"')
+    settings = load_settings(write(tmp_path, text), environ={})
+
+    skovde = settings.municipality("skovde")
+    assert skovde is not None and skovde.body == "Individ- och familjenämnden"
+    dag, eva = skovde.decision_makers
+    assert (dag.mandate, dag.label) == ("ordförande", "ordförande")
+    assert (eva.role, eva.mandate, eva.label) == (
+        "förordnad ledamot",
+        "förordnad ledamot",
+        "vice ordförande",
+    )
+    assert dag.appointment is not None and dag.appointment.appointed_by == "Kommunfullmäktige"
+    assert settings.warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("old", "instead"),
+    [
+        ("vice ordförande", 'write role = "förordnad ledamot" and title = "vice ordförande"'),
+        ("ledamot", 'write role = "förordnad ledamot"'),
+    ],
+)
+def test_the_old_roles_are_read_with_a_warning_that_says_what_to_write(
+    tmp_path: Path, old: str, instead: str
+) -> None:
+    path = write(tmp_path, with_makers(maker("dag", old)))
+    settings = load_settings(path, environ={})
+
+    (found,) = settings.municipalities[0].decision_makers
+    assert (found.role, found.mandate, found.label) == (old, "förordnad ledamot", old)
+    (message,) = warnings_at(settings, "municipalities[0].decision_makers[0].role")
+    assert instead in message and "LVU 6 § andra stycket" in message
+    assert check_config(path, environ={}) == []  # a warning is not a problem
+
+
+def test_an_unknown_role_is_a_problem_listing_the_two_roles(tmp_path: Path) -> None:
+    path = write(tmp_path, with_makers(maker("dag", "kung")))
+    problems = check_config(path, environ={})
+    assert messages_at(problems, path, "municipalities[0].decision_makers[0].role") == [
+        "expected one of 'ordförande', 'förordnad ledamot', got 'kung'"
+    ]
+
+
+def test_a_missing_appointment_is_a_warning_the_person_is_never_asked(tmp_path: Path) -> None:
+    text = with_makers(
+        'user_id = "@dag:example.org"\nname = "Dag Dagsson"\nrole = "ordförande"',
+        maker("eva"),
+    )
+    settings = load_settings(write(tmp_path, text), environ={})
+
+    dag, eva = settings.municipalities[0].decision_makers
+    assert dag.appointment is None and not dag.may_decide_on(TODAY)
+    assert eva.may_decide_on(TODAY)
+    (message,) = warnings_at(settings, "municipalities[0].decision_makers[0]")
+    assert "no appointment recorded: Dag Dagsson will not be asked to decide" in message
+    for key in ("appointed_by", "appointed_on", "minutes_ref", "valid_until"):
+        assert key in message
+
+
+def test_an_appointment_is_all_four_keys_with_real_days(tmp_path: Path) -> None:
+    broken = with_makers(
+        """
+        user_id = "@dag:example.org"
+        name = "Dag Dagsson"
+        role = "ordförande"
+        appointed_by = "Kommunfullmäktige"
+        appointed_on = 2023-01-12T18:00:00
+        """,
+        maker("eva", on=date(2026, 5, 1), until=date(2026, 4, 30)),
+        maker("olle").replace("valid_until = 2030-12-31", 'valid_until = "snart"'),
+    )
+    path = write(tmp_path, broken)
+    problems = check_config(path, environ={})
+
+    dag = "municipalities[0].decision_makers[0]"
+    assert sorted(places(problems, path)) == sorted(
+        [
+            f"{dag}.minutes_ref",
+            f"{dag}.valid_until",
+            f"{dag}.appointed_on",
+            "municipalities[0].decision_makers[1].valid_until",
+            "municipalities[0].decision_makers[2].valid_until",
+        ]
+    )
+    assert (
+        "appointed_by, appointed_on, minutes_ref and valid_until together"
+        in (messages_at(problems, path, f"{dag}.minutes_ref")[0])
+    )
+    assert messages_at(problems, path, f"{dag}.appointed_on")[0].startswith(
+        "expected a date like 2026-01-15 (a day, without a time)"
+    )
+    assert messages_at(problems, path, "municipalities[0].decision_makers[1].valid_until") == [
+        "the appointment ends (2026-04-30) before it was made (2026-05-01)"
+    ]
+    assert messages_at(problems, path, "municipalities[0].decision_makers[2].valid_until") == [
+        "expected a date like 2026-01-15, got a string ('snart')"
+    ]
+
+
+def test_a_date_may_also_be_written_as_a_string(tmp_path: Path) -> None:
+    text = with_makers(
+        maker("dag").replace("valid_until = 2030-12-31", 'valid_until = "2030-12-31"')
+    )
+    settings = load_settings(write(tmp_path, text), environ={})
+    appointment = settings.municipalities[0].decision_makers[0].appointment
+    assert appointment is not None and appointment.valid_until == date(2030, 12, 31)
+
+
+def test_an_appointment_that_ran_out_or_has_not_begun_is_a_warning(tmp_path: Path) -> None:
+    text = with_makers(
+        maker("dag", until=TODAY - timedelta(days=1)),
+        maker("eva", on=TODAY + timedelta(days=3), until=TODAY + timedelta(days=400)),
+        maker("olle", until=TODAY + timedelta(days=10)),
+        maker("tove", until=TODAY + timedelta(days=30)),
+    )
+    path = write(tmp_path, text)
+    settings = load_settings(path, environ={})
+
+    at = "municipalities[0].decision_makers"
+    (ran_out,) = warnings_at(settings, f"{at}[0].valid_until")
+    assert ran_out.startswith(f"the appointment ran out on {TODAY - timedelta(days=1)}")
+    assert "Dag Testsson will not be asked to decide" in ran_out
+    (not_yet,) = warnings_at(settings, f"{at}[1].appointed_on")
+    assert f"holds from {TODAY + timedelta(days=3)}" in not_yet
+    (soon,) = warnings_at(settings, f"{at}[2].valid_until")
+    assert f"runs out on {TODAY + timedelta(days=10)} (in 10 days)" in soon
+    assert warnings_at(settings, f"{at}[3].valid_until") == []  # 30 days: not yet worth it
+    assert check_config(path, environ={}) == []
+
+
+def test_an_appointed_member_must_be_appointed_by_the_deciding_body(tmp_path: Path) -> None:
+    text = with_makers(
+        maker("dag", "ordförande", by="Kommunfullmäktige"),  # the chair is elected: fine
+        maker("eva", by="Sociala utskottet"),
+        maker("olle", by="socialnämnden"),  # the same body, in other letters
+    )
+    settings = load_settings(write(tmp_path, text), environ={})
+
+    assert [w.place for w in settings.warnings] == [
+        "municipalities[0].decision_makers[1].appointed_by"
+    ]
+    message = settings.warnings[0].message
+    assert "'Sociala utskottet'" in message and "'Socialnämnden'" in message
+    assert "body_name" in message
+
+
+def test_a_municipality_where_nobody_can_decide_today_is_a_warning(tmp_path: Path) -> None:
+    gone = TODAY - timedelta(days=1)
+    text = with_makers(
+        maker("dag", "ordförande", by="Kommunfullmäktige", until=gone), maker("eva", until=gone)
+    )
+    settings = load_settings(write(tmp_path, text), environ={})
+
+    (message,) = warnings_at(settings, "municipalities[0].decision_makers")
+    assert message.startswith("nobody in Skövde kommun can be asked to decide today")
+
+
+def test_check_config_prints_warnings_and_still_exits_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, with_makers(maker("dag", "vice ordförande")))
+
+    assert main(["check-config", "--config", str(path)]) == 0
+
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(
+        f"{path}: municipalities[0].decision_makers[0].role: warning: "
+        '"vice ordförande" is a title, not a power to decide'
+    )
+    assert out[-1] == f"{path}: OK (1 warning(s))"

@@ -27,20 +27,24 @@ LINK = re.compile(r"https?://[^\s]+/s/([A-Za-z0-9_-]{20,})")
 #: (expected question, answer) through lvu6 with "not informed" and no police.
 LVU6_ANSWERS = [
     (1, "Test Testsson"),
-    (2, "19121212-1212"),
+    (2, "20160412-2380"),
     (3, "Skövde"),
     (4, "Hemma"),
     (5, "1"),
-    (6, "Polisen larmade."),
-    (7, "Akut fara i natt."),
-    (8, "Jourhem"),
-    (9, "Mamma Maria"),
-    (10, "nej"),
-    (12, "Mamma nås inte."),
-    (13, "!hoppa"),
-    (14, "Omedelbart omhändertagande."),
-    (15, "nej"),
-    (17, "nu"),
+    (7, "Polisen larmade."),
+    (8, "Akut fara i natt."),
+    (9, "Jourhem"),
+    (10, "Mamma Maria"),
+    (11, "nej"),
+    (13, "Mamma nås inte."),
+    (14, "!hoppa"),
+    (15, "Omedelbart omhändertagande."),
+    (16, "nej"),
+    (18, "nu"),
+    (19, "Vården inleds i jourhem."),
+    (21, "nej"),
+    (23, "nej"),
+    (25, "nej"),
 ]
 
 
@@ -73,6 +77,10 @@ intake_room_alias = "#mottagning-skovde-{tag}:localhost"
   user_id = "{dag.user_id}"
   name = "Dag Dagsson"
   role = "ordförande"
+  appointed_by = "Kommunfullmäktige"
+  appointed_on = 2023-01-12
+  minutes_ref = "§ 4"
+  valid_until = 2099-12-31
 """
 
 
@@ -114,7 +122,7 @@ async def submit_lvu6(anna: MatrixUser, bot_alias: str) -> tuple[str, str]:
     number, room = await open_case(anna, duty)
     await anna.wait_message(room, contains="Vilket beslut")
     w = Worker(anna, room)
-    await w.say("lvu6", "Fråga 1 av 17")
+    await w.say("lvu6", "Fråga 1 av 27")
     for i, (question, answer) in enumerate(LVU6_ANSWERS):
         await w.question(question)
         following = (
@@ -168,7 +176,7 @@ async def _sign_through_the_api(
     await dag.join(direct)
     alert = await dag.wait_message(direct, contains="/s/")
     assert number in alert.body and "LVU" in alert.body
-    assert "Test Testsson" not in alert.body and "19121212" not in alert.body
+    assert "Test Testsson" not in alert.body and "20160412" not in alert.body
     assert dag.user_id in alert.event.source["content"]["m.mentions"]["user_ids"]
     token = LINK.search(alert.body).group(1)  # type: ignore[union-attr]
 

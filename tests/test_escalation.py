@@ -103,6 +103,10 @@ escalation_policy = "natt"
   user_id = "{dag}"
   name = "Dag Dagsson"
   role = "ordförande"
+  appointed_by = "Kommunfullmäktige"
+  appointed_on = 2023-01-12
+  minutes_ref = "§ 4"
+  valid_until = 2030-12-31
   phone = "{dag_phone}"
   email = "{dag_email}"
   notify = [
@@ -116,11 +120,19 @@ escalation_policy = "natt"
   user_id = "{eva}"
   name = "Eva Evasdotter"
   role = "vice ordförande"
+  appointed_by = "Socialnämnden"
+  appointed_on = 2023-01-12
+  minutes_ref = "§ 4"
+  valid_until = 2030-12-31
 
   [[municipalities.decision_makers]]
   user_id = "{olle}"
   name = "Olle Olsson"
   role = "ledamot"
+  appointed_by = "Socialnämnden"
+  appointed_on = 2023-01-12
+  minutes_ref = "§ 4"
+  valid_until = 2030-12-31
 
 [[municipalities]]
 id = "tibro"
@@ -132,11 +144,19 @@ escalation_policy = "natt"
   user_id = "{ivar}"
   name = "Ivar Ivarsson"
   role = "ordförande"
+  appointed_by = "Kommunfullmäktige"
+  appointed_on = 2023-01-12
+  minutes_ref = "§ 4"
+  valid_until = 2030-12-31
 
   [[municipalities.decision_makers]]
   user_id = "{jon}"
   name = "Jon Jonsson"
   role = "vice ordförande"
+  appointed_by = "Socialnämnden"
+  appointed_on = 2023-01-12
+  minutes_ref = "§ 4"
+  valid_until = 2030-12-31
 
 [escalation_policies.natt]
 steps = [

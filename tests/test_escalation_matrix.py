@@ -56,6 +56,10 @@ escalation_policy = "{policy_name}"
   user_id = "{user.user_id}"
   name = "{name}"
   role = "ordförande"
+  appointed_by = "Kommunfullmäktige"
+  appointed_on = 2023-01-12
+  minutes_ref = "§ 4"
+  valid_until = 2099-12-31
 """
     return text
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import textwrap
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -65,32 +65,55 @@ intake_room_alias = "#mottagning-skovde:example.org"
   user_id = "{dag}"
   name = "Dag Dagsson"
   role = "ordförande"
+  appointed_by = "Kommunfullmäktige"
+  appointed_on = 2023-01-12
+  minutes_ref = "§ 4"
+  valid_until = 2030-12-31
 
   [[municipalities.decision_makers]]
   user_id = "{eva}"
   name = "Eva Evasdotter"
-  role = "vice ordförande"
+  role = "förordnad ledamot"
+  title = "vice ordförande"
+  appointed_by = "Socialnämnden"
+  appointed_on = 2023-01-26
+  minutes_ref = "§ 12"
+  valid_until = 2030-12-31
 
   [[municipalities.decision_makers]]
   user_id = "{olle}"
   name = "Olle Olsson"
-  role = "ledamot"
+  role = "förordnad ledamot"
+  appointed_by = "Socialnämnden"
+  appointed_on = {olle_from}
+  minutes_ref = "§ 13"
+  valid_until = {olle_until}
 
 [[municipalities]]
 id = "tibro"
 name = "Tibro kommun"
 intake_room_alias = "#mottagning-tibro:example.org"
+body_name = "Individ- och familjenämnden"
 {tibro_roster}
 
   [[municipalities.decision_makers]]
   user_id = "{tove}"
   name = "Tove Tibro"
   role = "ordförande"
+  appointed_by = "Kommunfullmäktige"
+  appointed_on = 2023-01-12
+  minutes_ref = "§ 7"
+  valid_until = 2030-12-31
 
+  # The old value, still read (with a warning) when the appointment is recorded.
   [[municipalities.decision_makers]]
   user_id = "{eva}"
   name = "Eva Evasdotter"
   role = "ledamot"
+  appointed_by = "Individ- och familjenämnden"
+  appointed_on = 2023-02-02
+  minutes_ref = "§ 21"
+  valid_until = 2030-12-31
 
 [[municipalities]]
 id = "mariestad"
@@ -102,14 +125,21 @@ _folders = itertools.count(1)
 
 
 def make_settings(
-    folder: Path, language: str = "sv", *, rosters: dict[str, str] | None = None
+    folder: Path,
+    language: str = "sv",
+    *,
+    rosters: dict[str, str] | None = None,
+    olle: tuple[date, date] = (date(2023, 1, 26), date(2030, 12, 31)),
 ) -> Settings:
-    """The test config; ``rosters`` gives Skövde's and Tibro's ``roster_ics`` (path or URL)."""
+    """The test config; ``rosters`` gives Skövde's and Tibro's ``roster_ics`` (path or URL),
+    ``olle`` the days Olle's appointment holds (both included)."""
     path = folder / f"config{next(_folders)}.toml"
     rosters = rosters or {}
     text = CONFIG.format(
         skovde_roster=_roster_line(rosters.get("skovde")),
         tibro_roster=_roster_line(rosters.get("tibro")),
+        olle_from=olle[0].isoformat(),
+        olle_until=olle[1].isoformat(),
         members=json.dumps([ANNA]),
         leads=json.dumps([LENA]),
         language=language,
@@ -265,6 +295,54 @@ async def test_override_times_compare_across_time_zones(duty: Duty) -> None:
     assert await duty.order("skovde") == [DAG, EVA, OLLE]
 
 
+# -- the appointment: nobody is asked without one that holds on the day ---------------------------
+
+
+async def test_a_decision_maker_whose_appointment_ran_out_is_never_asked(
+    sessions: Sessions, tmp_path: Path
+) -> None:
+    """Not in the config order, not by an override, not by the calendar."""
+    settings = make_settings(tmp_path, olle=(date(2023, 1, 26), date(2026, 11, 23)))
+    duty = Duty(settings, sessions)
+    assert await duty.order("skovde") == [DAG, EVA]
+
+    await duty.override(OLLE, starts=NOW - timedelta(hours=1), ends=NOW + timedelta(hours=1))
+    roster = FakeRoster(skovde=WEEK_ICS)  # the calendar puts Olle on call this week
+    entries = await on_call_entries(settings, sessions, "skovde", NOW, roster=roster)
+    assert [e.maker.user_id for e in entries] == [EVA, DAG]
+    shown = (await duty.say("!jour", sender=ANNA)).text.splitlines()
+    assert "Olle" not in shown[1]
+
+
+async def test_an_appointment_holds_to_the_end_of_its_last_swedish_day(
+    sessions: Sessions, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, olle=(date(2026, 11, 25), date(2026, 11, 26)))
+    duty = Duty(settings, sessions)
+    stockholm = LOCAL_TZ
+
+    duty.clock.now = datetime(2026, 11, 24, 23, 59, tzinfo=stockholm)
+    assert await duty.order("skovde") == [DAG, EVA]  # not yet appointed
+    duty.clock.now = datetime(2026, 11, 25, 0, 0, tzinfo=stockholm)  # 23:00 UTC the day before
+    assert await duty.order("skovde") == [DAG, EVA, OLLE]
+    duty.clock.now = datetime(2026, 11, 26, 23, 59, tzinfo=stockholm)
+    assert await duty.order("skovde") == [DAG, EVA, OLLE]
+    duty.clock.now = datetime(2026, 11, 27, 0, 0, tzinfo=stockholm)
+    assert await duty.order("skovde") == [DAG, EVA]
+
+
+async def test_without_any_valid_appointment_nobody_is_on_call(
+    sessions: Sessions, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path)
+    duty = Duty(settings, sessions)
+    duty.clock.now = datetime(2031, 1, 1, 12, 0, tzinfo=UTC)  # every appointment has run out
+    assert await duty.order("skovde") == []
+    assert await duty.order("tibro") == []
+    shown = (await duty.say("!jour", sender=ANNA)).text.splitlines()
+    assert shown[1] == f"Skövde kommun: {text('oncall.nobody')}"
+
+
 # -- !jour -------------------------------------------------------------------------------------
 
 
@@ -275,7 +353,7 @@ async def test_jour_shows_who_is_on_call_per_municipality(duty: Duty) -> None:
         text("oncall.header"),
         "Skövde kommun: Dag Dagsson (ordförande, enligt konfigurationen), "
         "Eva Evasdotter (vice ordförande, enligt konfigurationen), "
-        "Olle Olsson (ledamot, enligt konfigurationen)",
+        "Olle Olsson (förordnad ledamot, enligt konfigurationen)",
         "Tibro kommun: Tove Tibro (ordförande, enligt konfigurationen), "
         "Eva Evasdotter (ledamot, enligt konfigurationen)",
         "Mariestads kommun: ingen beslutsfattare inlagd",
@@ -341,7 +419,7 @@ WEEK_ICS = textwrap.dedent(
             "sv",
             [
                 "Skövde kommun: Eva Evasdotter (vice ordförande, ändrat med !jour ersätt), "
-                "Olle Olsson (ledamot, enligt jourkalendern), "
+                "Olle Olsson (förordnad ledamot, enligt jourkalendern), "
                 "Dag Dagsson (ordförande, enligt konfigurationen)",
                 "Tibro kommun: Eva Evasdotter (ledamot, enligt jourkalendern), "
                 "Tove Tibro (ordförande, enligt konfigurationen)",
@@ -351,7 +429,7 @@ WEEK_ICS = textwrap.dedent(
             "en",
             [
                 "Skövde kommun: Eva Evasdotter (vice ordförande, set with !oncall replace), "
-                "Olle Olsson (ledamot, per the on-call calendar), "
+                "Olle Olsson (förordnad ledamot, per the on-call calendar), "
                 "Dag Dagsson (ordförande, per the config order)",
                 "Tibro kommun: Eva Evasdotter (ledamot, per the on-call calendar), "
                 "Tove Tibro (ordförande, per the config order)",

@@ -90,51 +90,56 @@ async def test_worker_completes_lvu_form_with_text_polls_edit_and_restart(
     await anna.wait_message(room, contains="Vilket beslut gäller ärendet?")
     poll = await anna.wait_poll(room)
     assert "lvu6" in str(poll.source["content"])
-    await w.vote(None, ["lvu6"], "Fråga 1 av 17")
+    await w.vote(None, ["lvu6"], "Fråga 1 av 27")
 
-    await w.say("Tolvan Tolvansson", "Fråga 2 av 17")
+    await w.say("Tolvan Tolvansson", "Fråga 2 av 27")
     # A wrong personnummer is explained and asked again; nothing is lost.
     mark = w.mark()
-    await anna.send(room, "19121212-1213")
+    await anna.send(room, "20160412-2381")
     complaint = await anna.wait_message(room, after=mark)
     assert "Fråga 2" not in complaint.body
-    await anna.wait_message(room, contains="Fråga 2 av 17", after=mark)
-    await w.say("19121212-1212", "Fråga 3 av 17")
-    await w.vote(3, ["mariestad"], "Fråga 4 av 17")
+    await anna.wait_message(room, contains="Fråga 2 av 27", after=mark)
+    await w.say("20160412-2380", "Fråga 3 av 27")
+    await w.vote(3, ["mariestad"], "Fråga 4 av 27")
 
     # The latest answer is corrected by editing the message in Element.
-    typo = await w.say("Hemma", "Fråga 5 av 17")
+    typo = await w.say("Hemma", "Fråga 5 av 27")
     mark = w.mark()
     await anna.edit(room, typo, "Hos mormor, Storgatan 1")
     changed = await anna.wait_message(room, contains="ändrat till", after=mark)
     assert "Hos mormor" in changed.body
-    await anna.wait_message(room, contains="Fråga 5 av 17", after=mark)
+    await anna.wait_message(room, contains="Fråga 5 av 27", after=mark)
 
-    # Several grounds at once, by poll.
-    await w.vote(5, ["hemmet", "missbruk"], "Fråga 6 av 17")
+    # Several grounds at once, by poll; a child: 6 (grounds for 18 and over) is left out.
+    await w.vote(5, ["hemmet", "missbruk"], "Fråga 7 av 27")
 
     # The bot restarts in the middle of the report.
     bot.process.stop()
     bot.process.start()
-    await w.say("Polisen larmade efter bråk i hemmet.", "Fråga 7 av 17")
-    await w.say("Barnet kan inte vara kvar i natt.", "Fråga 8 av 17")
-    await w.say("Jourhem A", "Fråga 9 av 17")
+    await w.say("Polisen larmade efter bråk i hemmet.", "Fråga 8 av 27")
+    await w.say("Barnet kan inte vara kvar i natt.", "Fråga 9 av 27")
+    await w.say("Jourhem A", "Fråga 10 av 27")
     # Back one question: it is asked again, with its current answer.
     mark = w.mark()
     await anna.send(room, "!tillbaka")
-    again = await anna.wait_message(room, contains="Fråga 8 av 17", after=mark)
+    again = await anna.wait_message(room, contains="Fråga 9 av 27", after=mark)
     assert "Jourhem A" in again.body
-    await w.say("Jourhem B", "Fråga 9 av 17")
-    await w.say("Mamma Maria, 070-111 22 33", "Fråga 10 av 17")
-    await w.say("ja", "Fråga 11 av 17")  # informed: the how-question appears
-    await w.say("Per telefon kl 02.10", "Fråga 13 av 17")
-    await w.say("!hoppa", "Fråga 14 av 17")  # the child's view is optional
-    await w.say("Omedelbart omhändertagande enligt 6 § LVU.", "Fråga 15 av 17")
-    await w.vote(15, ["nej"], "Fråga 17 av 17")  # no police: 16 does not apply
-    await w.say("nu", "Alla frågor är besvarade")
+    await w.say("Jourhem B", "Fråga 10 av 27")
+    await w.say("Mamma Maria, 070-111 22 33", "Fråga 11 av 27")
+    await w.say("ja", "Fråga 12 av 27")  # informed: the how-question appears
+    await w.say("Per telefon kl 02.10", "Fråga 14 av 27")
+    await w.say("!hoppa", "Fråga 15 av 27")  # the child's view is optional
+    await w.say("Omedelbart omhändertagande enligt 6 § LVU.", "Fråga 16 av 27")
+    await w.vote(16, ["nej"], "Fråga 18 av 27")  # no police: 17 does not apply
+    await w.say("nu", "Fråga 19 av 27")
+    # Under 15: 20 (the young person as a party) is left out.
+    await w.say("Vården av Tolvan ska inledas i jourhem.", "Fråga 21 av 27")
+    await w.say("nej", "Fråga 23 av 27")  # no interpreter: 22 does not apply
+    await w.say("nej", "Fråga 25 av 27")  # no protected data: 24 does not apply
+    await w.say("nej", "Alla frågor är besvarade")  # no 14 § decision: 26-27 do not apply
 
     # Change the home municipality afterwards.
-    await w.say("!ändra 3", "Fråga 3 av 17")
+    await w.say("!ändra 3", "Fråga 3 av 27")
     await w.say("Skövde", "Alla frågor är besvarade")
 
     mark = len(anna.received)
@@ -142,7 +147,7 @@ async def test_worker_completes_lvu_form_with_text_polls_edit_and_restart(
     summary = await anna.wait_message(room, contains="Sammanfattning", after=mark)
     for expected in (
         "Tolvan Tolvansson",
-        "19121212-1212",
+        "20160412-2380",
         "Skövde kommun",
         "Hos mormor, Storgatan 1",
         "Jourhem B",
@@ -164,4 +169,4 @@ async def test_worker_completes_lvu_form_with_text_polls_edit_and_restart(
     assert "utkast" in status.body
     # Nothing personal reached the log.
     log = bot.process.log_text()
-    assert "Tolvan" not in log and "19121212" not in log and "mormor" not in log
+    assert "Tolvan" not in log and "20160412" not in log and "mormor" not in log

@@ -163,7 +163,7 @@ TYPED: dict[str, str] = {
     "yes_no": "ja",
     "date": "2026-11-24",
     "datetime": "nu",
-    "personnummer": "19121212-1212",
+    "personnummer": "20160412-2380",
     "phone": "070-123 45 67",
     "municipality": "Skövde",
     "matrix_user": "@x:example.org",
@@ -180,7 +180,7 @@ def expected_value(spec: FieldSpec) -> object:
         "yes_no": True,
         "date": "2026-11-24",
         "datetime": "2026-03-01T03:30:00+01:00",  # "nu" at START, Stockholm time
-        "personnummer": "19121212-1212",
+        "personnummer": "20160412-2380",
         "phone": "+46701234567",
         "municipality": "skovde",
         "matrix_user": "@x:example.org",
@@ -189,8 +189,8 @@ def expected_value(spec: FieldSpec) -> object:
 
 #: The conditional questions that the answers in TYPED leave out, per form.
 HIDDEN_BY_DEFAULTS = {
-    "lvm13": {"lakarundersokning"},  # only when there is no doctor's certificate
-    "lvu6": {"ej_underrattade"},  # only when the guardians were not told
+    "lvm13": {"lakarundersokning", "sis_ej_begaran"},  # a doctor's certificate; a SiS request
+    "lvu6": {"grund_3", "ej_underrattade", "unge_part"},  # a child under 15, guardians told
     "skyddsbedomning": {"anmalare_annan"},  # only when the reporter is "another authority"
     "sol_placering": {"vardnadshavare"},  # not when the person consents alone
     "alla_typer": set(),
@@ -452,7 +452,7 @@ async def test_new_with_a_form_name_starts_at_question_one(desk: Desk) -> None:
     room = room_of(case)
     texts = desk.texts(room)
     assert not any("Vilket beslut" in t for t in texts)
-    assert texts[-1].startswith("Fråga 1 av 17 – Barnets namn")
+    assert texts[-1].startswith("Fråga 1 av 27 – Barnets namn")
     assert desk.polls(room) == []  # a text question has no poll
     assert (await desk.state(case)).current == "namn"
 
@@ -557,20 +557,20 @@ async def test_a_wrong_check_digit_is_explained_and_the_same_question_asked_agai
     room = room_of(case)
     await desk.say(room, "Kalle Anka")
 
-    said = await desk.say(room, "19121212-1213")
+    said = await desk.say(room, "20160412-2381")
 
     assert "Kontrollsiffran stämmer inte" in said.texts[0]
     assert said.replies[0].reply_to == said.event_id
-    assert said.texts[-1].startswith("Fråga 2 av 17 – Barnets personnummer")
+    assert said.texts[-1].startswith("Fråga 2 av 27 – Barnets personnummer")
     state = await desk.state(case)
     assert state.current == "personnummer"
     assert "personnummer" not in state.answers
     assert state.answers["namn"]["value"] == "Kalle Anka"
 
-    said = await desk.say(room, "19121212-1212")
-    assert said.texts[-1].startswith("Fråga 3 av 17")
+    said = await desk.say(room, "20160412-2380")
+    assert said.texts[-1].startswith("Fråga 3 av 27")
     state = await desk.state(case)
-    assert state.answers["personnummer"]["value"] == "19121212-1212"
+    assert state.answers["personnummer"]["value"] == "20160412-2380"
     assert state.answers["namn"]["value"] == "Kalle Anka"
 
 
@@ -633,15 +633,15 @@ async def test_skip_moves_past_an_optional_question(desk: Desk) -> None:
 
     said = await desk.say(room, "!hoppa")
 
-    assert said.texts[-1].startswith(f"Fråga {form.number_of('forslag')} av 17")
+    assert said.texts[-1].startswith(f"Fråga {form.number_of('forslag')} av 27")
     state = await desk.state(case)
     assert state.skipped == ["barnets_installning"]
     assert state.current == "forslag"
     summary = (await desk.say(room, "!sammanfattning")).text
-    assert "13. Barnets inställning\n– (överhoppad)" in summary
+    assert "14. Barnets inställning\n– (överhoppad)" in summary
 
     # Answered later after all: the skip is gone.
-    await desk.say(room, "!ändra 13")
+    await desk.say(room, "!ändra 14")
     await desk.say(room, "Vill bo hos mormor")
     state = await desk.state(case)
     assert state.skipped == []
@@ -655,12 +655,12 @@ async def test_skip_of_a_question_asked_again_keeps_its_answer(desk: Desk) -> No
     room = room_of(case)
     await desk.answer_until(case, form, "barnets_installning")
     await desk.say(room, "Vill bo hos mormor")
-    await desk.say(room, "!ändra 13")
+    await desk.say(room, "!ändra 14")
     assert "Nuvarande svar: Vill bo hos mormor" in desk.texts(room)[-1]
 
     said = await desk.say(room, "!hoppa")
 
-    assert said.texts[-1].startswith("Fråga 14 av 17")
+    assert said.texts[-1].startswith("Fråga 15 av 27")
     state = await desk.state(case)
     assert state.answers.get("barnets_installning", {}).get("value") == "Vill bo hos mormor"
 
@@ -669,33 +669,33 @@ async def test_back_goes_to_the_previous_question_and_shows_its_answer(desk: Des
     case = await desk.open("lvu6")
     room = room_of(case)
     await desk.say(room, "Kalle Anka")
-    await desk.say(room, "19121212-1212")
+    await desk.say(room, "20160412-2380")
 
     said = await desk.say(room, "!tillbaka")
-    assert said.texts[-1].startswith("Fråga 2 av 17")
-    assert "Nuvarande svar: 19121212-1212" in said.texts[-1]
+    assert said.texts[-1].startswith("Fråga 2 av 27")
+    assert "Nuvarande svar: 20160412-2380" in said.texts[-1]
     said = await desk.say(room, "!tillbaka")
-    assert said.texts[-1].startswith("Fråga 1 av 17")
+    assert said.texts[-1].startswith("Fråga 1 av 27")
     assert "Nuvarande svar: Kalle Anka" in said.texts[-1]
 
     said = await desk.say(room, "!tillbaka")
     assert said.texts[0] == "Det här är den första frågan."
-    assert said.texts[-1].startswith("Fråga 1 av 17")
+    assert said.texts[-1].startswith("Fråga 1 av 27")
 
     # Nothing was lost by going back; a new answer replaces just this one.
     said = await desk.say(room, "Kalle Karlsson")
-    assert said.texts[-1].startswith("Fråga 3 av 17")
+    assert said.texts[-1].startswith("Fråga 3 av 27")
     state = await desk.state(case)
     assert state.answers["namn"]["value"] == "Kalle Karlsson"
-    assert state.answers["personnummer"]["value"] == "19121212-1212"
+    assert state.answers["personnummer"]["value"] == "20160412-2380"
 
 
-@pytest.mark.parametrize("arg", ["", "0", "18", "99", "x", "-1", "1 2"])
+@pytest.mark.parametrize("arg", ["", "0", "28", "99", "x", "-1", "1 2"])
 async def test_edit_out_of_range_explains_usage(desk: Desk, arg: str) -> None:
     case = await desk.open("lvu6")
     before = await desk.state(case)
     said = await desk.say(room_of(case), f"!ändra {arg}".strip())
-    assert said.texts == ["Skriv !ändra N där N är frågans nummer (1–17)."]
+    assert said.texts == ["Skriv !ändra N där N är frågans nummer (1–27)."]
     assert (await desk.state(case)) == before
 
 
@@ -704,7 +704,7 @@ async def test_edit_with_an_odd_number_explains_usage(desk: Desk, arg: str) -> N
     case = await desk.open("lvu6")
     before = await desk.state(case)
     said = await desk.say(room_of(case), f"!ändra {arg}")
-    assert said.texts == ["Skriv !ändra N där N är frågans nummer (1–17)."]
+    assert said.texts == ["Skriv !ändra N där N är frågans nummer (1–27)."]
     assert (await desk.state(case)) == before
 
 
@@ -731,14 +731,14 @@ async def test_edit_asks_the_question_again_and_then_returns_to_where_one_was(
     await desk.answer_until(case, form, "handelse")
 
     said = await desk.say(room, "!edit 3")  # the English alias
-    assert said.texts[-1].startswith("Fråga 3 av 17 – Hemkommun")
+    assert said.texts[-1].startswith("Fråga 3 av 27 – Hemkommun")
     assert "Nuvarande svar: Skövde kommun" in said.texts[-1]
     [*_, (poll, _)] = desk.polls(room)
     assert poll.question == "3. Hemkommun"
     assert dict(poll.options) == {"skovde": "Skövde kommun", "mariestad": "Mariestads kommun"}
 
     said = await desk.say(room, "2")
-    assert said.texts[-1].startswith(f"Fråga {form.number_of('handelse')} av 17")
+    assert said.texts[-1].startswith(f"Fråga {form.number_of('handelse')} av 27")
     state = await desk.state(case)
     assert state.answers["hemkommun"]["value"] == "mariestad"
     assert (await desk.case(case)).municipality_id == "mariestad"
@@ -763,23 +763,24 @@ async def test_summary_is_numbered_and_escapes_what_the_worker_wrote(desk: Desk)
     assert "Hur underrättades de?" not in message.text
     assert "Varför har de inte underrättats?" not in message.text
     numbers = [int(n) for n in re.findall(r"^(\d+)\. ", message.text, flags=re.MULTILINE)]
-    assert numbers == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 14, 15, 17]
+    assert numbers == [1, 2, 3, 4, 7, 8, 9, 14, 15, 16, 18, 19, 21, 23, 25]
 
 
 async def test_submit_of_an_incomplete_report_lists_what_is_missing(desk: Desk) -> None:
     case = await desk.open("lvu6")
     room = room_of(case)
     await desk.say(room, "Kalle Anka")
-    await desk.say(room, "19121212-1212")
+    await desk.say(room, "20160412-2380")
 
     said = await desk.say(room, "!skicka")
 
-    # 11/12 and 16 depend on answers not given yet; 13 is optional.
+    # 6 and 20 follow the age; 12/13, 17, 22, 24 and 26/27 depend on answers not given
+    # yet; 14 is optional.
     assert (
         "Rapporten är inte klar. Obligatoriska frågor utan svar: "
-        "3, 4, 5, 6, 7, 8, 9, 10, 14, 15, 17." in said.texts[0]
+        "3, 4, 5, 7, 8, 9, 10, 11, 15, 16, 18, 19, 21, 23, 25." in said.texts[0]
     )
-    assert said.texts[-1].startswith("Fråga 3 av 17")
+    assert said.texts[-1].startswith("Fråga 3 av 27")
     assert (await desk.case(case)).status == "drafting"
     report = await desk.report(case)
     assert report.submitted is None and report.submitted_at is None
@@ -790,8 +791,16 @@ async def test_submit_counts_an_optional_question_passed_over_as_skipped(desk: D
     case = await desk.open("lvu6")
     room = room_of(case)
     await desk.answer_until(case, form, "barnets_installning")
-    # The worker jumps past the optional question 13 and answers the rest.
-    for number, typed in ((14, "NN omhändertas."), (15, "nej"), (17, "nu")):
+    # The worker jumps past the optional question 14 and answers the rest.
+    for number, typed in (
+        (15, "NN omhändertas."),
+        (16, "nej"),
+        (18, "nu"),
+        (19, "Vården inleds i jourhem."),
+        (21, "nej"),
+        (23, "nej"),
+        (25, "nej"),
+    ):
         await desk.say(room, f"!ändra {number}")
         await desk.say(room, typed)
     state = await desk.state(case)
@@ -897,7 +906,7 @@ async def test_an_edit_of_the_latest_answer_replaces_it_and_asks_the_current_que
 
     assert said.texts[0] == "Svaret på fråga 1 är ändrat till: Kalle Anka"
     assert said.replies[0].reply_to == said.event_id
-    assert said.texts[-1].startswith("Fråga 2 av 17")
+    assert said.texts[-1].startswith("Fråga 2 av 27")
     state = await desk.state(case)
     assert state.answers["namn"]["value"] == "Kalle Anka"
     assert state.current == "personnummer"
@@ -911,7 +920,7 @@ async def test_an_edit_of_an_older_answer_gets_advice_and_changes_nothing(desk: 
     case = await desk.open("lvu6")
     room = room_of(case)
     first = await desk.say(room, "Kalle Anka")
-    await desk.say(room, "19121212-1212")
+    await desk.say(room, "20160412-2380")
     before = await desk.state(case)
 
     said = await desk.say(room, "Nisse", replaces=first.event_id)
@@ -925,10 +934,10 @@ async def test_an_invalid_edit_is_refused_and_keeps_the_answer(desk: Desk) -> No
     case = await desk.open("lvu6")
     room = room_of(case)
     await desk.say(room, "Kalle Anka")
-    second = await desk.say(room, "19121212-1212")
+    second = await desk.say(room, "20160412-2380")
     before = await desk.state(case)
 
-    said = await desk.say(room, "19121212-1213", replaces=second.event_id)
+    said = await desk.say(room, "20160412-2381", replaces=second.event_id)
 
     assert "Kontrollsiffran stämmer inte" in said.texts[0]
     assert (await desk.state(case)).answers == before.answers
@@ -974,7 +983,7 @@ async def test_a_vote_answers_a_choice_question(desk: Desk) -> None:
 
     said = await desk.vote(room, poll_id, ("mariestad",))
 
-    assert said.texts[-1].startswith("Fråga 4 av 17")
+    assert said.texts[-1].startswith("Fråga 4 av 27")
     state = await desk.state(case)
     assert state.answers["hemkommun"]["value"] == "mariestad"
     assert (await desk.case(case)).municipality_id == "mariestad"
@@ -1011,7 +1020,7 @@ async def test_a_poll_asked_again_after_an_invalid_answer_replaces_the_old_one(
     refused = await desk.vote(room, first_poll, ("hemmet",))
     assert "gäller inte längre" in refused.text
     accepted = await desk.vote(room, second_poll, ("hemmet",))
-    assert accepted.texts[-1].startswith("Fråga 6 av 17")
+    assert accepted.texts[-1].startswith("Fråga 7 av 27")
 
 
 @pytest.mark.parametrize("stranger", [EVE, BO], ids=["outsider", "duty-member-not-in-case"])
@@ -1040,7 +1049,7 @@ async def test_a_multi_choice_vote_with_two_answers_stores_both(desk: Desk) -> N
 
     said = await desk.vote(room, poll_id, ("hemmet", "brott"))
 
-    assert said.texts[-1].startswith("Fråga 6 av 17")
+    assert said.texts[-1].startswith("Fråga 7 av 27")
     answer = (await desk.state(case)).answers["grund"]
     assert answer["value"] == ["hemmet", "brott"]
     assert answer["display"] == "Missförhållanden i hemmet (2 §), Brottslig verksamhet (3 §)"
@@ -1113,14 +1122,14 @@ async def test_resume_asks_a_question_that_a_crash_swallowed_exactly_once(desk: 
     posted = desk.messenger.sent[sent:]
     assert len(posted) == 1
     assert posted[0][0] == room
-    assert posted[0][1].text.startswith(f"Fråga {form.number_of('vistelse')} av 17")
+    assert posted[0][1].text.startswith(f"Fråga {form.number_of('vistelse')} av 27")
     assert (await desk.state(case)).asked == "vistelse"
 
     await desk.dispatcher.resume()
     assert len(desk.messenger.sent) == sent + 1
 
     said = await desk.say(room, "Hemma i Skövde")
-    assert said.texts[-1].startswith("Fråga 5 av 17")
+    assert said.texts[-1].startswith("Fråga 5 av 27")
     assert (await desk.state(case)).answers["vistelse"]["value"] == "Hemma i Skövde"
 
 
@@ -1331,7 +1340,7 @@ def typed_answers(spec: FieldSpec) -> st.SearchStrategy[str]:
         "yes_no": st.sampled_from(["ja", "nej", "J", "no", "1", "2"]),
         "date": st.sampled_from(["2026-11-24", "idag", "24/11", "20261124"]),
         "datetime": st.sampled_from(["nu", "2026-11-24 03:15", "03:15", "igår kl 23.10"]),
-        "personnummer": st.sampled_from(["19121212-1212", "121212-1212", "201212121212"]),
+        "personnummer": st.sampled_from(["20160412-2380", "160412-2380", "201604122380"]),
         "phone": st.sampled_from(["070-123 45 67", "+46 70 123 45 67", "0500-44 55 66"]),
         "municipality": st.sampled_from(["Skövde", "mariestad", "1", "2", "Mariestads kommun"]),
         "matrix_user": st.sampled_from(["@x:example.org", "https://matrix.to/#/@Bo:example.org"]),

@@ -39,8 +39,10 @@ from tests.test_oncall import (
 )
 
 DAG_DM = DecisionMaker(DAG, "Dag Dagsson", "ordförande", email="dag@example.org")
-EVA_DM = DecisionMaker(EVA, "Eva Evasdotter", "vice ordförande", email="eva@example.org")
-OLLE_DM = DecisionMaker(OLLE, "Olle Olsson", "ledamot")
+EVA_DM = DecisionMaker(
+    EVA, "Eva Evasdotter", "förordnad ledamot", email="eva@example.org", title="vice ordförande"
+)
+OLLE_DM = DecisionMaker(OLLE, "Olle Olsson", "förordnad ledamot")
 MAKERS = (DAG_DM, EVA_DM, OLLE_DM)
 SECRET = "s3cr3t-token"
 
@@ -372,7 +374,7 @@ async def test_calendar_people_come_after_overrides_and_before_the_rest(duty: Du
     shown = (await duty.say("!jour", sender=ANNA)).text.splitlines()
     assert shown[1] == (
         "Skövde kommun: Eva Evasdotter (vice ordförande, ändrat med !jour ersätt), "
-        "Olle Olsson (ledamot, enligt jourkalendern), "
+        "Olle Olsson (förordnad ledamot, enligt jourkalendern), "
         "Dag Dagsson (ordförande, enligt konfigurationen)"
     )
 

@@ -18,7 +18,7 @@ import secrets
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from http.cookies import Morsel, SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -58,7 +58,7 @@ from tests.test_oidc import (
     SCOPES,
     sign_in,
 )
-from tests.test_signing_document import LVU_ANSWERS, PNR, make_report
+from tests.test_signing_document import LVU_ANSWERS, PNR, make_report, pdf_text
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -68,6 +68,7 @@ LENA = "@lena:example.org"  # duty lead
 DAG = "@dag:example.org"  # first on call in Skövde; Tolvan's personal number
 EVA = "@eva:example.org"  # second on call, another personal number
 OLLE = "@olle:example.org"  # no personal number configured
+HEDDA = "@hedda:example.org"  # Hjo's only decision-maker, her appointment ran out
 TOLVAN = "19121212-1212"
 EVA_NUMBER = "19800101-2387"
 HTTP_BASE = "http://127.0.0.1:8080"
@@ -103,22 +104,50 @@ intake_room_alias = "#mottagning-skovde:example.org"
   name = "Dag Dagsson"
   role = "ordförande"
   personal_number = "{tolvan}"
+  appointed_by = "Kommunfullmäktige"
+  appointed_on = 2023-01-12
+  minutes_ref = "§ 4"
+  valid_until = 2030-12-31
 
   [[municipalities.decision_makers]]
   user_id = "{eva}"
   name = "Eva Evasdotter"
   role = "vice ordförande"
   personal_number = "{eva_number}"
+  appointed_by = "Socialnämnden"
+  appointed_on = 2023-01-26
+  minutes_ref = "§ 12"
+  valid_until = 2030-12-31
 
   [[municipalities.decision_makers]]
   user_id = "{olle}"
   name = "Olle Olsson"
   role = "ledamot"
+  appointed_by = "Socialnämnden"
+  appointed_on = 2023-01-26
+  minutes_ref = "§ 13"
+  valid_until = 2030-12-31
 
 [[municipalities]]
 id = "tibro"
 name = "Tibro kommun"
 intake_room_alias = "#mottagning-tibro:example.org"
+
+[[municipalities]]
+id = "hjo"
+name = "Hjo kommun"
+intake_room_alias = "#mottagning-hjo:example.org"
+body_name = "Individ- och familjenämnden"
+
+  # Her appointment ran out before the tests' night: she is never asked.
+  [[municipalities.decision_makers]]
+  user_id = "{hedda}"
+  name = "Hedda Hjo"
+  role = "förordnad ledamot"
+  appointed_by = "Individ- och familjenämnden"
+  appointed_on = 2023-01-26
+  minutes_ref = "§ 3"
+  valid_until = 2026-06-30
 
 [signing]
 auth_methods = ["matrix-code"]
@@ -139,6 +168,7 @@ def write_settings(folder: Path, pki: DevPki, *, base_url: str) -> Settings:
         dag=DAG,
         eva=EVA,
         olle=OLLE,
+        hedda=HEDDA,
         tolvan=TOLVAN,
         eva_number=EVA_NUMBER,
         seal=pki.seal_pkcs12,
@@ -1212,6 +1242,126 @@ async def test_nobody_on_call_sends_the_case_back_to_drafting(
     assert all(name for name, _ in env.messenger.rooms.values())  # no direct room made
     # Nobody could be asked, so the case never left drafting (no status change at all).
     assert "status.awaiting_signature" not in await env.audit(sub.case_id)
+
+
+async def test_nobody_with_a_valid_appointment_is_nobody_on_call(
+    sessions: Sessions, make_env: MakeEnv
+) -> None:
+    """Hjo has a decision-maker, but her appointment ran out: she is never asked."""
+    env = await make_env(sessions)
+
+    sub = await env.submit("hjo")
+
+    assert sub.token == ""
+    assert await env.case_status(sub.case_id) == "drafting"
+    assert await env.requests(sub.case_id) == []
+    told = env.messenger.in_room(sub.room_id)[-1]
+    assert "Ingen beslutsfattare har jour för Hjo kommun" in told.text
+    leads = env.messenger.in_room("!duty:test")[-1]
+    assert leads.mentions == (LENA,) and "Hjo kommun" in leads.text
+    assert await env.direct_room(HEDDA) is None  # never contacted
+
+
+# -- the decision date is the signature's -------------------------------------------------------
+
+
+async def test_a_report_sent_at_2350_and_signed_at_0010_decides_on_the_next_day(
+    sessions: Sessions, make_env: MakeEnv, tmp_path: Path
+) -> None:
+    env = await make_env(sessions)
+    env.clock.now = datetime(2026, 11, 24, 22, 50, tzinfo=UTC)  # 23:50 in Stockholm
+    sub = await env.submit()
+    reviewed = (await env.request(sub.token)).document
+    shown = pdf_text(reviewed, tmp_path, name="reviewed.pdf")
+    assert "Beslutsdatum dagen för underskriften" in shown
+    assert "upprättat 2026-11-24 kl. 23:50" in shown
+
+    env.clock.now = datetime(2026, 11, 24, 23, 10, tzinfo=UTC)  # 00:10 on the 25th
+    cookie = await env.identify(sub.token)
+    answer = await env.call("POST", sub.token, "/decision", body={"action": "sign"}, cookie=cookie)
+
+    assert answer.status == 200, answer.body
+    request = await env.request(sub.token)  # stored before the API answered
+    assert request.status == "signed" and request.signed_document is not None
+    assert request.decided_at == env.clock.now
+    sealed = pdf_text(request.signed_document, tmp_path, name="sealed.pdf")
+    assert "Beslutsdatum 2026-11-25" in sealed
+    assert "Beslutat 2026-11-25 kl. 00:10" in sealed
+    assert "dagen för underskriften" not in sealed
+    assert "upprättat 2026-11-24 kl. 23:50" in sealed  # the report keeps its own time
+    assert (
+        "Ordförande i Socialnämnden, vald av Kommunfullmäktige den 2023-01-12, § 4 "
+        "(gäller till och med 2030-12-31), med stöd av 6 § andra stycket LVU, då nämndens "
+        "beslut inte kunde avvaktas."
+    ) in sealed
+    report = await env.verify(request.signed_document)
+    assert report.ok, report
+    assert report.evidence is not None and report.evidence["decision"] == {
+        "decided_at": "2026-11-24T23:10:00+00:00",
+        "reviewed_sha256": request.document_sha256,
+        "rendered_at_signing": True,
+    }
+    assert report.evidence["method"] == "matrix-code"
+
+
+async def test_when_the_reviewed_document_cannot_be_made_again_it_is_sealed_as_it_is(
+    sqlite_sessions: Sessions, make_env: MakeEnv, tmp_path: Path
+) -> None:
+    """The configuration changed between the link and the signature: what the signer was
+    shown is sealed, and it says the decision date is the day of signing."""
+    env = await make_env(sqlite_sessions)
+    sub = await env.submit()
+    skovde = env.settings.municipality("skovde")
+    assert skovde is not None
+    renamed = replace(skovde, body_name="Individ- och familjenämnden")
+    backend = env.service.backend
+    backend.settings = replace(
+        env.settings,
+        municipalities=tuple(
+            renamed if m.id == "skovde" else m for m in env.settings.municipalities
+        ),
+    )
+    cookie = await env.identify(sub.token)
+
+    answer = await env.call("POST", sub.token, "/decision", body={"action": "sign"}, cookie=cookie)
+
+    assert answer.status == 200, answer.body
+    request = await env.request(sub.token)
+    assert request.signed_document is not None
+    assert request.signed_document.startswith(request.document)  # an incremental update of it
+    sealed = pdf_text(request.signed_document, tmp_path)
+    assert "Beslutsdatum dagen för underskriften" in sealed and "Socialnämnden" in sealed
+    report = await env.verify(request.signed_document)
+    assert report.ok and report.evidence is not None
+    assert report.evidence["decision"]["rendered_at_signing"] is False
+    assert report.evidence["decision"]["reviewed_sha256"] == request.document_sha256
+
+
+@pytest.mark.parametrize("action", ["sign", "decline"])
+async def test_without_an_appointment_that_holds_at_signing_nobody_decides(
+    sqlite_sessions: Sessions, make_env: MakeEnv, action: str
+) -> None:
+    """The appointment ran out between the alert and the signature (here: the record of it
+    changed): the signature is refused, and nothing changes."""
+    env = await make_env(sqlite_sessions)
+    sub = await env.submit()
+    skovde = env.settings.municipality("skovde")
+    assert skovde is not None and skovde.decision_makers[0].appointment is not None
+    dag = skovde.decision_makers[0]
+    lapsed = replace(dag, appointment=replace(dag.appointment, valid_until=date(2026, 11, 23)))
+    env.service.backend.settings = replace(
+        env.settings,
+        municipalities=(replace(skovde, decision_makers=(lapsed, *skovde.decision_makers[1:])),),
+    )
+    cookie = await env.identify(sub.token)
+
+    answer = await env.call(
+        "POST", sub.token, "/decision", body={"action": action, "reason": "nej"}, cookie=cookie
+    )
+
+    assert error(answer) == (403, "forbidden")
+    assert await env.case_status(sub.case_id) == "awaiting_signature"
+    assert (await env.request(sub.token)).status == "pending"
 
 
 # -- BankID through the API ------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from handlers.dialogue import DialogueState, build_report
 from signing.document import (
     SIGNATURE_BOX_SIZE,
     SIGNATURE_FIELD,
+    Mandate,
     layout_decision,
     render_decision,
 )
@@ -212,6 +213,105 @@ def test_the_document_says_what_the_decision_is_and_why(tmp_path: Path) -> None:
     assert text.count("omhändertas omedelbart med stöd av 6 § LVU") == 1
     # the answers come in the form's order
     assert text.index("Barnets namn") < text.index("Vad har hänt?") < text.index("Tidpunkt")
+
+
+MEMBER = Mandate(
+    chair=False,
+    appointed_by="Socialnämnden",
+    appointed_on=date(2023, 1, 26),
+    minutes_ref="§ 12",
+    valid_until=date(2026, 12, 31),
+)
+CHAIR = Mandate(
+    chair=True,
+    appointed_by="Kommunfullmäktige",
+    appointed_on=date(2023, 1, 12),
+    minutes_ref="§ 4",
+    valid_until=date(2026, 12, 31),
+)
+
+
+def test_the_document_states_the_mandate_of_an_appointed_member(tmp_path: Path) -> None:
+    text = pdf_text(
+        render(signer_name="Eva Evasdotter", signer_role="vice ordförande", mandate=MEMBER),
+        tmp_path,
+    )
+    assert "Roll vice ordförande" in text
+    assert (
+        "Beslutanderätt Ledamot förordnad av Socialnämnden den 2023-01-26, § 12 "
+        "(gäller till och med 2026-12-31), med stöd av 6 § andra stycket LVU, då nämndens "
+        "beslut inte kunde avvaktas."
+    ) in text
+
+
+def test_the_document_states_the_chairs_mandate_and_the_configured_body(
+    tmp_path: Path,
+) -> None:
+    pdf = render(body_name="Individ- och familjenämnden", mandate=CHAIR)
+    text = pdf_text(pdf, tmp_path)
+    assert text.startswith("Skövde kommun Ärende SJ-2026-0042 Individ- och familjenämnden ")
+    assert "Socialnämnden" not in text
+    assert (
+        "Ordförande i Individ- och familjenämnden, vald av Kommunfullmäktige den 2023-01-12, "
+        "§ 4 (gäller till och med 2026-12-31), med stöd av 6 § andra stycket LVU"
+    ) in text
+    info = PdfFileReader(BytesIO(pdf)).trailer["/Info"].get_object()
+    assert str(info["/Author"]) == "Skövde kommun, Individ- och familjenämnden"
+
+
+def test_lvm_cites_13_section_and_other_forms_no_statute(tmp_path: Path) -> None:
+    forms = builtin_forms()
+    for form_id, basis in (("lvm13", "med stöd av 13 § LVM, då nämndens"), ("sol_placering", None)):
+        form = forms[form_id]
+        answers = {spec.id: (None, f"Svar på {spec.label.lower()}") for spec in form.fields}
+        text = pdf_text(
+            render(make_report(form, answers), form=form, mandate=MEMBER),
+            tmp_path,
+            name=f"{form_id}.pdf",
+        )
+        assert "Ledamot förordnad av Socialnämnden den 2023-01-26, § 12" in text
+        if basis is None:
+            assert "med stöd av" not in text.split("Beslutanderätt")[1].split("Beslutat")[0]
+        else:
+            assert basis in text
+
+
+def test_english_states_the_mandate_and_the_decision_date(tmp_path: Path) -> None:
+    decided = datetime(2026, 11, 24, 23, 10, tzinfo=UTC)  # 00:10 on the 25th in Stockholm
+    text = pdf_text(render(language="en", mandate=MEMBER, decided_at=decided), tmp_path)
+    assert (
+        "Power to decide Member appointed by Socialnämnden on 2023-01-26, § 12 (valid until "
+        "2026-12-31 inclusive), under section 6, second paragraph, LVU, as the committee's "
+        "decision could not be awaited."
+    ) in text
+    assert "Decision date 2026-11-25" in text and "Decided 2026-11-25 at 00:10" in text
+
+
+def test_the_version_to_review_says_the_decision_date_is_the_day_of_signing(
+    tmp_path: Path,
+) -> None:
+    text = pdf_text(render(mandate=MEMBER), tmp_path)
+    assert "Beslutsdatum dagen för underskriften" in text
+    assert "Beslutat när beslutet undertecknas; beslutsdatum är dagen för underskriften" in text
+
+
+def test_the_decided_version_carries_the_signature_day_not_the_reports(tmp_path: Path) -> None:
+    """Sent at 23:50, signed at 00:10 Stockholm time: the decision is the next day's."""
+    submitted = datetime(2026, 11, 24, 22, 50, tzinfo=UTC)  # 23:50 in Stockholm
+    decided = datetime(2026, 11, 24, 23, 10, tzinfo=UTC)  # 00:10 on the 25th
+    report = make_report(at=submitted)
+    review = render(report, mandate=MEMBER)
+    pdf = render(report, mandate=MEMBER, decided_at=decided)
+
+    text = pdf_text(pdf, tmp_path)
+    assert "Beslutsdatum 2026-11-25" in text
+    assert "Beslutat 2026-11-25 kl. 00:10" in text
+    assert "upprättat 2026-11-24 kl. 23:50" in text  # the report keeps its own time
+    assert "dagen för underskriften" not in text
+    assert pdf == render(report, mandate=MEMBER, decided_at=decided)  # still the same bytes
+    assert pdf != review
+    info = PdfFileReader(BytesIO(pdf)).trailer["/Info"].get_object()
+    assert str(info["/CreationDate"]) == "D:20261124231000+00'00'"
 
 
 def test_user_text_cannot_inject_markup(tmp_path: Path) -> None:

@@ -103,9 +103,7 @@ def desk_with_readers(engine: AsyncEngine, folder: Path) -> Desk:
     return desk
 
 
-async def test_an_answer_is_one_write_transaction(
-    engine: AsyncEngine, tmp_path: Path
-) -> None:
+async def test_an_answer_is_one_write_transaction(engine: AsyncEngine, tmp_path: Path) -> None:
     desk = desk_with_readers(engine, tmp_path)
     case = await desk.open("budget")
     room = case.room_id
