@@ -30,7 +30,7 @@ from handlers import escalation_actions as actions
 from handlers import escalation_requests, escalation_watch, i18n
 from handlers.alerts import Alerter
 from handlers.case_state import CaseStatus
-from handlers.context import Clock, local_time
+from handlers.context import LOCAL_TZ, Clock, local_time
 from handlers.escalation_actions import StepContext
 from handlers.escalation_requests import Claim
 from handlers.issuing import Issuer, Prepared
@@ -348,9 +348,14 @@ class Escalator:
     # -- the actions --------------------------------------------------------------------
 
     def maker_of(self, ctx: StepContext, user_id: str) -> DecisionMaker | None:
+        """The decision-maker ``user_id`` if they may still decide today: a repair or a
+        resend never gives a new link to someone whose appointment has lapsed (LVU 6 §
+        second paragraph, LVM 13 §); the callers then ask whoever is on call."""
         if ctx.municipality is None:
             return None
-        return next((d for d in ctx.municipality.decision_makers if d.user_id == user_id), None)
+        maker = next((d for d in ctx.municipality.decision_makers if d.user_id == user_id), None)
+        today = self.clock().astimezone(LOCAL_TZ).date()
+        return maker if maker is not None and maker.may_decide_on(today) else None
 
     async def issue(
         self, case_id: int, maker: DecisionMaker, now: datetime

@@ -1317,6 +1317,22 @@ async def test_status_says_who_was_asked_when_what_they_saw_and_what_comes_next(
 # -- 12. !påminn and !skicka om -----------------------------------------------------------------
 
 
+async def test_skicka_om_never_gives_a_lapsed_decision_maker_a_new_link(
+    sqlite_sessions: Sessions, make_night: MakeNight
+) -> None:
+    """LVU 6 § second paragraph: only an appointment that holds today gives the power
+    to decide. Once every appointment has run out, nobody gets a new link."""
+    night = await make_night(sqlite_sessions)
+    case = await night.submit()
+    (first,) = await night.tokens(DAG)
+    night.clock.now = datetime(2031, 1, 2, 1, 0, tzinfo=UTC)  # all end 2030-12-31
+
+    said = [m.text for m in await night.say(case.room, "!skicka om")]
+
+    assert await night.tokens(DAG) == [first], said
+    assert not [t for t in said if "Nya länkar skickades" in t], said
+
+
 async def test_paminn_rings_again_now_and_skicka_om_replaces_the_link(
     sqlite_sessions: Sessions, make_night: MakeNight
 ) -> None:
