@@ -305,6 +305,7 @@ def layout_decision(
         submitted=submitted,
         decided=decided,
         case_number=case_number,
+        language=language,
     )
     pages = 0
     box: SignatureBox | None = None
@@ -352,6 +353,7 @@ class _Content:
     submitted: datetime
     decided: datetime | None
     case_number: str
+    language: str = "sv"
 
     def _maker(self) -> Table:
         """Who decides, in what role, under which mandate, and when."""
@@ -410,8 +412,9 @@ class _Content:
             )
         )
         story.append(KeepTogether([_heading(text["next_step"]), _paragraph(form.next_step)]))
-        if form.appeal:
-            story.append(KeepTogether([_heading(text["appeal"]), _paragraph(form.appeal)]))
+        appeal = form.appeal_in(self.language)
+        if appeal:
+            story.append(KeepTogether([_heading(text["appeal"]), _paragraph(appeal)]))
         return story
 
     def _header(self) -> list[Flowable]:

@@ -342,6 +342,9 @@ def test_a_skipped_question_says_so(tmp_path: Path) -> None:
 
 def test_english_headings_keep_the_answers_as_written(tmp_path: Path) -> None:
     text = pdf_text(render(language="en"), tmp_path)
+    # The template's English appeal text, not the Swedish one.
+    assert "cannot be appealed" in " ".join(text.split())
+    assert "kan inte överklagas" not in " ".join(text.split())
     for expected in (
         "Social Welfare Committee",
         "Decision",
