@@ -11,8 +11,11 @@ import html
 import re
 from typing import Any, Literal
 
+from handlers.i18n_audit import AUDIT_MESSAGES
+from handlers.i18n_deadlines import DEADLINES_MESSAGES
 from handlers.i18n_escalation import ESCALATION_MESSAGES
 from handlers.i18n_fields import FIELD_MESSAGES
+from handlers.i18n_handover import HANDOVER_MESSAGES
 from handlers.messenger import Message
 
 Language = Literal["sv", "en"]
@@ -380,8 +383,22 @@ _EN: dict[str, str] = {
 }
 
 CATALOGUES: dict[str, dict[str, str]] = {
-    "sv": {**_SV, **FIELD_MESSAGES["sv"], **ESCALATION_MESSAGES["sv"]},
-    "en": {**_EN, **FIELD_MESSAGES["en"], **ESCALATION_MESSAGES["en"]},
+    "sv": {
+        **_SV,
+        **FIELD_MESSAGES["sv"],
+        **ESCALATION_MESSAGES["sv"],
+        **DEADLINES_MESSAGES["sv"],
+        **HANDOVER_MESSAGES["sv"],
+        **AUDIT_MESSAGES["sv"],
+    },
+    "en": {
+        **_EN,
+        **FIELD_MESSAGES["en"],
+        **ESCALATION_MESSAGES["en"],
+        **DEADLINES_MESSAGES["en"],
+        **HANDOVER_MESSAGES["en"],
+        **AUDIT_MESSAGES["en"],
+    },
 }
 
 _BOLD = re.compile(r"\*\*(.+?)\*\*")

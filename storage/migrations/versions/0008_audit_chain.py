@@ -1,0 +1,25 @@
+"""audit_chain (placeholder: filled in by the work on issue 9).
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-12-01 00:00:00+00:00
+
+Written by hand to match storage/models.py; tests compare the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+revision: str = "0008"
+down_revision: str | Sequence[str] | None = "0007"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
