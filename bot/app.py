@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -18,6 +19,7 @@ from aiohttp import web
 from bot import events
 from bot.instance_lock import InstanceLock
 from bot.matrix import InboxEvent, MatrixConnection
+from bot.meeting_source import MeetingCalendars
 from bot.notifiers import build_notifier
 from bot.rooms import MatrixMessenger, RoomKeeper
 from bot.roster_source import CalendarRosterSource
@@ -25,8 +27,10 @@ from bot.scheduler import Scheduler
 from config import DecisionMaker, Settings
 from handlers import i18n
 from handlers.alerts import Alerter, DirectRooms
+from handlers.archive import Archiver
 from handlers.case_state import CaseStatus
 from handlers.context import utcnow
+from handlers.deadline_jobs import DeadlineJobs
 from handlers.decisions import DecisionService
 from handlers.dispatcher import Dispatcher
 from handlers.escalation import Escalator
@@ -43,6 +47,9 @@ from storage import create_engine, read_session_factory, repo, session_factory, 
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL = 60.0
+#: The archive sweep's longest sleep (it also runs after each command, and when a
+#: purge falls due).
+ARCHIVE_INTERVAL = 60.0
 #: How long handled event ids are remembered (longer than any sync gap we recover from).
 EVENT_MEMORY = timedelta(days=30)
 
@@ -101,6 +108,7 @@ class Socialjour:
             providers=build_providers(settings, self._send_code),
             signer=load_seal(settings),
         )
+        self.decisions.records = self.backend.records  # forms nobody signs: sealed records
         self.dispatcher = Dispatcher(
             settings=settings,
             sessions=self.sessions,
@@ -110,6 +118,22 @@ class Socialjour:
             oncall=OnCallCommands(settings, self.sessions, clock, roster=self.roster),
             readers=self.readers,
         )
+        self.meetings = MeetingCalendars(settings)
+        # Legal deadlines: announced, reminded and alarmed from the database each minute.
+        self.deadline_jobs = DeadlineJobs(
+            settings,
+            self.sessions,
+            self.messenger,
+            clock,
+            intake_rooms=lambda: self.dispatcher.intake_rooms,
+            duty_room=self._duty_room,
+            meetings=self.meetings,
+        )
+        # Closing, archiving and retention (issue 9 §5), from the database.
+        self.archiver = Archiver(
+            settings, self.sessions, self.messenger, clock, readers=self.readers
+        )
+        self._archive_wake = asyncio.Event()
         # Handlers are attached before the first sync; events wait in the inbox until
         # start() has resumed what a crash interrupted (start_processing).
         self.matrix.on_event = self._on_event
@@ -120,6 +144,8 @@ class Socialjour:
         self._runner: web.AppRunner | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._catch_up: asyncio.Task[None] | None = None
+        self._deadline_catch_up: asyncio.Task[None] | None = None
+        self._archive: asyncio.Task[None] | None = None
         # Events that arrive while the rooms are still being set up wait for this.
         self._ready = asyncio.Event()
 
@@ -142,6 +168,7 @@ class Socialjour:
             )
             self.dispatcher.intake_rooms[room_id] = m.id
         await self.roster.start()
+        await self.meetings.start()
         await self.dispatcher.resume()
         await self.backend.recover()
         await self._start_web()
@@ -153,6 +180,13 @@ class Socialjour:
         # Catching up on steps missed while the bot was down runs beside everything
         # else (each step is claimed once, whoever gets to it first).
         self._catch_up = asyncio.create_task(self.escalator.resume(), name="escalation-catch-up")
+        # Deadline reminders and alarms due while the bot was down go out now, once.
+        self._deadline_catch_up = asyncio.create_task(
+            self.deadline_jobs.sweep(), name="deadline-catch-up"
+        )
+        # Closing, archiving and retention: now (what came due while the bot was down),
+        # then every minute, after each command, and when a purge falls due.
+        self._archive = asyncio.create_task(self._archive_loop(), name="archive")
 
     async def _wake(self, step_id: int) -> None:
         await self._ready.wait()
@@ -189,6 +223,9 @@ class Socialjour:
                 await self.dispatcher.cases.recover()
                 await self.backend.recover()
                 await self.escalator.check()
+                # Handovers: parts a crash kept back, and the intake's morning reminders.
+                await self.dispatcher.handover.check()
+                await self.deadline_jobs.sweep()
                 if time.monotonic() - last_prune > 86400:
                     async with self.sessions() as session, session.begin():
                         await repo.prune_events(
@@ -198,8 +235,26 @@ class Socialjour:
             except Exception:
                 log.exception("housekeeping failed; trying again in a minute")
 
+    async def _archive_loop(self) -> None:
+        while True:
+            self._archive_wake.clear()
+            due = None
+            try:
+                due = await self.archiver.sweep()
+            except Exception:
+                log.exception("the archive sweep failed; trying again in a minute")
+            # Sooner when a purge falls due before the next minute; an overdue one (it
+            # failed) is tried again in a minute.
+            wait = ARCHIVE_INTERVAL
+            until = (due - datetime.now(UTC)).total_seconds() if due is not None else wait
+            if 0 < until < wait:
+                wait = max(until, 0.5)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._archive_wake.wait(), wait)
+
     async def stop(self) -> None:
-        for task in (self._housekeeping, self._catch_up):
+        tasks = (self._housekeeping, self._catch_up, self._deadline_catch_up, self._archive)
+        for task in tasks:
             if task:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -209,6 +264,7 @@ class Socialjour:
         await self.backend.close()  # posts under way, and the seal's thread
         await self.matrix.stop()
         await self.roster.stop()
+        await self.meetings.close()
         await self.notifier.close()
         await self.lock.release()
         await self.engine.dispose()
@@ -219,7 +275,7 @@ class Socialjour:
         self.events_handled += 1
         if event.type == "m.room.message":
             body, replaces = events.message_text(event.content)
-            return await self.dispatcher.handle(
+            claimed = await self.dispatcher.handle(
                 IncomingMessage(
                     room_id=event.room_id,
                     sender=event.sender,
@@ -227,8 +283,13 @@ class Socialjour:
                     body=body,
                     trusted_device=trusted,
                     replaces=replaces,
+                    in_reply_to=events.reply_target(event.content),
                 )
             )
+            if body.lstrip().startswith("!"):
+                # A !mottaget or a deadline marked done may have completed a case.
+                self._archive_wake.set()
+            return claimed
         if event.type == "m.reaction":
             # A ✅ on an alert from the person it went to: "I am on it". Element sends
             # reactions unencrypted even in encrypted rooms, so a plaintext reaction (its

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 from config import ConfigError, Problem, Settings, load_settings
 
 log = logging.getLogger("socialjour")
+T = TypeVar("T")
 
 
 def _setup_logging(level: str) -> None:
@@ -115,6 +120,100 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _with_sessions(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``work(session factory)`` against the configured database. A database that is
+    not at this version's schema is left alone: reading the trail never migrates it."""
+    from storage import create_engine, current_revision, head_revision, session_factory
+
+    async def run() -> T:
+        found = await current_revision(settings.storage.database_url)
+        if found != head_revision():
+            print(
+                f"socialjour: the database is at migration {found or 'none'}, this version "
+                f"needs {head_revision()}: run `socialjour db upgrade --config PATH` first",
+                file=sys.stderr,
+            )
+            raise SystemExit(1)
+        engine = create_engine(settings.storage.database_url)
+        try:
+            return await work(session_factory(engine))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container without passwd entry)
+        return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """The whole chain: the count and OK (exit 0), or the first broken row (exit 1)."""
+    from handlers.audit_export import verify_chain, verify_lines
+
+    check = _with_sessions(_load(args.config), verify_chain)
+    for line in verify_lines(check):
+        print(line)
+    return 0 if check.ok else 1
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    """A case file: the trail (JSON, CSV), the documents, a manifest of SHA-256 sums."""
+    from handlers.audit_export import export_case
+    from storage.audit import cli_actor
+
+    settings = _load(args.config)
+    number = args.case.strip()
+    exported = _with_sessions(
+        settings,
+        lambda sessions: export_case(
+            sessions,
+            settings,
+            number=number,
+            actor=cli_actor(_os_user()),
+            now=datetime.now(UTC),
+        ),
+    )
+    if exported is None:
+        print(f"socialjour audit export: no case {number}", file=sys.stderr)
+        return 1
+    out = Path(args.out or f"{number}.zip")
+    out.write_bytes(exported.data)
+    print(f"{out}: {len(exported.sums)} files (sums in {number}/SHA256SUMS)")
+    print(f"audit chain head at export: seq {exported.head_seq} hash {exported.head_hash}")
+    return 0
+
+
+def _since(value: str) -> datetime:
+    """``--since 2026-03-01``: from the start of that day in Swedish time."""
+    from handlers.workdays import SWEDEN
+
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
+    return datetime(day.year, day.month, day.day, tzinfo=SWEDEN)
+
+
+def cmd_audit_access(args: argparse.Namespace) -> int:
+    """Loggkontroll: what one person opened and did, one line per row."""
+    from handlers.audit_export import access_lines
+
+    settings = _load(args.config)
+    lines = _with_sessions(
+        settings,
+        lambda sessions: access_lines(sessions, settings, user=args.user, since=args.since),
+    )
+    for line in lines:
+        print(line)
+    if not lines:
+        print(f"no entries for {args.user}", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
@@ -156,6 +255,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", metavar="PATH", help="also trust signing.trust_roots from here")
     p.set_defaults(func=cmd_verify)
+
+    audit = sub.add_parser("audit", help="the audit trail: verify, export a case, access log")
+    asub = audit.add_subparsers(dest="audit_command", required=True)
+    p = asub.add_parser("verify", help="check the whole hash chain; exit 1 at a broken row")
+    p.add_argument("--config", required=True, metavar="PATH")
+    p.set_defaults(func=cmd_audit_verify)
+    p = asub.add_parser("export", help="a ZIP with a case's trail, documents and SHA-256 sums")
+    p.add_argument("case", metavar="CASE", help="the case number, e.g. SJ-2026-0042")
+    p.add_argument("--config", required=True, metavar="PATH")
+    p.add_argument("--out", metavar="FILE.zip", help="where to write it (default: CASE.zip)")
+    p.set_defaults(func=cmd_audit_export)
+    p = asub.add_parser("access", help="what one person opened and did (loggkontroll)")
+    p.add_argument("--user", required=True, metavar="@x", help="a Matrix id, or cli:NAME")
+    p.add_argument("--config", required=True, metavar="PATH")
+    p.add_argument("--since", type=_since, metavar="DATE", help="from this day (YYYY-MM-DD)")
+    p.set_defaults(func=cmd_audit_access)
 
     trust = sub.add_parser("trust", help="encryption identities of users")
     tsub = trust.add_subparsers(dest="trust_command", required=True)

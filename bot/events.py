@@ -31,6 +31,15 @@ def message_text(content: dict[str, Any]) -> tuple[str, str | None]:
     return body, None
 
 
+def reply_target(content: dict[str, Any]) -> str | None:
+    """The event an ``m.room.message`` replies to (``m.in_reply_to``), if any."""
+    relates = content.get("m.relates_to") or {}
+    if not isinstance(relates, dict):
+        return None
+    target = relates.get("m.in_reply_to")
+    return _str_or_none(target.get("event_id")) if isinstance(target, dict) else None
+
+
 def strip_reply_fallback(body: str) -> str:
     lines = body.split("\n")
     if not lines or not lines[0].startswith(">"):

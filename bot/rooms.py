@@ -16,8 +16,10 @@ from typing import Any
 from nio import (
     JoinResponse,
     RoomCreateResponse,
+    RoomGetStateEventResponse,
     RoomInviteResponse,
     RoomPreset,
+    RoomPutStateResponse,
     RoomResolveAliasResponse,
     RoomVisibility,
     UploadResponse,
@@ -196,6 +198,20 @@ class MatrixMessenger:
     async def invite(self, room_id: str, user_id: str) -> None:
         await self.rooms.invite_missing(room_id, [user_id])
 
+    async def close_room(self, room_id: str) -> None:
+        """Raise the level to post to the bot's own (see :func:`read_only`)."""
+        client = self.matrix.client
+        current = await client.room_get_state_event(room_id, "m.room.power_levels")
+        if not isinstance(current, RoomGetStateEventResponse):
+            raise MatrixError(f"cannot read power levels: {getattr(current, 'message', current)}")
+        closed = read_only(current.content, client.user_id)
+        if closed is None:
+            return
+        resp = await client.room_put_state(room_id, "m.room.power_levels", closed)
+        if not isinstance(resp, RoomPutStateResponse):
+            raise MatrixError(f"cannot lock the room: {getattr(resp, 'message', resp)}")
+        log.info("room %s is read-only now", room_id)
+
     async def can_decrypt(self, room_id: str, user_id: str) -> bool:
         """At least one of the user's devices will get this room's keys from us.
 
@@ -214,6 +230,28 @@ class MatrixMessenger:
         if self.matrix.trust.shares_with_all:
             return bool(devices)
         return client.olm is not None and any(client.olm.is_device_verified(d) for d in devices)
+
+
+def read_only(levels: dict[str, Any], bot_user_id: str) -> dict[str, Any] | None:
+    """The power levels ``levels`` with the room made read-only, or None if it is already.
+
+    Members keep reading but can no longer send anything (messages, reactions,
+    redactions, polls): ``events_default`` and every event type go to 100, the level
+    only the bot has. State changes stay the bot's as before. The bot keeps 100 where
+    the levels list users (rooms up to version 11); from version 12 on the creator is
+    above all levels and is not listed.
+    """
+    found = levels.get("events")
+    events: dict[str, Any] = found if isinstance(found, dict) else {}
+    if levels.get("events_default") == 100 and all(v >= 100 for v in events.values()):
+        return None
+    closed = dict(levels)
+    closed["events_default"] = 100
+    closed["events"] = {event_type: max(level, 100) for event_type, level in events.items()}
+    users = levels.get("users")
+    if isinstance(users, dict) and bot_user_id in users:
+        closed["users"] = {**users, bot_user_id: max(users[bot_user_id], 100)}
+    return closed
 
 
 def _devices(client: Any, user_id: str) -> Iterable[Any]:

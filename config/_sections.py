@@ -7,7 +7,7 @@ and returning placeholders after a problem (the loader discards the result then)
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -40,7 +40,9 @@ from config._reader import (
     key_place,
     split_host_port,
 )
+from config.deadlines import read_deadline_settings, read_meetings
 from config.durations import format_duration
+from config.forms import FormTemplate
 from config.settings import (
     ACTIONS,
     AUTH_METHODS,
@@ -51,6 +53,7 @@ from config.settings import (
     TRUST_LEVELS,
     BankIdSettings,
     DecisionMaker,
+    Delegate,
     DutySettings,
     EscalationPolicy,
     EscalationStep,
@@ -61,13 +64,14 @@ from config.settings import (
     OidcSettings,
     Pkcs11Settings,
     Problem,
+    RetentionSettings,
     Settings,
     SigningSettings,
     StorageSettings,
     WebSettings,
 )
 
-__all__ = ["read_settings"]
+__all__ = ["delegate_warnings", "read_settings"]
 
 SQLITE_PREFIX = "sqlite+aiosqlite://"
 POSTGRES_PREFIX = "postgresql+asyncpg://"
@@ -84,6 +88,8 @@ _TOP_KEYS = (
     "notify",
     "logging",
     "forms",
+    "deadlines",
+    "retention",
 )
 _MATRIX_KEYS = (
     "homeserver",
@@ -105,6 +111,9 @@ _MUNICIPALITY_KEYS = (
     "notify",
     "roster_ics",
     "body_name",
+    "delegates",
+    "meetings_ics",
+    "meetings",
 )
 _DECISION_MAKER_KEYS = (
     "user_id",
@@ -116,6 +125,16 @@ _DECISION_MAKER_KEYS = (
     "personal_number",
     "notify",
     *APPOINTMENT_KEYS,
+)
+_DELEGATE_KEYS = (
+    "user_id",
+    "name",
+    "title",
+    "delegation_ref",
+    "email",
+    "phone",
+    "personal_number",
+    "notify",
 )
 _SIGNING_KEYS = (
     "auth_methods",
@@ -166,6 +185,8 @@ def read_settings(r: Reader, root: dict[str, Any], config_path: Path) -> Setting
         signing=_signing(r, root),
         notify=notify,
         logging=_logging(r, root),
+        deadlines=read_deadline_settings(r, root),
+        retention=_retention(r, root),
         form_dirs=_form_dirs(r, root),
         warnings=tuple(Problem(place, message) for place, message in r.warnings),
     )
@@ -349,25 +370,59 @@ def _municipalities(
             decision_makers=_decision_makers(r, table, place, notify),
             notify=read_rule(r, table, place, notify=notify) or DEFAULT_NOTIFY,
             roster_ics=_roster_ics(r, table, place),
+            meetings_ics=_roster_ics(r, table, place, "meetings_ics"),
+            meetings=read_meetings(r, table, place),
             body_name=r.optional(table, place, "body_name"),
+            delegates=_delegates(r, table, place, notify),
         )
         check_appointments(r, municipality, place)
         municipalities.append(municipality)
     return tuple(municipalities)
 
 
-def _roster_ics(r: Reader, table: dict[str, Any], place: str) -> str | None:
-    """A path (relative to the config file) or an https URL."""
-    value = r.optional(table, place, "roster_ics")
+def delegate_warnings(
+    municipalities: Sequence[Municipality], forms: Mapping[str, FormTemplate]
+) -> list[Problem]:
+    """A warning for each municipality without delegates while a form needs one.
+
+    A warning, not a problem: the built-in ``sol_placering`` form is a delegate form in
+    every installation, and a municipality that lists no delegate may never use it; the
+    bot loads, and ``!skicka`` on such a form tells the worker and the duty leads that
+    nobody can be asked (as when no decision-maker is on call).
+    """
+    needing = sorted(form.id for form in forms.values() if form.signer == "delegate")
+    if not needing:
+        return []
+    shown = ", ".join(needing)
+    verb = "is" if len(needing) == 1 else "are"
+    return [
+        Problem(
+            key_place(item_place("municipalities", index), "delegates"),
+            f"{m.name or m.id} lists no delegate, but {shown} {verb} decided by a delegate "
+            'under the delegation order (signer = "delegate"), never by a decision-maker: '
+            "!skicka cannot send it there; add [[municipalities.delegates]] with user_id, "
+            "name, title and delegation_ref",
+        )
+        for index, m in enumerate(municipalities)
+        if not m.delegates
+    ]
+
+
+def _roster_ics(
+    r: Reader, table: dict[str, Any], place: str, key: str = "roster_ics"
+) -> str | None:
+    """A calendar (``roster_ics``, ``meetings_ics``): a path (relative to the config
+    file) or an https URL."""
+    value = r.optional(table, place, key)
     if value is None:
         return None
     if value.startswith(("http://", "https://")):
         if not is_http_url(value):
-            r.report(key_place(place, "roster_ics"), f"expected {HTTP_URL}")
+            r.report(key_place(place, key), f"expected {HTTP_URL}")
         return value
     path = absolute(r.base_dir, value)
     if not path.is_file():
-        r.report(key_place(place, "roster_ics"), f"no such file: {path}")
+        r.report(key_place(place, key), f"no such file: {path}")
     return str(path)
 
 
@@ -412,6 +467,49 @@ def _decision_makers(
             )
         )
     return tuple(makers)
+
+
+def _delegates(
+    r: Reader, municipality: dict[str, Any], parent: str, notify: NotifySettings
+) -> tuple[Delegate, ...]:
+    """``[[municipalities.delegates]]``: who decides the forms whose ``signer`` is
+    ``delegate``, in the order they are asked; read like the decision-makers."""
+    if "delegates" not in municipality:
+        return ()
+    delegates: list[Delegate] = []
+    first_place_of_user: dict[str, str] = {}
+    array_place = key_place(parent, "delegates")
+    hint = "[[municipalities.delegates]]"
+    for place, raw in r.tables(array_place, municipality["delegates"], hint):
+        table = r.table(place, raw, _DELEGATE_KEYS)
+        if table is None:
+            continue
+        user_id = r.required(table, place, "user_id", is_user_id, USER_ID)
+        if user_id in first_place_of_user:
+            r.report(
+                key_place(place, "user_id"),
+                f"{user_id} is listed twice among the delegates "
+                f"(also at {first_place_of_user[user_id]})",
+            )
+        elif user_id:
+            first_place_of_user[user_id] = place
+        email = r.optional(table, place, "email", is_email, "an email address like dag@example.org")
+        phone = r.optional(table, place, "phone", is_phone, "a phone number like +46701234567")
+        delegates.append(
+            Delegate(
+                user_id=user_id,
+                name=r.required(table, place, "name"),
+                delegation_ref=r.required(table, place, "delegation_ref"),
+                title=r.optional(table, place, "title"),
+                email=email,
+                phone=phone,
+                personal_number=_personal_number(r, table, place),
+                notify=read_rule(
+                    r, table, place, notify=notify, email=email, phone=phone, person=True
+                ),
+            )
+        )
+    return tuple(delegates)
 
 
 def _personal_number(r: Reader, table: dict[str, Any], parent: str) -> str | None:
@@ -708,6 +806,15 @@ def _logging(r: Reader, root: dict[str, Any]) -> LoggingSettings:
         f"a log level: {', '.join(LOG_LEVELS)}",
     )
     return LoggingSettings(level=(level or "INFO").upper())
+
+
+def _retention(r: Reader, root: dict[str, Any]) -> RetentionSettings:
+    """``[retention] after_close = "90d"``: how long an ended case's personal data is kept."""
+    table = r.section(root, "retention", ("after_close",), required=False)
+    if not table:
+        return RetentionSettings()
+    after_close = r.duration(table, "retention", "after_close")
+    return RetentionSettings(after_close=after_close) if after_close else RetentionSettings()
 
 
 def _form_dirs(r: Reader, root: dict[str, Any]) -> tuple[Path, ...]:

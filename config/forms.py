@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+import string
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ from typing import Any, Literal
 
 from config import personnummer
 from config._reader import Reader, describe, item_place, key_place
-from config.settings import Problem
+from config.deadlines import DeadlineSpec, read_deadline_specs
+from config.settings import SIGNER_KINDS, Problem, SignerKind
 
 __all__ = [
     "AGE_CONDITION_TYPES",
@@ -97,6 +99,11 @@ _FORM_KEYS = (
     "appeal",
     "translations",
     "fields",
+    "signer",
+    "refusal_title",
+    "refusal_text",
+    "refusal_appeal",
+    "deadlines",
 )
 _FIELD_KEYS = (
     "id",
@@ -112,7 +119,10 @@ _FIELD_KEYS = (
 _CHOICE_KEYS = ("value", "label")
 _CONDITION_KEYS = ("field", "equals", "any_of", "age_under", "age_at_least")
 _AGE_KEYS = ("age_under", "age_at_least")
-_TRANSLATED_KEYS = ("appeal",)
+_TRANSLATED_KEYS = ("appeal", "refusal_title", "refusal_text", "refusal_appeal")
+_REFUSAL_KEYS = ("refusal_title", "refusal_text", "refusal_appeal")
+#: The placeholders a refusal text may use: the deciding body's name.
+_REFUSAL_PLACEHOLDERS = frozenset({"body"})
 _SYNTAX_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
 
@@ -204,6 +214,9 @@ class Translation:
 
     language: str
     appeal: str = ""
+    refusal_title: str = ""
+    refusal_text: str = ""
+    refusal_appeal: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,13 +235,29 @@ class FormTemplate:
     """How to appeal the decision, printed on the decision document; empty when none."""
     translations: tuple[Translation, ...] = ()
     """The texts in other languages (``[translations.en]``); Swedish is the default."""
+    signer: SignerKind = "committee_member"
+    """Who signs: the on-call chair or appointed member, a delegate under the delegation
+    order, or nobody (``none``: the worker's record, sealed). Default committee_member."""
+    refusal_title: str = ""
+    """What a refusal of this form's decision is called ("Beslut att inte ...")."""
+    refusal_text: str = ""
+    """The refusal's decision sentence; ``{body}`` is the deciding body's name."""
+    refusal_appeal: str = ""
+    """How to appeal a refusal, printed on the refusal; empty when it cannot be appealed."""
+    deadlines: tuple[DeadlineSpec, ...] = ()
+    """The legal deadlines the decision sets off (``[[deadlines]]``), in template order."""
 
     def appeal_in(self, language: str) -> str:
         """The appeal text in ``language`` when the template has one, else the Swedish."""
+        return self.text_in("appeal", language)
+
+    def text_in(self, key: str, language: str) -> str:
+        """A translatable text (``appeal``, ``refusal_*``) in ``language`` when the
+        template translates it, else the Swedish."""
         for translation in self.translations:
-            if translation.language == language and translation.appeal:
-                return translation.appeal
-        return self.appeal
+            if translation.language == language and getattr(translation, key):
+                return str(getattr(translation, key))
+        return str(getattr(self, key))
 
     @property
     def decision_field(self) -> FieldSpec | None:
@@ -327,7 +356,64 @@ def _template(r: Reader, root: dict[str, Any]) -> FormTemplate:
         fields=_fields(r, root),
         appeal=_text(r, root, "", "appeal", required=False),
         translations=_translations(r, root),
+        signer=_signer(r, root),
+        refusal_title=_text(r, root, "", "refusal_title", required=False),
+        refusal_text=_refusal_text(r, root, ""),
+        refusal_appeal=_text(r, root, "", "refusal_appeal", required=False),
+        deadlines=read_deadline_specs(r, root),
     )
+
+
+def _signer(r: Reader, root: dict[str, Any]) -> SignerKind:
+    """``signer``: who signs the form's document; committee_member when absent.
+
+    A ``none`` form is documentation, never refused: refusal texts make no sense there.
+    A refusal is named by its title and its sentence together.
+    """
+    signer: SignerKind = "committee_member"
+    if "signer" in root:
+        text = _text(r, root, "", "signer")
+        found = next((kind for kind in SIGNER_KINDS if kind == text), None)
+        if found is not None:
+            signer = found
+        elif text:
+            listed = ", ".join(repr(kind) for kind in SIGNER_KINDS)
+            close = difflib.get_close_matches(text, SIGNER_KINDS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            r.report("signer", f"expected one of {listed}, got {text!r}{hint}")
+    given = [key for key in _REFUSAL_KEYS if key in root]
+    if signer == "none":
+        for key in given:
+            r.report(
+                key,
+                'a form with signer = "none" is the worker\'s record and is never refused: '
+                "remove the refusal texts",
+            )
+    elif ("refusal_title" in root) != ("refusal_text" in root):
+        missing = "refusal_text" if "refusal_title" in root else "refusal_title"
+        r.report(missing, "missing required key: a refusal needs refusal_title and refusal_text")
+    return signer
+
+
+def _refusal_text(r: Reader, table: dict[str, Any], parent: str) -> str:
+    """The refusal sentence: only ``{body}`` may stand in braces."""
+    text = _text(r, table, parent, "refusal_text", required=False)
+    if not text:
+        return text
+    place = key_place(parent, "refusal_text")
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    except ValueError:
+        r.report(place, "unbalanced { or }: write {body} for the body's name, {{ for a brace")
+        return ""
+    unknown = sorted(fields - _REFUSAL_PLACEHOLDERS)
+    if unknown:
+        r.report(
+            place,
+            f"unknown placeholder {{{unknown[0]}}}: only {{body}} (the deciding body) is filled in",
+        )
+        return ""
+    return text
 
 
 def _translations(r: Reader, root: dict[str, Any]) -> tuple[Translation, ...]:
@@ -345,10 +431,16 @@ def _translations(r: Reader, root: dict[str, Any]) -> tuple[Translation, ...]:
         texts = r.table(place, table[language], _TRANSLATED_KEYS)
         if texts is None:
             continue
-        appeal = _text(r, texts, place, "appeal", required=False)
-        if appeal and not root.get("appeal"):
-            r.report(key_place(place, "appeal"), "translates appeal, which the template lacks")
-        found.append(Translation(language=language, appeal=appeal))
+        translated: dict[str, str] = {}
+        for key in _TRANSLATED_KEYS:
+            if key == "refusal_text":
+                value = _refusal_text(r, texts, place)
+            else:
+                value = _text(r, texts, place, key, required=False)
+            if value and not root.get(key):
+                r.report(key_place(place, key), f"translates {key}, which the template lacks")
+            translated[key] = value
+        found.append(Translation(language=language, **translated))
     return tuple(found)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from config._reader import Reader
-from config._sections import read_settings
+from config._sections import delegate_warnings, read_settings
 from config.forms import BUILTIN_FORMS_DIR, load_forms
 from config.settings import Problem, Settings
 
@@ -75,7 +75,8 @@ def _load(
     problems.extend(form_problems)
     if problems:
         return None, problems
-    return dataclasses.replace(settings, forms=MappingProxyType(forms)), problems
+    warnings = (*settings.warnings, *delegate_warnings(settings.municipalities, forms))
+    return dataclasses.replace(settings, forms=MappingProxyType(forms), warnings=warnings), problems
 
 
 def _syntax_problem(label: str, error: tomllib.TOMLDecodeError) -> Problem:

@@ -14,6 +14,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
+from config.deadlines import DeadlineSettings
+
 if TYPE_CHECKING:
     from config.forms import FormTemplate
 
@@ -23,16 +25,19 @@ __all__ = [
     "CHANNELS",
     "DEFAULT_BODY_NAME",
     "DEFAULT_NOTIFY",
+    "DELEGATE_LABEL",
     "LANGUAGES",
     "LEGACY_ROLES",
     "LOG_LEVELS",
     "ROLES",
+    "SIGNER_KINDS",
     "STANDARD_POLICY",
     "TRUST_LEVELS",
     "Action",
     "Appointment",
     "Channel",
     "DecisionMaker",
+    "Delegate",
     "DutySettings",
     "EmailSettings",
     "EscalationPolicy",
@@ -45,8 +50,11 @@ __all__ = [
     "NotifySettings",
     "PhoneSettings",
     "Problem",
+    "RetentionSettings",
     "Role",
     "Settings",
+    "Signer",
+    "SignerKind",
     "SigningSettings",
     "StorageSettings",
     "Trust",
@@ -61,6 +69,10 @@ Language = Literal["sv", "en"]
 #: ordförande" title gives no mandate of its own, the appointment does.
 Role = Literal["ordförande", "förordnad ledamot", "vice ordförande", "ledamot"]
 Action = Literal["remind", "next_signer", "alert_leads"]
+#: Who signs a form's document (the template's ``signer``): the on-call chair or appointed
+#: member (LVU 6 § andra stycket, LVM 13 §), a delegate under the committee's delegation
+#: order (kommunallagen 6 kap. 37 §), or nobody: the worker's own record, sealed.
+SignerKind = Literal["committee_member", "delegate", "none"]
 Channel = Literal["matrix", "sms", "call", "email"]
 
 TRUST_LEVELS: tuple[Trust, ...] = ("cross-signed", "all")
@@ -74,6 +86,9 @@ LEGACY_ROLES: Mapping[str, str] = MappingProxyType(
     }
 )
 ACTIONS: tuple[Action, ...] = ("remind", "next_signer", "alert_leads")
+SIGNER_KINDS: tuple[SignerKind, ...] = ("committee_member", "delegate", "none")
+#: How a delegate's role is shown when the config gives no ``title``.
+DELEGATE_LABEL = "delegat"
 CHANNELS: tuple[Channel, ...] = ("matrix", "sms", "call", "email")
 AUTH_METHODS = ("matrix-code", "bankid", "oidc")
 #: The deciding body when ``body_name`` is not given.
@@ -213,6 +228,47 @@ class DecisionMaker:
 
 
 @dataclass(frozen=True, slots=True)
+class Delegate:
+    """An official who decides a ``delegate`` form under the committee's delegation order.
+
+    Not a politician: the duty lead (jourchef) or another officer the delegation order
+    names for urgent decisions (kommunallagen (2017:725) 6 kap. 37 §). The decision
+    document prints ``delegation_ref``, the point of the order the power comes from.
+    """
+
+    user_id: str
+    name: str
+    #: The point of the delegation order, e.g. "Delegationsordning 2026 p. 4.2".
+    delegation_ref: str
+    #: The person's title ("jourchef"); shown with the name.
+    title: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    #: YYYYMMDD-NNNN; needed for BankID and OIDC, where the identity is a personal number.
+    personal_number: str | None = field(default=None, repr=False)
+    #: The person's own alert rule; None means the municipality's default rule.
+    notify: tuple[NotifyRule, ...] | None = None
+
+    @property
+    def label(self) -> str:
+        """How the person's role is shown: their title, or "delegat"."""
+        return self.title or DELEGATE_LABEL
+
+    @property
+    def role(self) -> str:
+        """The role as messages name it (the same as :attr:`label`)."""
+        return self.label
+
+    def may_decide_on(self, day: date) -> bool:
+        """A delegate decides under the delegation order the config names: any day."""
+        return True
+
+
+#: Anyone a signing link can go to: a committee member or a delegate.
+Signer = DecisionMaker | Delegate
+
+
+@dataclass(frozen=True, slots=True)
 class Municipality:
     """A home municipality: its intake room and its decision-makers in on-call order."""
 
@@ -230,13 +286,24 @@ class Municipality:
     #: The deciding body as printed on decisions ("Individ- och familjenämnden",
     #: "Kommunstyrelsen", ...); None: "Socialnämnden" (in English, the committee).
     body_name: str | None = None
+    #: The officials who decide ``delegate`` forms, in the order they are asked.
+    delegates: tuple[Delegate, ...] = ()
+    #: The committee's meeting dates from an iCalendar file (absolute path or https URL),
+    #: for deadlines counted to its next meeting; with ``meetings``, both count.
+    meetings_ics: str | None = None
+    #: The committee's meeting days written in the config (``meetings = [2026-12-10]``).
+    meetings: tuple[date, ...] = ()
 
     @property
     def body(self) -> str:
         """The deciding body's name in Swedish (``body_name`` or Socialnämnden)."""
         return self.body_name or DEFAULT_BODY_NAME
 
-    def rule_for(self, maker: DecisionMaker) -> tuple[NotifyRule, ...]:
+    def delegate(self, user_id: str) -> Delegate | None:
+        """The delegate with this Matrix id, or None."""
+        return next((d for d in self.delegates if d.user_id == user_id), None)
+
+    def rule_for(self, maker: Signer) -> tuple[NotifyRule, ...]:
         """The channels to use for ``maker``: Matrix first, always, then their rule."""
         rule = maker.notify if maker.notify is not None else self.notify
         reachable = [
@@ -381,6 +448,21 @@ class LoggingSettings:
     level: str = "INFO"
 
 
+#: How long the bot keeps a case's personal data after the case ended (closed or
+#: cancelled), when ``[retention] after_close`` is not set.
+DEFAULT_RETENTION = timedelta(days=90)
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionSettings:
+    """``[retention]``: when the personal data the bot holds for an ended case (answers,
+    documents, signing evidence) is deleted. The audit trail, without personal data,
+    stays."""
+
+    #: Counted from the moment the case was closed (or cancelled).
+    after_close: timedelta = DEFAULT_RETENTION
+
+
 def _standard_policies() -> Mapping[str, EscalationPolicy]:
     return MappingProxyType({STANDARD_POLICY.name: STANDARD_POLICY})
 
@@ -405,6 +487,10 @@ class Settings:
     signing: SigningSettings = SigningSettings()
     notify: NotifySettings = NotifySettings()
     logging: LoggingSettings = LoggingSettings()
+    #: ``[deadlines]``: when running deadline clocks are reminded.
+    deadlines: DeadlineSettings = field(default_factory=DeadlineSettings)
+    #: ``[retention]``: when an ended case's personal data is deleted.
+    retention: RetentionSettings = RetentionSettings()
     form_dirs: tuple[Path, ...] = ()
     """Folders from ``[forms] extra_dirs`` whose templates add to or replace the built-in ones."""
     forms: Mapping[str, FormTemplate] = field(default_factory=_no_forms, hash=False)

@@ -24,6 +24,9 @@ class CaseStatus(StrEnum):
     AWAITING_SIGNATURE = "awaiting_signature"
     SIGNED = "signed"
     DECLINED = "declined"
+    #: A form whose ``signer`` is "none" (a skyddsbedömning): sealed as the worker's
+    #: record, not a decision, so nothing is signed and nothing is carried out.
+    RECORDED = "recorded"
     EXECUTED = "executed"
     HANDED_OVER = "handed_over"
     CLOSED = "closed"
@@ -35,8 +38,11 @@ class CaseStatus(StrEnum):
 
 
 _ALLOWED: dict[CaseStatus, frozenset[CaseStatus]] = {
-    # The worker fills in the report; it can be sent for signing or dropped.
-    CaseStatus.DRAFTING: frozenset({CaseStatus.AWAITING_SIGNATURE, CaseStatus.CANCELLED}),
+    # The worker fills in the report; it can be sent for signing or dropped, or (a
+    # form nobody signs) sealed as the worker's record.
+    CaseStatus.DRAFTING: frozenset(
+        {CaseStatus.AWAITING_SIGNATURE, CaseStatus.RECORDED, CaseStatus.CANCELLED}
+    ),
     # The decision-maker signs or declines; the worker may withdraw it to edit.
     CaseStatus.AWAITING_SIGNATURE: frozenset(
         {CaseStatus.SIGNED, CaseStatus.DECLINED, CaseStatus.DRAFTING, CaseStatus.CANCELLED}
@@ -46,6 +52,10 @@ _ALLOWED: dict[CaseStatus, frozenset[CaseStatus]] = {
     # A signed decision is a legal fact: it is carried out (or not) and closed,
     # never cancelled as if it had not existed.
     CaseStatus.SIGNED: frozenset({CaseStatus.EXECUTED, CaseStatus.CLOSED}),
+    # A sealed record is in the file like a signed decision: never cancelled, never
+    # revised (a correction is a new entry). Nothing to carry out: it is handed over
+    # to the home municipality, or closed.
+    CaseStatus.RECORDED: frozenset({CaseStatus.HANDED_OVER, CaseStatus.CLOSED}),
     CaseStatus.EXECUTED: frozenset({CaseStatus.HANDED_OVER, CaseStatus.CLOSED}),
     CaseStatus.HANDED_OVER: frozenset({CaseStatus.CLOSED}),
     CaseStatus.CLOSED: frozenset(),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -31,6 +31,8 @@ ROOM_GRACE = timedelta(minutes=2)
 _YES = {"ja", "yes", "j", "y"}
 #: What happens in a new case room after the welcome (the guided report starts).
 AfterOpen = Callable[[Case, str | None], Awaitable[None]]
+#: More lines for a case's ``!status`` (the execution record, the handover).
+StatusSource = Callable[[Case], Awaitable[list[i18n.Message]]]
 
 
 @dataclass
@@ -43,6 +45,8 @@ class CaseCommands:
     after_open: AfterOpen | None = None
     #: The decision side, for ``!status`` while a decision waits and for cancelling.
     decisions: DecisionService | None = None
+    #: What else ``!status`` in a case room reports, in this order.
+    status_sources: Sequence[StatusSource] = ()
 
     @property
     def lang(self) -> str:
@@ -154,6 +158,8 @@ class CaseCommands:
             ]
             if self.decisions is not None:
                 lines += await self.decisions.status_lines(case)
+            for source in self.status_sources:
+                lines += await source(case)
             await self.messenger.send(ctx.msg.room_id, i18n.join(lines, reply_to=ctx.msg.event_id))
             return
         async with self.sessions() as session:

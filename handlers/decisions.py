@@ -6,6 +6,11 @@ the signing request and the escalation plan are written in one transaction, and
 only after it commits is anyone alerted. So a failing render leaves the report
 open, and a crash after the commit leaves due rows that the restart runs.
 
+Who is asked is the form's ``signer``: the committee members on call for a
+``committee_member`` form, the municipality's delegates in order for a ``delegate``
+form (never a politician), and nobody for a ``none`` form, whose report is sealed as
+the worker's record instead (:mod:`handlers.records`; the case becomes ``recorded``).
+
 The signing page's backend is :mod:`handlers.signing_backend`.
 """
 
@@ -19,7 +24,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from config import Settings
+from config import Municipality, Settings
 from handlers import i18n
 from handlers.alerts import Alerter
 from handlers.case_state import CaseStatus, transition
@@ -27,9 +32,10 @@ from handlers.commands import RoomKind, command
 from handlers.context import Clock, Ctx
 from handlers.errors import CaseNotFound, HandlerError
 from handlers.escalation import Escalator, OnCall
-from handlers.issuing import Issuer, RenderFailed
+from handlers.issuing import Issuer, RenderFailed, candidates, signer_kind_of
 from handlers.links import token_hash
 from handlers.messenger import Messenger
+from handlers.records import NoSeal, Recorder
 from storage import escalation as steps
 from storage import repo
 from storage.models import Case
@@ -50,6 +56,10 @@ class Sent(StrEnum):
     NOBODY_ON_CALL = "nobody_on_call"
     RENDER_FAILED = "render_failed"
     CHANGED = "changed"
+    #: A ``none`` form: sealed as the worker's record, nobody asked.
+    RECORDED = "recorded"
+    #: A ``none`` form without a seal key: nothing was recorded.
+    NO_SEAL = "no_seal"
 
 
 class NotWaiting(HandlerError):
@@ -66,6 +76,8 @@ class DecisionService:
     escalator: Escalator
     alerter: Alerter
     on_call: OnCall
+    #: Seals the reports of ``none`` forms (the signing backend's; set by the wiring).
+    records: Recorder | None = None
 
     @property
     def lang(self) -> str:
@@ -94,7 +106,15 @@ class DecisionService:
         alerts are keyed by their rows, the announcement by the signing request.)"""
         now = self.clock()
         municipality = self.settings.municipality(case.municipality_id or "")
-        people = await self.on_call(municipality.id, now) if municipality else []
+        kind = signer_kind_of(self.settings, report)
+        if kind == "none":
+            return await self._record(
+                case, report, municipality, actor=actor, before=before, once=once
+            )
+        people = await candidates(kind, municipality, self.on_call, now) if municipality else []
+        if kind == "delegate" and municipality is not None and not people:
+            await self._no_delegate(case, report, municipality, once)
+            return Sent.NOBODY_ON_CALL
         if municipality is None or not people:
             await self.alerter.tell_case(
                 case,
@@ -160,6 +180,88 @@ class DecisionService:
                 log.warning("case %s: confirmation not sent (%s)", case.number, type(exc).__name__)
         await self.escalator.started(case.id)
         return Sent.SENT
+
+    async def _no_delegate(
+        self, case: Case, report: Mapping[str, Any], municipality: Municipality, once: str | None
+    ) -> None:
+        """A delegate form where the config names no delegate: the worker and the leads
+        are told; no politician is asked instead (the form is not theirs to decide)."""
+        form = self.settings.forms.get(str(report.get("form", {}).get("id", "")))
+        await self.alerter.tell_case(
+            case,
+            "decision.no_delegate",
+            mention=True,
+            once=_purpose(once, "no_delegate"),
+            municipality=municipality.name,
+            title=form.title if form else "",
+        )
+        await self.alerter.tell_leads(
+            "decision.no_delegate_leads",
+            once=_purpose(once, "no_delegate"),
+            number=case.number,
+            municipality=municipality.name,
+        )
+        await self._keep_open(case)
+
+    async def _record(
+        self,
+        case: Case,
+        report: Mapping[str, Any],
+        municipality: Municipality | None,
+        *,
+        actor: str,
+        before: BeforeSend | None,
+        once: str | None,
+    ) -> Sent:
+        """A ``none`` form: seal the report as the worker's record, then in one
+        transaction freeze it, move the case to ``recorded`` and keep the PDF; then
+        post it. No signing request, no escalation."""
+        worker = str(report.get("submitted_by") or actor)
+        form_id = str(report.get("form", {}).get("id", ""))
+        now = self.clock()  # the moment of the record, printed and sealed
+        try:
+            if self.records is None:
+                raise NoSeal()
+            document = await self.records.make(
+                report, municipality, case_number=case.number, worker=worker, at=now
+            )
+        except NoSeal:
+            log.error("case %s: no seal key configured; the record was not made", case.number)
+            await self.alerter.tell_case(case, "record.no_seal", once=_purpose(once, "no_seal"))
+            await self._keep_open(case)
+            return Sent.NO_SEAL
+        except Exception as exc:
+            log.error("case %s: the record could not be made (%s)", case.number, type(exc).__name__)
+            await self.alerter.tell_case(
+                case, "record.failed", once=_purpose(once, "record_failed")
+            )
+            await self._keep_open(case)
+            return Sent.RENDER_FAILED
+        assert self.records is not None
+        async with self.sessions() as session, session.begin():
+            if before is not None and not await before(session):
+                return Sent.CHANGED
+            fresh = await repo.get_case(session, case_id=case.id)
+            assert fresh is not None
+            await transition(
+                session,
+                case_id=case.id,
+                old=fresh.status,
+                new=CaseStatus.RECORDED,
+                actor=actor,
+                now=now,
+            )
+            await self.records.store(
+                session, case_id=case.id, form_id=form_id, worker=worker, at=now, document=document
+            )
+        log.info("case %s: sealed as the worker's record", case.number)
+        try:
+            await self.records.post(case.id)
+        except Exception as exc:  # stored: recover() posts it within a minute
+            log.warning(
+                "case %s: the record was not posted yet (%s)", case.number, type(exc).__name__
+            )
+        return Sent.RECORDED
 
     async def _keep_open(self, case: Case) -> None:
         """Nothing was sent: the report stays (or becomes again) open for editing."""

@@ -12,7 +12,7 @@ when conditional questions come and go.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -45,7 +45,9 @@ class DialogueState:
     last_answer: dict[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The state for the database's JSON column. Shallow: it is serialised at once
+        by the statement that saves it, so nothing needs a deep copy."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DialogueState:
@@ -82,13 +84,14 @@ def visible_fields(form: FormTemplate, state: DialogueState) -> list[FieldSpec]:
     answered = values(state)
     today = age_day(state)
     shown: list[FieldSpec] = []
-    shown_ids: set[str] = set()
+    # A condition on a hidden field is false: its stale answer must not count. The
+    # answers of the fields shown so far grow as the form is walked, once.
+    visible_answers: dict[str, Any] = {}
     for spec in form.fields:
-        # A condition on a hidden field is false: its stale answer must not count.
-        visible_answers = {k: v for k, v in answered.items() if k in shown_ids}
         if is_visible(spec, visible_answers, today=today):
             shown.append(spec)
-            shown_ids.add(spec.id)
+            if spec.id in answered:
+                visible_answers[spec.id] = answered[spec.id]
     return shown
 
 

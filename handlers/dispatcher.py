@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config import Settings
 from handlers import i18n
+from handlers.audit import AuditCommands
 from handlers.cases import CaseCommands
 from handlers.commands import (
     CommandSpec,
@@ -31,7 +32,8 @@ from handlers.commands import (
     command,
     parse,
 )
-from handlers.context import Clock, Ctx, Unit, local_time, unit_of_work, utcnow
+from handlers.context import Clock, Ctx, Unit, unit_of_work, utcnow
+from handlers.deadline_commands import DeadlineCommands
 from handlers.errors import (
     AlreadyHandled,
     HandlerError,
@@ -40,6 +42,8 @@ from handlers.errors import (
     UnknownCommand,
     WrongRoom,
 )
+from handlers.execution import ExecutionCommands
+from handlers.handover import HandoverCommands
 from handlers.messenger import IncomingMessage, IncomingVote, Messenger
 from handlers.oncall import OnCallCommands
 from handlers.reports import ReportCommands
@@ -75,6 +79,26 @@ class Dispatcher:
         self.reports = ReportCommands(
             settings, sessions, messenger, clock, decisions=decisions, readers=self.readers
         )
+        self.execution = ExecutionCommands(
+            settings, sessions, messenger, clock, reports=self.reports, readers=self.readers
+        )
+        self.handover = HandoverCommands(
+            settings,
+            sessions,
+            messenger,
+            clock,
+            intake_room=self.intake_room_of,
+            duty_room=lambda: self.duty_room_id,
+            readers=self.readers,
+        )
+        self.deadlines = DeadlineCommands(
+            settings,
+            sessions,
+            messenger,
+            clock,
+            intake_rooms=lambda: self.intake_rooms,
+            readers=self.readers,
+        )
         self.cases = CaseCommands(
             settings,
             sessions,
@@ -82,9 +106,24 @@ class Dispatcher:
             clock,
             after_open=self.reports.begin,
             decisions=decisions,
+            status_sources=(
+                self.execution.status_lines,
+                self.handover.status_lines,
+                self.deadlines.status_lines,
+            ),
         )
         self.oncall = oncall or OnCallCommands(settings, sessions, clock)
-        handlers: list[object] = [self.cases, self.reports, self.oncall, self]
+        self.audit = AuditCommands(settings, sessions, messenger, clock, readers=self.readers)
+        handlers: list[object] = [
+            self.cases,
+            self.reports,
+            self.oncall,
+            self.audit,
+            self.execution,
+            self.handover,
+            self.deadlines,
+            self,
+        ]
         if decisions is not None:
             handlers.append(decisions)
         self.registry = collect(*handlers)
@@ -95,6 +134,13 @@ class Dispatcher:
     @property
     def lang(self) -> str:
         return self.settings.duty.language
+
+    def intake_room_of(self, municipality_id: str) -> str | None:
+        """The intake room of a municipality, once the bot has it."""
+        for room_id, owner in self.intake_rooms.items():
+            if owner == municipality_id:
+                return room_id
+        return None
 
     async def locate(self, room_id: str) -> tuple[RoomKind, Case | None]:
         async with self.readers() as session:
@@ -190,7 +236,9 @@ class Dispatcher:
             await ctx.reply("error.untrusted_device")
             return
         if parsed is None:
-            await self.reports.handle_text(ctx)
+            # Open questions on the execution of a signed decision, else the report.
+            if not await self.execution.handle_text(ctx):
+                await self.reports.handle_text(ctx)
             return
         if entry is None:
             raise UnknownCommand(command=f"!{parsed.name}")
@@ -198,6 +246,9 @@ class Dispatcher:
         if kind not in spec.rooms:
             where = sorted(spec.rooms)[0]
             raise WrongRoom(command=f"!{parsed.name}", where=i18n.text(self.lang, f"where.{where}"))
+        # While the execution questions are open, !tillbaka, !ändra, !hoppa and
+        # !sammanfattning act on them rather than on the (locked) report.
+        handler = await self.execution.takes_over(ctx, spec.canonical) or handler
         await handler(ctx)
 
     async def _answer_error(
@@ -251,7 +302,8 @@ class Dispatcher:
                 if not vote.trusted_device:
                     await ctx.reply("error.untrusted_device")
                     return True
-                await self.reports.handle_vote(ctx, vote)
+                if not await self.execution.handle_vote(ctx, vote):
+                    await self.reports.handle_vote(ctx, vote)
             return True
         except Exception as exc:
             if ctx is not None:
@@ -271,6 +323,11 @@ class Dispatcher:
                 await self.reports.resume(case)
             except Exception:
                 log.exception("could not resume the report of case %s", case.number)
+        try:
+            await self.execution.resume()
+            await self.handover.check()  # and every minute (bot.app's housekeeping)
+        except Exception:
+            log.exception("could not resume the execution questions or the handovers")
 
     async def _authorise(self, ctx: Ctx, session: AsyncSession) -> None:
         sender = ctx.msg.sender
@@ -310,30 +367,3 @@ class Dispatcher:
             RoomKind.DIRECT: "help.direct",
         }.get(ctx.kind, "help.other")
         await ctx.reply(key)
-
-    @command("logg", "log", rooms={RoomKind.CASE})
-    async def audit_log(self, ctx: Ctx) -> None:
-        assert ctx.case is not None
-        async with self.readers() as session:
-            entries = await repo.list_audit(session, case_id=ctx.case.id)
-        lines = [f"{local_time(e.at)}  {e.actor}  {e.action}" for e in entries]
-        body = f"{ctx.case.number}\n" + "\n".join(lines)
-        await self.messenger.send(
-            ctx.msg.room_id,
-            i18n.Message(text=body, html=None, reply_to=ctx.msg.event_id),
-            key=f"{ctx.msg.event_id}:log",
-        )
-
-    @command(
-        "verkställt",
-        "executed",
-        "överlämna",
-        "handover",
-        rooms={RoomKind.CASE},
-    )
-    async def not_yet(self, ctx: Ctx) -> None:
-        await ctx.reply("error.not_yet", command=ctx.msg.body.split()[0])
-
-    @command("mottaget", "received", rooms={RoomKind.INTAKE})
-    async def not_yet_intake(self, ctx: Ctx) -> None:
-        await ctx.reply("error.not_yet", command=ctx.msg.body.split()[0])

@@ -26,14 +26,15 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config import DecisionMaker, EscalationPolicy, Municipality, Settings
+from config.settings import Signer, SignerKind
+from handlers import audit, escalation_requests, escalation_watch, i18n
 from handlers import escalation_actions as actions
-from handlers import escalation_requests, escalation_watch, i18n
 from handlers.alerts import Alerter
 from handlers.case_state import CaseStatus
 from handlers.context import LOCAL_TZ, Clock, local_time
 from handlers.escalation_actions import StepContext
 from handlers.escalation_requests import Claim
-from handlers.issuing import Issuer, Prepared
+from handlers.issuing import Issuer, Prepared, candidates, signer_in, signer_kind_of
 from handlers.notify import Notifier, NotifyError
 from storage import decisions, repo
 from storage import escalation as steps
@@ -105,7 +106,7 @@ class Escalator:
         case_id: int,
         request: SigningRequest,
         municipality: Municipality,
-        maker: DecisionMaker,
+        maker: Signer,
         now: datetime,
     ) -> None:
         """The policy's steps from this first request, and the signer's channels."""
@@ -143,7 +144,7 @@ class Escalator:
         case_id: int,
         request: SigningRequest,
         municipality: Municipality,
-        maker: DecisionMaker,
+        maker: Signer,
     ) -> None:
         """Matrix at once, the person's other channels as their rule says, the expiry."""
         for rule in municipality.rule_for(maker):
@@ -238,6 +239,7 @@ class Escalator:
             return
         async with self.sessions() as session, session.begin():
             await steps.mark(session, step_id=step.id, status=steps.DONE)
+            await audit.escalation_step(session, step, now)
 
     async def _failed(self, step: EscalationStep, now: datetime, exc: Exception) -> None:
         retryable = not isinstance(exc, NotifyError) or exc.retryable
@@ -304,7 +306,9 @@ class Escalator:
         submitted = (report.submitted or {}) if report else {}
         decision_type = str(submitted.get("form", {}).get("decision_type", ""))
         municipality = self.settings.municipality(case.municipality_id or "")
-        return StepContext(case, decision_type, municipality, requests)
+        # Whom the case asks: as its requests say once there are any, else its form.
+        kind = requests[0].signer_kind if requests else signer_kind_of(self.settings, submitted)
+        return StepContext(case, decision_type, municipality, requests, signer_kind=kind)
 
     @staticmethod
     def request_of(ctx: StepContext, request_id: int | None) -> SigningRequest | None:
@@ -347,19 +351,26 @@ class Escalator:
 
     # -- the actions --------------------------------------------------------------------
 
-    def maker_of(self, ctx: StepContext, user_id: str) -> DecisionMaker | None:
+    def maker_of(self, ctx: StepContext, user_id: str) -> Signer | None:
         """The decision-maker ``user_id`` if they may still decide today: a repair or a
         resend never gives a new link to someone whose appointment has lapsed (LVU 6 §
-        second paragraph, LVM 13 §); the callers then ask whoever is on call."""
+        second paragraph, LVM 13 §); the callers then ask whoever is on call. For a
+        delegate form, a delegate of the municipality (never a committee member)."""
         if ctx.municipality is None:
             return None
-        maker = next((d for d in ctx.municipality.decision_makers if d.user_id == user_id), None)
+        maker = signer_in(ctx.municipality, ctx.signer_kind, user_id)
         today = self.clock().astimezone(LOCAL_TZ).date()
         return maker if maker is not None and maker.may_decide_on(today) else None
 
-    async def issue(
-        self, case_id: int, maker: DecisionMaker, now: datetime
-    ) -> SigningRequest | None:
+    async def signers(self, ctx: StepContext, now: datetime) -> list[Signer]:
+        """Whom the case may ask now, first one first: the committee members on call,
+        or for a delegate form the municipality's delegates in order."""
+        if ctx.municipality is None:
+            return []
+        kind: SignerKind = "delegate" if ctx.signer_kind == "delegate" else "committee_member"
+        return await candidates(kind, ctx.municipality, self.on_call, now)
+
+    async def issue(self, case_id: int, maker: Signer, now: datetime) -> SigningRequest | None:
         """A new request (its own link) for ``maker``; None if the case moved on."""
         prepared = await self.prepare(case_id, maker)
         if prepared is None:
@@ -370,7 +381,7 @@ class Escalator:
             await self.schedule_case(case_id)
         return request
 
-    async def prepare(self, case_id: int, maker: DecisionMaker) -> Prepared | None:
+    async def prepare(self, case_id: int, maker: Signer) -> Prepared | None:
         """The decision rendered for ``maker`` (before any transaction); None if the
         case has no municipality or no submitted report."""
         ctx = await self.context(case_id)

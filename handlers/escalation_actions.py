@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from config import Municipality
+from handlers import audit
 from handlers.alerts import LinkLost, Undeliverable
 from handlers.context import local_time
 from handlers.notify import Alert
@@ -42,6 +43,8 @@ class StepContext:
     decision_type: str
     municipality: Municipality | None
     requests: list[SigningRequest]
+    #: Whom the case asks: "committee_member" or "delegate" (the form's ``signer``).
+    signer_kind: str = "committee_member"
 
     @property
     def open(self) -> list[SigningRequest]:
@@ -68,6 +71,7 @@ async def alert(esc: Escalator, step: EscalationStep, ctx: StepContext, now: dat
         return
     async with esc.sessions() as session, session.begin():
         await steps.mark_delivered(session, request_id=request.id, now=now, event_id=event_id)
+        await audit.link_sent(session, request, "matrix", now)
         # The first alert of the request is this one (also when this is a run again
         # after a crash: the keyed send answered with the first run's event).
         first = (await steps.alert_events(session, request_id=request.id))[:1] == [event_id]
@@ -140,6 +144,7 @@ async def other_channel(
         reference=str(step.id),
     )
     await esc.notifier.send(channel, to, alert)
+    await audit.link_sent(esc.sessions, request, channel, esc.clock())
     log.info("case %s: %s alert sent (step %d)", ctx.case.number, channel, step.id)
 
 
@@ -187,7 +192,7 @@ async def next_signer(
         await alert_leads(esc, ctx, once=once(step, "leads"))
         return
     asked = {r.signer_user_id for r in ctx.open}
-    people = await esc.on_call(ctx.municipality.id, now)
+    people = await esc.signers(ctx, now)  # a delegate form walks its delegates
     maker = next((d for d in people if d.user_id not in asked), None)
     if maker is None:
         await esc.alerter.tell_case_and_leads(

@@ -151,7 +151,7 @@ async def resend(
     if not wanted and ctx.requests:  # every link ran out: the latest signer again
         wanted = [m for m in [esc.maker_of(ctx, ctx.requests[-1].signer_user_id)] if m]
     if not wanted and ctx.municipality is not None:
-        wanted = (await esc.on_call(ctx.municipality.id, now))[:1]
+        wanted = (await esc.signers(ctx, now))[:1]
     prepared = [p for maker in wanted if (p := await esc.prepare(case_id, maker))]
     async with esc.sessions() as session, session.begin():
         if claim is not None:

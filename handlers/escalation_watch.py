@@ -75,7 +75,7 @@ async def repair(esc: Escalator, case_id: int, now: datetime) -> None:
         targets = [esc.maker_of(ctx, r.signer_user_id) for r in ctx.requests[-1:]]
         maker = next((m for m in targets if m), None)
         if maker is None and ctx.municipality is not None:
-            maker = next(iter(await esc.on_call(ctx.municipality.id, now)), None)
+            maker = next(iter(await esc.signers(ctx, now)), None)
         log.warning("case %s waits without a live signing link; repairing", ctx.case.number)
         request = None if maker is None else await esc.issue(case_id, maker, now)
         if maker is None or request is None:

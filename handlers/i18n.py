@@ -11,11 +11,13 @@ import html
 import re
 from typing import Any, Literal
 
+from handlers.i18n_archive import ARCHIVE_MESSAGES
 from handlers.i18n_audit import AUDIT_MESSAGES
 from handlers.i18n_deadlines import DEADLINES_MESSAGES
 from handlers.i18n_escalation import ESCALATION_MESSAGES
 from handlers.i18n_fields import FIELD_MESSAGES
 from handlers.i18n_handover import HANDOVER_MESSAGES
+from handlers.i18n_signers import SIGNER_MESSAGES
 from handlers.messenger import Message
 
 Language = Literal["sv", "en"]
@@ -74,6 +76,8 @@ _SV: dict[str, str] = {
         "```!skicka``` – skicka beslutet för underskrift\n"
         "```!påminn``` – larma beslutsfattaren igen nu; ```!skicka om``` – en ny länk\n"
         "```!verkställt```, ```!överlämna``` – efter beslutet\n"
+        "```!underställt```, ```!ansökt```, ```!anmält``` – en frist är gjord; "
+        "```!rättens beslut DATUM fastställt``` (eller ```upphävt```) – rättens beslut\n"
         "```!logg``` – ärendets händelser\n"
         "```!avbryt``` – avbryt ärendet (du får bekräfta)\n"
         "```!hjälp``` – den här listan"
@@ -198,6 +202,9 @@ _SV: dict[str, str] = {
     "help.intake": (
         "**Kommandon i mottagningsrummet**\n"
         "```!mottaget``` – svara på ett överlämnat ärende för att kvittera det\n"
+        "```!underställt ÄRENDE```, ```!ansökt ÄRENDE```, ```!anmält ÄRENDE``` – en frist "
+        "är gjord (eller svara på påminnelsen)\n"
+        "```!rättens beslut DATUM fastställt ÄRENDE``` (eller ```upphävt```) – rättens beslut\n"
         "```!hjälp``` – den här listan"
     ),
     "where.case": "ett ärenderum",
@@ -257,6 +264,8 @@ _EN: dict[str, str] = {
         "```!submit``` – send the decision for signature\n"
         "```!remind``` – alert the decision-maker again now; ```!resend``` – a fresh link\n"
         "```!executed```, ```!handover``` – after the decision\n"
+        "```!submitted```, ```!applied```, ```!reported``` – a deadline's act is done; "
+        "```!court DATE upheld``` (or ```revoked```) – the court's decision\n"
         "```!log``` – the case's events\n"
         "```!cancel``` – cancel the case (asks to confirm)\n"
         "```!help``` – this list"
@@ -377,6 +386,9 @@ _EN: dict[str, str] = {
     "help.intake": (
         "**Commands in the intake room**\n"
         "```!received``` – reply to a handed-over case to acknowledge it\n"
+        "```!submitted CASE```, ```!applied CASE```, ```!reported CASE``` – a deadline's act "
+        "is done (or reply to the reminder)\n"
+        "```!court DATE upheld CASE``` (or ```revoked```) – the court's decision\n"
         "```!help``` – this list"
     ),
     "where.case": "a case room",
@@ -390,6 +402,8 @@ CATALOGUES: dict[str, dict[str, str]] = {
         **DEADLINES_MESSAGES["sv"],
         **HANDOVER_MESSAGES["sv"],
         **AUDIT_MESSAGES["sv"],
+        **ARCHIVE_MESSAGES["sv"],
+        **SIGNER_MESSAGES["sv"],
     },
     "en": {
         **_EN,
@@ -398,6 +412,8 @@ CATALOGUES: dict[str, dict[str, str]] = {
         **DEADLINES_MESSAGES["en"],
         **HANDOVER_MESSAGES["en"],
         **AUDIT_MESSAGES["en"],
+        **ARCHIVE_MESSAGES["en"],
+        **SIGNER_MESSAGES["en"],
     },
 }
 

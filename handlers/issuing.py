@@ -8,20 +8,28 @@ The document rendered here is the version the signer reviews: it says the decisi
 date is the day of signing, because the decision is made by the signature. At
 signing, :func:`decided_version` renders it again with the moment of the decision
 (the signing page's backend does, in a worker thread), and that version is sealed.
+
+Who signs is the form's ``signer`` (:func:`signer_kind_of`): the on-call chair or
+appointed member (``committee_member``), or the municipality's delegates in their
+configured order (``delegate``), never a politician for a delegate form and never a
+delegate for a committee form (:func:`candidates`). A ``none`` form has no signer:
+it is sealed as the worker's record (:mod:`handlers.records`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from config import DecisionMaker, Municipality, Settings
+from config import Municipality, Settings
+from config.settings import DecisionMaker, Delegate, Signer, SignerKind
+from handlers import audit
 from handlers.links import LinkSealer, new_token, token_hash
 from storage import decisions
 from storage.models import SigningRequest
@@ -31,11 +39,46 @@ class RenderFailed(Exception):
     """The decision document could not be made (the case stays as it was)."""
 
 
+#: Who is on call to decide committee decisions for a municipality at a moment.
+OnCall = Callable[[str, datetime], Awaitable[list[DecisionMaker]]]
+
+
+def signer_kind_of(settings: Settings, report: Mapping[str, Any]) -> SignerKind:
+    """Who signs this report's document: its form's ``signer`` (committee_member when
+    the form is no longer configured: the decision stays with the committee)."""
+    form = settings.forms.get(str(report.get("form", {}).get("id", "")))
+    return form.signer if form is not None else "committee_member"
+
+
+def request_kind(maker: Signer) -> Literal["committee_member", "delegate"]:
+    """The ``signer_kind`` a signing request for ``maker`` records."""
+    return "delegate" if isinstance(maker, Delegate) else "committee_member"
+
+
+async def candidates(
+    kind: SignerKind, municipality: Municipality, on_call: OnCall, at: datetime
+) -> list[Signer]:
+    """Whom to ask, first one first: the delegates in their order for a delegate form,
+    the committee members on call (valid appointment) otherwise; nobody for ``none``."""
+    if kind == "delegate":
+        return list(municipality.delegates)
+    if kind == "none":
+        return []
+    return list(await on_call(municipality.id, at))
+
+
+def signer_in(municipality: Municipality, kind: str, user_id: str) -> Signer | None:
+    """The configured person a request of ``kind`` for ``user_id`` asks, or None."""
+    if kind == "delegate":
+        return municipality.delegate(user_id)
+    return next((d for d in municipality.decision_makers if d.user_id == user_id), None)
+
+
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """A rendered decision for one signer, not yet stored."""
 
-    maker: DecisionMaker
+    maker: Signer
     municipality: Municipality
     pdf: bytes
     sha256: str
@@ -51,7 +94,7 @@ class Issuer:
         return self.settings.duty.language
 
     async def prepare(
-        self, report: Mapping[str, Any], municipality: Municipality, maker: DecisionMaker
+        self, report: Mapping[str, Any], municipality: Municipality, maker: Signer
     ) -> Prepared:
         """Render the decision naming ``maker`` for review (off the event loop)."""
         try:
@@ -82,7 +125,9 @@ class Issuer:
             expires_at=now + self.settings.signing.link_ttl,
         )
         request.token_sealed = self.sealer.seal(token, token_hash=hashed)
+        request.signer_kind = request_kind(prepared.maker)
         await session.flush()
+        await audit.document_rendered(session, request, now)
         return request
 
 
@@ -90,7 +135,7 @@ def render_for(
     settings: Settings,
     report: Mapping[str, Any],
     municipality: Municipality,
-    maker: DecisionMaker,
+    maker: Signer,
     *,
     decided_at: datetime | None = None,
 ) -> bytes:
@@ -100,7 +145,7 @@ def render_for(
     signing); else the version decided at that moment. Blocking (reportlab): call
     it in a worker thread.
     """
-    from signing.document import Mandate, render_decision  # at call time: tests replace it
+    from signing.document import mandate_of, render_decision  # at call time: tests replace it
 
     form = settings.forms.get(str(report.get("form", {}).get("id", "")))
     if form is None:
@@ -113,7 +158,7 @@ def render_for(
         signer_role=maker.label,
         language=settings.duty.language,
         body_name=municipality.body_name,
-        mandate=Mandate.of(maker),
+        mandate=mandate_of(maker),
         decided_at=decided_at,
     )
 
@@ -122,7 +167,7 @@ def decided_version(
     settings: Settings,
     report: Mapping[str, Any],
     municipality: Municipality,
-    maker: DecisionMaker,
+    maker: Signer,
     *,
     reviewed_sha256: str,
     decided_at: datetime,
@@ -140,3 +185,60 @@ def decided_version(
     if hashlib.sha256(again).hexdigest() != reviewed_sha256:
         return None
     return render_for(settings, report, municipality, maker, decided_at=decided_at)
+
+
+def refusal_for(
+    settings: Settings,
+    report: Mapping[str, Any],
+    municipality: Municipality,
+    maker: Signer,
+    *,
+    reason: str,
+    decided_at: datetime,
+) -> bytes:
+    """The refusal ``maker`` decided at ``decided_at``, with ``reason`` as its grounds:
+    "{body} beslutade att inte ..." in the form's words, to be sealed. Blocking
+    (reportlab): call it in a worker thread."""
+    from signing.document import mandate_of, render_refusal
+
+    form = settings.forms.get(str(report.get("form", {}).get("id", "")))
+    if form is None:
+        raise RenderFailed("unknown form")
+    return render_refusal(
+        report,
+        form,
+        municipality_name=municipality.name,
+        signer_name=maker.name,
+        signer_role=maker.label,
+        reason=reason,
+        decided_at=decided_at,
+        language=settings.duty.language,
+        body_name=municipality.body_name,
+        mandate=mandate_of(maker),
+    )
+
+
+def record_for(
+    settings: Settings,
+    report: Mapping[str, Any],
+    municipality: Municipality | None,
+    *,
+    worker: str,
+    recorded_at: datetime,
+) -> bytes:
+    """The report of a ``signer = "none"`` form as ``worker``'s record, to be sealed.
+    Blocking (reportlab): call it in a worker thread."""
+    from signing.document import render_record
+
+    form = settings.forms.get(str(report.get("form", {}).get("id", "")))
+    if form is None:
+        raise RenderFailed("unknown form")
+    return render_record(
+        report,
+        form,
+        municipality_name=municipality.name if municipality else "",
+        worker=worker,
+        recorded_at=recorded_at,
+        language=settings.duty.language,
+        body_name=municipality.body_name if municipality else None,
+    )

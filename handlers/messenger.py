@@ -32,6 +32,8 @@ class IncomingMessage:
     trusted_device: bool = True
     #: The event this message edits (``m.replace``), if it is an edit.
     replaces: str | None = None
+    #: The event this message replies to (``m.in_reply_to``), if it is a reply.
+    in_reply_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,10 @@ class Messenger(Protocol):
         """Whether ``user_id`` has at least one device in ``room_id`` that the trust
         policy shares room keys with (else a message would reach nobody)."""
 
+    async def close_room(self, room_id: str) -> None:
+        """Make ``room_id`` read-only: members still read it, only the bot posts or
+        changes it. Closing a closed room changes nothing."""
+
 
 @dataclass
 class MemoryMessenger:
@@ -105,6 +111,8 @@ class MemoryMessenger:
     undecryptable: set[str] = field(default_factory=set)
     #: Idempotency keys seen, as a homeserver keeps transaction ids: key -> event id.
     keys: dict[str, str] = field(default_factory=dict)
+    #: Every call of :meth:`close_room`, in order (a room closed twice is listed twice).
+    closed: list[str] = field(default_factory=list)
 
     async def send(self, room_id: str, message: Message, *, key: str | None = None) -> str:
         if key is not None and key in self.keys:
@@ -147,6 +155,9 @@ class MemoryMessenger:
 
     async def can_decrypt(self, room_id: str, user_id: str) -> bool:
         return user_id not in self.undecryptable
+
+    async def close_room(self, room_id: str) -> None:
+        self.closed.append(room_id)
 
     def texts(self, room_id: str | None = None) -> list[str]:
         return [m.text for r, m in self.sent if room_id is None or r == room_id]

@@ -145,6 +145,38 @@ async def _from_calendar(
     return []
 
 
+def _appointment_gap(
+    lang: str, municipality: Municipality, user: str, starts: datetime, ends: datetime
+) -> tuple[str, dict[str, str]] | None:
+    """What keeps ``user`` from being asked in ``municipality`` during the override, as
+    (message key, parameters); None when their appointment covers all of it.
+
+    Days are Swedish calendar days, both ends of the appointment included (LVU 6 §
+    andra stycket, LVM 13 §: only the chair or a member the committee has appointed
+    decides, so :func:`on_call_entries` skips anyone else).
+    """
+    maker = next(d for d in municipality.decision_makers if d.user_id == user)
+    first = starts.astimezone(LOCAL_TZ).date()
+    last = (ends - timedelta(microseconds=1)).astimezone(LOCAL_TZ).date()
+    appointment = maker.appointment
+
+    def not_asked(why: str, **params: str) -> tuple[str, dict[str, str]]:
+        reason = i18n.text(lang, f"oncall.override.why.{why}", **params)
+        return "oncall.override.not_asked", {"why": reason}
+
+    if appointment is None:
+        return not_asked("none")
+    if appointment.valid_until < first:
+        return not_asked("ended", until=appointment.valid_until.isoformat())
+    if appointment.appointed_on > last:
+        return not_asked("later", since=appointment.appointed_on.isoformat())
+    if appointment.valid_until < last:
+        return "oncall.override.partly", {"until": appointment.valid_until.isoformat()}
+    if appointment.appointed_on > first:
+        return "oncall.override.partly_later", {"since": appointment.appointed_on.isoformat()}
+    return None
+
+
 def parse_moment(text: str, now: datetime) -> datetime:
     """'nu', 'HH:MM' (today, or tomorrow if already past), 'YYYY-MM-DD [HH:MM]'."""
     text = text.strip().replace(".", ":")
@@ -241,10 +273,26 @@ class OnCallCommands:
                     now=now,
                 )
             await ctx.claim(session)  # never the same override twice after a crash
-        await ctx.reply(
-            "oncall.override.done",
-            user=user,
-            municipalities=", ".join(m.name for m in places),
-            starts=local_time(starts),
-            ends=local_time(ends),
-        )
+        # Someone without an appointment that holds is never asked (on_call_entries):
+        # say so now, rather than let the lead believe the night is covered.
+        warnings = [(m, _appointment_gap(self.lang, m, user, starts, ends)) for m in places]
+        asked = [m for m, gap in warnings if gap is None or gap[0] != "oncall.override.not_asked"]
+        if asked:
+            await ctx.reply(
+                "oncall.override.done",
+                user=user,
+                municipalities=", ".join(m.name for m in asked),
+                starts=local_time(starts),
+                ends=local_time(ends),
+            )
+        for m, gap in warnings:
+            if gap is not None:
+                key, params = gap
+                await ctx.reply(
+                    key,
+                    user=user,
+                    municipality=m.name,
+                    starts=local_time(starts),
+                    ends=local_time(ends),
+                    **params,
+                )

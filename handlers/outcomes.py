@@ -126,20 +126,20 @@ class OutcomePoster:
             workers = tuple(p.user_id for p in case.participants)
         if request.posted_at is not None:
             return
+        # The signed decision, or a refusal's own sealed decision (issue 9): the file's record.
+        if request.signed_document is not None and request.file_posted_at is None:
+            suffix = "beslut" if request.status == "signed" else "beslut-avslag"
+            await self.messenger.send_file(
+                case.room_id,
+                request.signed_document,
+                f"{case.number}-{suffix}.pdf",
+                "application/pdf",
+                key=pdf_key(request_id),
+            )
+            async with self.sessions() as session, session.begin():
+                await decisions.mark_file_posted(session, request_id=request_id, now=self.clock())
         if request.status == "signed":
             assert request.signed_document is not None
-            if request.file_posted_at is None:
-                await self.messenger.send_file(
-                    case.room_id,
-                    request.signed_document,
-                    f"{case.number}-beslut.pdf",
-                    "application/pdf",
-                    key=pdf_key(request_id),
-                )
-                async with self.sessions() as session, session.begin():
-                    await decisions.mark_file_posted(
-                        session, request_id=request_id, now=self.clock()
-                    )
             message = i18n.render(
                 self.lang,
                 "decision.signed",
@@ -153,12 +153,13 @@ class OutcomePoster:
         else:
             message = i18n.render(
                 self.lang,
-                "decision.declined",
+                "decision.refused" if request.signed_document else "decision.declined",
                 number=case.number,
                 name=request.signer_name,
                 reason=request.decision_reason or "",
                 mentions=workers,
                 notice=False,
+                **({"sha": request.signed_sha256 or ""} if request.signed_document else {}),
             )
         await self.messenger.send(case.room_id, message, key=announcement_key(request_id))
         async with self.sessions() as session, session.begin():

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config import Settings
 from config.forms import FieldSpec, FormTemplate
-from handlers import dialogue, i18n
+from handlers import audit, dialogue, i18n
 from handlers.case_state import CaseStatus, transition
 from handlers.commands import RoomKind, command
 from handlers.context import Clock, Ctx, Unit, unit_of_work
@@ -363,6 +363,15 @@ class ReportCommands:
             await ctx.reply(exc.key, **exc.params)
             await self._ask_current(unit, loaded, form)
             return
+        await audit.answer_recorded(
+            unit.session,
+            case_id=loaded.case.id,
+            actor=ctx.msg.sender,
+            form=form,
+            field=spec,
+            state=state,
+            now=self.clock(),
+        )  # which question, never the answer
         dialogue.record(
             form, state, spec, answer, by=ctx.msg.sender, at=self.clock(), event_id=ctx.msg.event_id
         )
@@ -389,6 +398,15 @@ class ReportCommands:
         except InvalidAnswer as exc:
             await ctx.reply(exc.key, **exc.params)
             return
+        await audit.answer_recorded(
+            unit.session,
+            case_id=loaded.case.id,
+            actor=ctx.msg.sender,
+            form=form,
+            field=spec,
+            state=loaded.state,
+            now=self.clock(),
+        )  # which question, never the answer
         dialogue.record(
             form, loaded.state, spec, answer, by=ctx.msg.sender, at=self.clock(), event_id=replaces
         )

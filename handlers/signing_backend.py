@@ -32,15 +32,19 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from config import DecisionMaker, Municipality, Settings
+from config import Municipality, Settings
+from config.settings import Signer
+from handlers import audit
 from handlers.case_state import CaseStatus, Effects, transition
 from handlers.context import LOCAL_TZ, Clock
+from handlers.deadlines import start_clocks
 from handlers.errors import ConcurrentChange
 from handlers.escalation import Escalator
-from handlers.issuing import decided_version
+from handlers.issuing import decided_version, refusal_for, signer_in
 from handlers.links import token_hash
 from handlers.messenger import Messenger
 from handlers.outcomes import OutcomePoster
+from handlers.records import Recorder
 from signing.errors import (
     AlreadyDecided,
     BadRequest,
@@ -83,12 +87,17 @@ class SigningBackend:
     signer: Any = None
     #: Puts each decision into its case room, once.
     outcomes: OutcomePoster = field(init=False)
+    #: Seals the reports of forms nobody signs (``signer = "none"``) with this seal.
+    records: Recorder = field(init=False)
     #: How long a Matrix send may hold up a web request (seconds).
     send_time_limit: float = WEB_SEND_TIME_LIMIT
     _seal: Seal | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.outcomes = OutcomePoster(self.settings, self.sessions, self.messenger, self.clock)
+        self.records = Recorder(
+            self.settings, self.sessions, self.messenger, self.clock, seal=self._seal_if_any
+        )
         if self.signer is not None:
             self.seal()  # the trust roots are read now, at start-up, not per signature
 
@@ -105,6 +114,9 @@ class SigningBackend:
                 tsa_url=self.settings.signing.tsa_url,
             )
         return self._seal
+
+    def _seal_if_any(self) -> Seal | None:
+        return self.seal() if self.signer is not None else None
 
     async def close(self) -> None:
         """At shutdown: stop the background posts (recover() finishes them at the next
@@ -171,21 +183,19 @@ class SigningBackend:
             public_base_url=self.settings.web.public_base_url,
         )
 
-    def _maker(self, request: SigningRequest) -> tuple[Municipality | None, DecisionMaker | None]:
-        """The request's municipality and decision-maker in the configuration."""
+    def _maker(self, request: SigningRequest) -> tuple[Municipality | None, Signer | None]:
+        """The request's municipality and decision-maker in the configuration: a
+        committee member, or for a delegate form's request a delegate (never the other)."""
         municipality = self.settings.municipality(request.municipality_id or "")
         if municipality is None:
             return None, None
-        maker = next(
-            (d for d in municipality.decision_makers if d.user_id == request.signer_user_id),
-            None,
-        )
-        return municipality, maker
+        return municipality, signer_in(municipality, request.signer_kind, request.signer_user_id)
 
     async def view(self, token: str, cookie: str | None = None) -> dict[str, Any]:
         """What the page may show before identification: nothing about the person."""
         request = await self._load(token)
         identified = self._has_session(request, cookie)
+        await audit.link_opened(self.sessions, request, identified=identified, now=self.clock())
         if request.status == "expired" or (
             request.status == "pending" and self.clock() >= request.expires_at
         ):
@@ -239,6 +249,7 @@ class SigningBackend:
             await decisions.set_auth(
                 session, request_id=request.id, method=method, state=dict(started.state)
             )
+            await audit.identification_started(session, request, method, self.clock())
         return {"method": method, **started.page}
 
     async def check_auth(
@@ -314,6 +325,7 @@ class SigningBackend:
             await self._open(request)  # an expired or cancelled link shows nothing
         if not self._has_session(request, cookie):
             raise Unauthorized("error.not_identified")
+        await audit.document_downloaded(self.sessions, request, self.clock())
         return request.signed_document or request.document
 
     async def decide(
@@ -334,8 +346,11 @@ class SigningBackend:
             log.warning("signing request %d: no appointment that holds today", request.id)
             raise Forbidden("error.no_mandate")
         if action == "decline":
+            grounds = reason.strip()[:2000]
+            assert municipality is not None
+            refusal = await self._refusal(request, municipality, maker, grounds, decided_at)
             return await self._settle(
-                request, "declined", reason=reason.strip()[:2000], now=decided_at
+                request, "declined", reason=grounds, signed=refusal, now=decided_at
             )
         if self.signer is None:
             raise Unavailable("error.no_seal")
@@ -369,11 +384,73 @@ class SigningBackend:
         )
         return await self._settle(request, "signed", signed=signed, now=decided_at)
 
+    async def _refusal(
+        self,
+        request: SigningRequest,
+        municipality: Municipality,
+        maker: Signer,
+        reason: str,
+        decided_at: datetime,
+    ) -> bytes | None:
+        """The refusal as a decision of its own, sealed like a signed one: "{body}
+        beslutade att inte ...", the grounds, who decided under which mandate, with the
+        identification inside. None when it cannot be made (no seal, no report, a
+        failure): the refusal still stands, with its grounds, and the case room is
+        told it without a document rather than not at all."""
+        if self.signer is None:
+            log.warning("signing request %d: no seal; the refusal has no document", request.id)
+            return None
+        from signing.seal import StampInfo
+
+        async with self.sessions() as session:
+            case = await repo.get_case(session, case_id=request.case_id)
+            report = await repo.get_report(session, case_id=request.case_id)
+        submitted = report.submitted if report is not None else None
+        if case is None or not submitted:
+            return None
+        identity = request.identity or {}
+        try:
+            pdf = await asyncio.to_thread(  # reportlab: never on the event loop
+                refusal_for,
+                self.settings,
+                submitted,
+                municipality,
+                maker,
+                reason=reason,
+                decided_at=decided_at,
+            )
+            return await self.seal().sign(
+                pdf,
+                stamp=StampInfo(
+                    signer_name=request.signer_name,
+                    signer_role=request.signer_role,
+                    method_label=METHOD_LABELS.get(str(identity.get("method")), "?"),
+                    signed_at=decided_at,
+                    case_number=case.number,
+                    language=self.lang,
+                ),
+                evidence={
+                    **identity,
+                    "decision": {
+                        "decided_at": decided_at.isoformat(),
+                        "outcome": "declined",
+                        "reviewed_sha256": request.document_sha256,
+                    },
+                },
+            )
+        except Exception as exc:
+            log.warning(
+                "signing request %d: the refusal document failed (%s)",
+                request.id,
+                type(exc).__name__,
+            )
+            return None
+
     async def _decided_document(
         self,
         request: SigningRequest,
         municipality: Municipality,
-        maker: DecisionMaker,
+        maker: Signer,
         decided_at: datetime,
     ) -> tuple[bytes, bool]:
         """What to seal: the reviewed decision rendered again with the moment of the
@@ -473,13 +550,25 @@ class SigningBackend:
                 actor=request.signer_user_id,
                 action=f"decision.{outcome}",
                 now=now,
-                detail={"request": request.id},
+                detail={"request": request.id, **({"sha256": sha} if sha else {})},
             )
+            if outcome == "signed":
+                # The decision's moment starts its legal clocks (7 § LVU, 15 § LVM ...).
+                await start_clocks(
+                    session,
+                    case_id=request.case_id,
+                    trigger="decision",
+                    at=now,
+                    now=now,
+                    settings=self.settings,
+                )
         return effects
 
     async def recover(self) -> None:
-        """At start-up and every minute: post decisions a crash kept from the room."""
+        """At start-up and every minute: post decisions (and sealed records) a crash
+        kept from the room."""
         await self.outcomes.recover()
+        await self.records.recover()
 
 
 class _Lost(Exception):

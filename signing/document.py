@@ -28,8 +28,10 @@ exactly there, whatever page the box fell on.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
+import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,17 +58,23 @@ from reportlab.platypus import (
 )
 
 from config.forms import FormTemplate
-from config.settings import DecisionMaker
+from config.settings import DecisionMaker, Delegate, Signer
 
 __all__ = [
     "LOCAL_TIME",
     "SIGNATURE_BOX_SIZE",
     "SIGNATURE_FIELD",
+    "Delegation",
     "Mandate",
     "RenderedDecision",
     "SignatureBox",
     "layout_decision",
+    "layout_record",
+    "layout_refusal",
+    "mandate_of",
     "render_decision",
+    "render_record",
+    "render_refusal",
 ]
 
 LOCAL_TIME = ZoneInfo("Europe/Stockholm")
@@ -112,6 +120,22 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "next_step": "Nästa steg",
         "appeal": "Hur man överklagar",
         "page": "Sida {page} av {pages}",
+        # A delegate decides under the delegation order (kommunallagen 6 kap. 37 §).
+        "mandate_delegation": "Beslut fattat med stöd av delegation enligt {ref}.",
+        # A refusal is a decision too; the template names it (refusal_title, refusal_text).
+        "refusal_title": "Beslut att inte besluta enligt förslaget",
+        "refusal_text": "{body} beslutade att inte fatta det föreslagna beslutet.",
+        "refusal_grounds": "Skäl för beslutet",
+        # A form with signer = "none": the worker's own record, sealed, not a decision.
+        "record_title": "Dokumentation",
+        "record_date": "Datum",
+        "record_by_heading": "Dokumenterat av",
+        "record_by": "Dokumenterat av {worker} den {date} kl. {time}.",
+        "record_worker": "Handläggare",
+        "record_at": "Tidpunkt",
+        "record_note": (
+            "Handläggarens dokumentation, inget beslut. Den är förseglad elektroniskt; se sigillet."
+        ),
     },
     "en": {
         "committee": "Social Welfare Committee",
@@ -141,6 +165,19 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "next_step": "Next step",
         "appeal": "How to appeal",
         "page": "Page {page} of {pages}",
+        "mandate_delegation": "Decision made under delegation, {ref}.",
+        "refusal_title": "Decision not to decide as proposed",
+        "refusal_text": "{body} decided not to make the proposed decision.",
+        "refusal_grounds": "Reasons for the decision",
+        "record_title": "Record",
+        "record_date": "Date",
+        "record_by_heading": "Documented by",
+        "record_by": "Documented by {worker} on {date} at {time}.",
+        "record_worker": "Social worker",
+        "record_at": "Time",
+        "record_note": (
+            "The social worker's record, not a decision. It is sealed electronically; see the seal."
+        ),
     },
 }
 _ROLES_EN = {
@@ -203,6 +240,27 @@ class Mandate:
         return shown + (texts["mandate_basis"].format(basis=basis) if basis else ".")
 
 
+@dataclass(frozen=True)
+class Delegation:
+    """Under what a delegate decides: the point of the committee's delegation order.
+
+    A committee may let an employee decide on its behalf (kommunallagen (2017:725)
+    6 kap. 37 §); the decision document says so instead of a committee mandate.
+    """
+
+    ref: str
+
+    def text(self, texts: Mapping[str, str], *, body: str, basis: str | None) -> str:
+        return texts["mandate_delegation"].format(ref=self.ref)
+
+
+def mandate_of(signer: Signer) -> Mandate | Delegation | None:
+    """What ``signer`` decides under: a delegate's delegation, a member's appointment."""
+    if isinstance(signer, Delegate):
+        return Delegation(signer.delegation_ref)
+    return Mandate.of(signer)
+
+
 def mandate_basis(form: FormTemplate, language: str) -> str | None:
     """The statute that lets one person decide this form's decision, if any."""
     given = getattr(form, "mandate", None)  # a template may say it (config.forms)
@@ -244,7 +302,7 @@ def render_decision(
     signer_role: str,
     language: str = "sv",
     body_name: str | None = None,
-    mandate: Mandate | None = None,
+    mandate: Mandate | Delegation | None = None,
     decided_at: datetime | None = None,
 ) -> bytes:
     """The decision PDF for ``report`` (see :func:`layout_decision` for the box too)."""
@@ -270,7 +328,7 @@ def layout_decision(
     signer_role: str,
     language: str = "sv",
     body_name: str | None = None,
-    mandate: Mandate | None = None,
+    mandate: Mandate | Delegation | None = None,
     decided_at: datetime | None = None,
 ) -> RenderedDecision:
     """Render the decision and report the reserved signature box.
@@ -280,10 +338,37 @@ def layout_decision(
     ``decided_at`` the moment of the decision, the signature: None renders the
     version the signer reviews, which says the decision date is the day of signing.
 
-    Built twice: the first pass counts the pages, so every footer can say
-    "page x of y" without reportlab's deferred-page tricks, which would break the
-    signature field's reference to its page.
+    Every footer says "page x of y" without reportlab's deferred-page tricks, which
+    would break the signature field's reference to its page: see :func:`_build`.
     """
+    return _build(
+        _content(
+            report,
+            form,
+            municipality_name=municipality_name,
+            signer_name=signer_name,
+            signer_role=signer_role,
+            language=language,
+            body_name=body_name,
+            mandate=mandate,
+            decided_at=decided_at,
+        )
+    )
+
+
+def _content(
+    report: Mapping[str, Any],
+    form: FormTemplate,
+    *,
+    municipality_name: str,
+    signer_name: str,
+    signer_role: str,
+    language: str,
+    body_name: str | None,
+    mandate: Mandate | Delegation | None,
+    decided_at: datetime | None,
+) -> _Content:
+    """What a document of ``report`` says, before it is laid out."""
     if language not in _TEXT:
         raise ValueError(f"unsupported language {language!r}; expected one of {sorted(_TEXT)}")
     text = _TEXT[language]
@@ -291,7 +376,7 @@ def layout_decision(
     decided = _local(decided_at) if decided_at is not None else None
     case_number = str(report["case_number"])
     body = body_name or text["committee"]
-    content = _Content(
+    return _Content(
         text=text,
         form=form,
         report=report,
@@ -307,9 +392,157 @@ def layout_decision(
         case_number=case_number,
         language=language,
     )
-    pages = 0
+
+
+def render_refusal(
+    report: Mapping[str, Any],
+    form: FormTemplate,
+    *,
+    municipality_name: str,
+    signer_name: str,
+    signer_role: str,
+    reason: str,
+    decided_at: datetime,
+    language: str = "sv",
+    body_name: str | None = None,
+    mandate: Mandate | Delegation | None = None,
+) -> bytes:
+    """The refusal PDF (see :func:`layout_refusal`)."""
+    return layout_refusal(
+        report,
+        form,
+        municipality_name=municipality_name,
+        signer_name=signer_name,
+        signer_role=signer_role,
+        reason=reason,
+        decided_at=decided_at,
+        language=language,
+        body_name=body_name,
+        mandate=mandate,
+    ).pdf
+
+
+def layout_refusal(
+    report: Mapping[str, Any],
+    form: FormTemplate,
+    *,
+    municipality_name: str,
+    signer_name: str,
+    signer_role: str,
+    reason: str,
+    decided_at: datetime,
+    language: str = "sv",
+    body_name: str | None = None,
+    mandate: Mandate | Delegation | None = None,
+) -> RenderedDecision:
+    """A refusal is a decision too: "{body} beslutade att inte ...", with its grounds.
+
+    The template names it (``refusal_title``, ``refusal_text`` with ``{body}``, and
+    ``refusal_appeal`` when a refusal can be appealed); a template without them gets
+    a general wording. ``reason`` is the decision-maker's grounds, printed as the
+    reasons for the decision; the proposal that was not adopted stays among the
+    report's answers. ``decided_at`` is the moment of the refusal.
+    """
+    content = _content(
+        report,
+        form,
+        municipality_name=municipality_name,
+        signer_name=signer_name,
+        signer_role=signer_role,
+        language=language,
+        body_name=body_name,
+        mandate=mandate,
+        decided_at=decided_at,
+    )
+    text = content.text
+    title = form.text_in("refusal_title", language) or text["refusal_title"]
+    statement = form.text_in("refusal_text", language) or text["refusal_text"]
+    return _build(
+        dataclasses.replace(
+            content,
+            kind="refusal",
+            subtitle=title,
+            statement=statement.format(body=content.body),
+            reason=reason,
+        )
+    )
+
+
+def render_record(
+    report: Mapping[str, Any],
+    form: FormTemplate,
+    *,
+    municipality_name: str,
+    worker: str,
+    recorded_at: datetime,
+    language: str = "sv",
+    body_name: str | None = None,
+) -> bytes:
+    """The worker's record PDF (see :func:`layout_record`)."""
+    return layout_record(
+        report,
+        form,
+        municipality_name=municipality_name,
+        worker=worker,
+        recorded_at=recorded_at,
+        language=language,
+        body_name=body_name,
+    ).pdf
+
+
+def layout_record(
+    report: Mapping[str, Any],
+    form: FormTemplate,
+    *,
+    municipality_name: str,
+    worker: str,
+    recorded_at: datetime,
+    language: str = "sv",
+    body_name: str | None = None,
+) -> RenderedDecision:
+    """A form whose ``signer`` is "none": the report as the worker's own record.
+
+    Not a decision: titled "Dokumentation", dated the moment it is recorded, the
+    form's decision question shown under its own label, and "Dokumenterat av
+    {worker}" where a decision names its decision-maker. The reserved box takes the
+    seal, which makes any later change detectable.
+    """
+    content = _content(
+        report,
+        form,
+        municipality_name=municipality_name,
+        signer_name=worker,
+        signer_role="",
+        language=language,
+        body_name=body_name,
+        mandate=None,
+        decided_at=recorded_at,
+    )
+    return _build(dataclasses.replace(content, kind="record", subtitle=form.decision_type))
+
+
+#: Pages of the last layout of each document (case, kind, language): the next layout
+#: of the same document (the decided version of the one reviewed, a render repeated
+#: to compare it) tries that count at once and, when it holds, needs one pass, not two.
+_PAGES_SEEN: dict[tuple[str, str, str], int] = {}
+_PAGES_SEEN_MAX = 512
+
+
+def _build(content: _Content) -> RenderedDecision:
+    """Lay the content out with the footers' "page x of y" right.
+
+    The layout does not depend on the footers, so a pass whose page count matches the
+    count its footers said is final. Unknown count: a first pass counts the pages and
+    a second one prints them; a count seen for this document before: one pass, and a
+    second only if the count changed. Either way the bytes are those of the two-pass
+    layout."""
+    text, case_number = content.text, content.case_number
+    seen_key = (case_number, content.kind, content.language)
+    pages = _PAGES_SEEN.get(seen_key, 0)
     box: SignatureBox | None = None
-    for _ in range(2):
+    title = text["record_title"] if content.kind == "record" else text["title"]
+    subtitle = content.subtitle or content.form.decision_type
+    for _ in range(3):
         output = io.BytesIO()
         reserved = _ReservedBox(*SIGNATURE_BOX_SIZE)
         document = SimpleDocTemplate(
@@ -319,19 +552,24 @@ def layout_decision(
             rightMargin=_MARGIN,
             topMargin=_MARGIN,
             bottomMargin=_MARGIN + 6 * mm,
-            title=f"{text['title']} {case_number}",
-            author=f"{municipality_name}, {body}",
-            subject=form.decision_type,
+            title=f"{title} {case_number}",
+            author=f"{content.municipality_name}, {content.body}",
+            subject=subtitle,
             creator="Socialjour",
             producer="Socialjour",
-            lang="sv-SE" if language == "sv" else "en-GB",
+            lang="sv-SE" if content.language == "sv" else "en-GB",
             invariant=1,
         )
-        created = decided or submitted  # the metadata's date, as fixed as the rest
-        decorate = _page_decorator(text, case_number, form.decision_type, created, pages)
+        created = content.decided or content.submitted  # the metadata's date, fixed too
+        decorate = _page_decorator(text, case_number, subtitle, created, pages)
         document.build(content.story(reserved), onFirstPage=decorate, onLaterPages=decorate)
-        pages = document.page
         box = reserved.placed
+        if document.page == pages:
+            break
+        pages = document.page
+    if len(_PAGES_SEEN) >= _PAGES_SEEN_MAX:
+        _PAGES_SEEN.clear()
+    _PAGES_SEEN[seen_key] = pages
     if box is None:
         raise RuntimeError("the reserved signature box was never drawn")
     return RenderedDecision(pdf=output.getvalue(), signature_box=box, pages=pages)
@@ -354,10 +592,27 @@ class _Content:
     decided: datetime | None
     case_number: str
     language: str = "sv"
+    #: "decision", "refusal" (a decision not to decide as proposed) or "record" (the
+    #: worker's documentation: ``signer_name`` is the worker, ``decided`` the moment).
+    kind: str = "decision"
+    #: The line under the title; the form's decision type when empty.
+    subtitle: str = ""
+    #: A refusal's decision sentence and the decision-maker's grounds.
+    statement: str = ""
+    reason: str = ""
 
     def _maker(self) -> Table:
         """Who decides, in what role, under which mandate, and when."""
         text = self.text
+        if self.kind == "record":
+            assert self.decided is not None
+            at = text["decided_at"].format(
+                date=self.decided.strftime("%Y-%m-%d"), time=self.decided.strftime("%H:%M")
+            )
+            return _pairs(
+                [(text["record_worker"], self.signer_name), (text["record_at"], at)],
+                label_width=30 * mm,
+            )
         rows = [(text["name"], self.signer_name), (text["role"], self.signer_role)]
         if self.mandate:
             rows.append((text["mandate"], self.mandate))
@@ -378,9 +633,18 @@ class _Content:
             (a for a in answers if decision_field and a.get("id") == decision_field.id), None
         )
         story: list[Flowable] = [*self._header(), *self._title()]
-        if decision_field is not None:
+        if self.kind == "refusal":
+            # The decision is the refusal; the proposal stays among the answers.
+            story += [
+                _heading(text["decision"]),
+                Paragraph(_markup(self.statement), _DECISION),
+                KeepTogether([_heading(text["refusal_grounds"]), _paragraph(self.reason)]),
+            ]
+            decision_answer = None
+        elif decision_field is not None:
             decision_text = _display(decision_answer) or text["no_decision"]
-            story += [_heading(text["decision"]), Paragraph(_markup(decision_text), _DECISION)]
+            heading = decision_field.label if self.kind == "record" else text["decision"]
+            story += [_heading(heading), Paragraph(_markup(decision_text), _DECISION)]
         story.append(_heading(text["grounds"]))
         for answer in answers:
             if answer is decision_answer:
@@ -399,23 +663,39 @@ class _Content:
                     ]
                 )
             )
-        story.append(
-            KeepTogether(
-                [
-                    _heading(text["maker"]),
-                    self._maker(),
-                    Spacer(1, 4),
-                    Paragraph(_markup(text["signed_note"]), _BODY),
-                    Spacer(1, 4),
-                    reserved,
-                ]
-            )
+        story.append(KeepTogether([*self._signed_by(), Spacer(1, 4), reserved]))
+        if self.kind != "refusal":  # what follows a decision taken, not a refusal
+            story.append(KeepTogether([_heading(text["next_step"]), _paragraph(form.next_step)]))
+        appeal = form.text_in(
+            "refusal_appeal" if self.kind == "refusal" else "appeal", self.language
         )
-        story.append(KeepTogether([_heading(text["next_step"]), _paragraph(form.next_step)]))
-        appeal = form.appeal_in(self.language)
         if appeal:
             story.append(KeepTogether([_heading(text["appeal"]), _paragraph(appeal)]))
         return story
+
+    def _signed_by(self) -> list[Flowable]:
+        """The decision-maker's section, or for a record who documented it and when."""
+        text = self.text
+        if self.kind != "record":
+            return [
+                _heading(text["maker"]),
+                self._maker(),
+                Spacer(1, 4),
+                Paragraph(_markup(text["signed_note"]), _BODY),
+            ]
+        assert self.decided is not None
+        documented = text["record_by"].format(
+            worker=self.signer_name,
+            date=self.decided.strftime("%Y-%m-%d"),
+            time=self.decided.strftime("%H:%M"),
+        )
+        return [
+            _heading(text["record_by_heading"]),
+            self._maker(),
+            Spacer(1, 4),
+            Paragraph(_markup(documented), _BODY),
+            Paragraph(_markup(text["record_note"]), _BODY),
+        ]
 
     def _header(self) -> list[Flowable]:
         text = self.text
@@ -426,8 +706,9 @@ class _Content:
         decision_date = (
             self.decided.strftime("%Y-%m-%d") if self.decided is not None else text["at_signing"]
         )
+        date_label = text["record_date"] if self.kind == "record" else text["date"]
         right = _pairs(
-            [(text["case"], self.case_number), (text["date"], decision_date)],
+            [(text["case"], self.case_number), (date_label, decision_date)],
             label_width=26 * mm,
             value_width=40 * mm,
         )
@@ -452,10 +733,11 @@ class _Content:
             time=self.submitted.strftime("%H:%M"),
             by=str(self.report.get("submitted_by") or "-"),
         )
+        title = text["record_title"] if self.kind == "record" else text["title"]
         return [
             Spacer(1, 5 * mm),
-            Paragraph(_markup(text["title"]), _TITLE),
-            Paragraph(_markup(form.decision_type), _DECISION_TYPE),
+            Paragraph(_markup(title), _TITLE),
+            Paragraph(_markup(self.subtitle or form.decision_type), _DECISION_TYPE),
             _pairs(
                 [(text["legal"], form.legal_reference), (text["report"], report_line)],
                 label_width=28 * mm,
@@ -572,6 +854,10 @@ def _display(answer: Mapping[str, Any] | None) -> str:
     return str(shown).strip()
 
 
+#: Text that is already what Helvetica shows: printable Latin-1 and newlines.
+_PLAIN_CP1252 = re.compile(r"[\n\x20-\x7e\xa0-\xac\xae-\xff]*")  # not U+00AD, a format character
+
+
 def _winansi(text: str) -> str:
     """Text the standard fonts can show: Latin-1 and cp1252 as is, others simplified.
 
@@ -579,8 +865,11 @@ def _winansi(text: str) -> str:
     outside it loses its accent when it has one (Ş -> S, ł stays ?), so a name
     stays readable; anything else becomes "?". Control characters go, newlines stay.
     """
+    text = unicodedata.normalize("NFC", text)
+    if _PLAIN_CP1252.fullmatch(text):  # nearly every answer: nothing to change
+        return text
     out: list[str] = []
-    for character in unicodedata.normalize("NFC", text):
+    for character in text:
         if character == "\n":
             out.append(character)
             continue

@@ -80,6 +80,10 @@ _STAMP_LABELS: Mapping[str, Mapping[str, str]] = {
         "seal": "Sigill",
         "reason": "Beslut fattat av {name}, {role}; identifierad med {method}",
         "evidence": "Identifiering av beslutsfattaren",
+        # A worker's record (a form with signer = "none"): documented, not decided.
+        "record_signer": "Dokumenterat av",
+        "record_reason": "Dokumenterat av {name}, {role}; identifierad med {method}",
+        "record_evidence": "Identifiering av handläggaren",
     },
     "en": {
         "signer": "Signed by",
@@ -90,6 +94,9 @@ _STAMP_LABELS: Mapping[str, Mapping[str, str]] = {
         "seal": "Seal",
         "reason": "Decision made by {name}, {role}; identified with {method}",
         "evidence": "Identification of the decision-maker",
+        "record_signer": "Documented by",
+        "record_reason": "Documented by {name}, {role}; identified with {method}",
+        "record_evidence": "Identification of the social worker",
     },
 }
 _STAMP_LINES = ("signer", "role", "time", "method", "case", "seal")
@@ -110,6 +117,8 @@ class StampInfo:
     signed_at: datetime
     case_number: str
     language: str = "sv"
+    #: A worker's record, not a decision: the stamp says "Dokumenterat av".
+    record: bool = False
 
 
 # -- the key ---------------------------------------------------------------------------
@@ -363,6 +372,13 @@ def seal_pdf(
     the stamp in a PDF that has no reserved field (not one of ours).
     """
     labels = _STAMP_LABELS.get(stamp.language, _STAMP_LABELS["sv"])
+    if stamp.record:
+        labels = {
+            **labels,
+            "signer": labels["record_signer"],
+            "reason": labels["record_reason"],
+            "evidence": labels["record_evidence"],
+        }
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
     if evidence is not None:
         _embed_evidence(writer, evidence, stamp, labels["evidence"])

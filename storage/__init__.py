@@ -4,7 +4,7 @@ Callers write `from storage import repo` and pass a session they opened for one
 unit of work; nothing here knows about Matrix, HTTP or formatting.
 """
 
-from storage import decisions, escalation, repo  # noqa: F401 - the storage modules
+from storage import audit, deadlines, decisions, escalation, handover, repo  # noqa: F401 - the storage modules
 from storage.db import create_engine, normalise_url, read_session_factory, session_factory
 from storage.errors import CaseNotFoundError, StorageError, UnsupportedDatabaseError
 from storage.migrate import current_revision, head_revision, upgrade
@@ -14,8 +14,14 @@ from storage.models import (
     BotState,
     Case,
     CaseParticipant,
+    CaseRecord,
     CaseSequence,
+    CourtDecision,
+    Deadline,
     DirectRoom,
+    Execution,
+    Handover,
+    HandoverDocument,
     ProcessedEvent,
     Report,
     RosterOverride,
@@ -30,8 +36,14 @@ __all__ = [
     "Case",
     "CaseNotFoundError",
     "CaseParticipant",
+    "CaseRecord",
     "CaseSequence",
+    "CourtDecision",
+    "Deadline",
     "DirectRoom",
+    "Execution",
+    "Handover",
+    "HandoverDocument",
     "ProcessedEvent",
     "Report",
     "RosterOverride",
@@ -41,7 +53,9 @@ __all__ = [
     "UnsupportedDatabaseError",
     "create_engine",
     "current_revision",
+    "deadlines",
     "decisions",
+    "handover",
     "head_revision",
     "normalise_url",
     "read_session_factory",

@@ -6,12 +6,14 @@ a test compares the migrated schema with these models.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
+    Date,
     DateTime,
     Dialect,
     ForeignKey,
@@ -22,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -157,6 +160,11 @@ class Case(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     cancel_requested_by: Mapped[str | None] = mapped_column(String(MATRIX_ID_LENGTH))
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: When the closed case was announced and its room made read-only (issue 9 §5).
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: When retention deleted the personal data the bot held for the case; the case's
+    #: number, status, times, hashes and audit trail stay.
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     participants: Mapped[list[CaseParticipant]] = relationship(
         lazy="selectin",
@@ -176,10 +184,18 @@ class AuditEntry(Base):
 
     The foreign key has no ON DELETE rule on purpose: a case with an audit trail
     cannot be deleted silently. `case_id` is NULL for entries about the bot itself.
+
+    Rows are only ever appended, and chained (see `storage.audit`): `seq` numbers
+    every row of the installation without gaps, `hash` is the SHA-256 of the row's
+    fields and `prev_hash`, the `hash` of the row before it. A row is written when
+    its transaction commits, with its place in the chain.
     """
 
     __tablename__ = "audit_entries"
-    __table_args__ = (Index("ix_audit_entries_case_id", "case_id"),)
+    __table_args__ = (
+        Index("ix_audit_entries_case_id", "case_id"),
+        Index("ix_audit_entries_actor", "actor"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
@@ -187,6 +203,9 @@ class AuditEntry(Base):
     actor: Mapped[str] = mapped_column(String(MATRIX_ID_LENGTH))
     action: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
 
 
 class TrustedMasterKey(Base):
@@ -276,6 +295,12 @@ class SigningRequest(Base):
     #: "I am on it": when, and through which channel (matrix, reaction, call, page).
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     acknowledged_via: Mapped[str | None] = mapped_column(String(16))
+    #: Whom the request asks, as the form's ``signer`` said: "committee_member" (the
+    #: on-call chair or appointed member) or "delegate" (under the delegation order).
+    #: A declined request's ``signed_document`` is the sealed refusal.
+    signer_kind: Mapped[str] = mapped_column(
+        String(32), default="committee_member", server_default="committee_member"
+    )
 
 
 class RosterOverride(Base):
@@ -364,3 +389,175 @@ class AlertEvent(Base):
     event_id: Mapped[str] = mapped_column(String(MATRIX_ID_LENGTH), primary_key=True)
     request_id: Mapped[int] = mapped_column(ForeignKey("signing_requests.id", ondelete="CASCADE"))
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Execution(Base):
+    """The record that a signed decision was carried out (``!verkställt``, issue 9 §2).
+
+    ``state`` is the dialogue engine's JSON, as for the report: the answers hold
+    personal data and live here and in the encrypted case room only, never in logs or
+    the audit trail. ``version`` is bumped on every save (compare-and-set).
+    ``recorded_at`` is set once the worker confirms; ``executed_at`` is the time of
+    execution they answered, which starts the clocks that count from it (8 § LVU),
+    and ``record`` the frozen answers the execution record's PDF is made from.
+    """
+
+    __tablename__ = "executions"
+
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True
+    )
+    form_id: Mapped[str] = mapped_column(String(64))
+    form_version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer)
+    started_by: Mapped[str] = mapped_column(String(MATRIX_ID_LENGTH))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    executed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    recorded_by: Mapped[str | None] = mapped_column(String(MATRIX_ID_LENGTH))
+    recorded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    record: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class Handover(Base):
+    """A case handed over to its home municipality's intake room (``!överlämna``).
+
+    Each part of the delivery is recorded once it is out (the documents in
+    :class:`HandoverDocument`, then the message to the intake members, then the
+    case room's notice), so a crash in between is finished by the periodic repair
+    with the same idempotency keys. Until ``received_at`` (``!mottaget``), the intake
+    room is reminded each working morning: ``reminders`` counts those sent and
+    ``next_reminder_at`` says when the next is due.
+    """
+
+    __tablename__ = "handovers"
+    __table_args__ = (
+        Index("ix_handovers_message_event_id", "message_event_id"),
+        Index("ix_handovers_received_at", "received_at"),
+    )
+
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True
+    )
+    municipality_id: Mapped[str] = mapped_column(String(64))
+    room_id: Mapped[str] = mapped_column(String(MATRIX_ID_LENGTH))
+    requested_by: Mapped[str] = mapped_column(String(MATRIX_ID_LENGTH))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    message_event_id: Mapped[str | None] = mapped_column(String(MATRIX_ID_LENGTH))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    announced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    received_by: Mapped[str | None] = mapped_column(String(MATRIX_ID_LENGTH))
+    #: When the case room was told of the acknowledgement.
+    receipt_posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reminders: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_reminder_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_reminder_event_id: Mapped[str | None] = mapped_column(String(MATRIX_ID_LENGTH))
+
+
+class HandoverDocument(Base):
+    """One attachment of a handover, kept as sent (personal data: deleted with the case's
+    content at retention) with its SHA-256 and, once posted, its event."""
+
+    __tablename__ = "handover_documents"
+
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("handovers.case_id", ondelete="CASCADE"), primary_key=True
+    )
+    part: Mapped[str] = mapped_column(String(16), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    filename: Mapped[str] = mapped_column(String(200))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str | None] = mapped_column(String(MATRIX_ID_LENGTH))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class CaseRecord(Base):
+    """A report sealed as the worker's own record: a form whose ``signer`` is "none"
+    (a skyddsbedömning), documented, not decided, so no signing request is made.
+
+    One per case (the case then stays ``recorded``). The PDF holds personal data, like a
+    signed decision. ``file_posted_at`` and ``posted_at`` say that the PDF and then its
+    announcement are in the case room; a crash in between is finished at start-up
+    with the same idempotency keys.
+    """
+
+    __tablename__ = "case_records"
+
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True
+    )
+    form_id: Mapped[str] = mapped_column(String(64))
+    recorded_by: Mapped[str] = mapped_column(String(MATRIX_ID_LENGTH))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    document: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+    file_posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Deadline(Base):
+    """One legal deadline of a case: a clock a template's ``[[deadlines]]`` declares.
+
+    Written for every deadline of the case's form when the first clock starts (the
+    signature), ``waiting`` until its own trigger happens (the execution, the court's
+    decision), then ``running`` until it is ``done`` (its act marked) or ``void`` (the
+    court revoked the custody, so the clock never starts or no longer matters). The
+    rule is copied from the template, so a later edit of the template does not move a
+    running clock. ``due_on`` is the last day as the law counts it, unextended;
+    ``outer_limit`` is that day moved to the next working day (lag (1930:173) 2 §).
+    ``due_on`` is NULL while waiting, and for a next-meeting deadline while no meeting
+    date is known. The reminder state makes the sweep send each reminder once.
+    """
+
+    __tablename__ = "deadlines"
+    __table_args__ = (
+        UniqueConstraint("case_id", "name"),
+        Index("ix_deadlines_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    trigger: Mapped[str] = mapped_column(String(16))
+    rule: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(16))
+    act: Mapped[str] = mapped_column(String(16))
+    ends_if_revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    due_on: Mapped[date | None] = mapped_column(Date)
+    outer_limit: Mapped[date | None] = mapped_column(Date)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    done_by: Mapped[str | None] = mapped_column(String(MATRIX_ID_LENGTH))
+    #: How it ended: the command (``underställt`` ...), ``court`` or ``revoked``.
+    done_via: Mapped[str | None] = mapped_column(String(32))
+    #: When the running clock was announced in the case room and the actor's room.
+    announced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: The planned moment of the last reminder sent (the next one is the first after it).
+    last_reminder_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: The Swedish day the last "missed" alert went out (one a day until done).
+    missed_alerted_on: Mapped[date | None] = mapped_column(Date)
+    #: When the duty leads were told that no meeting date is known (once).
+    no_meeting_told_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: The latest message about it in the room of whoever acts: a reply to it means it.
+    last_event_id: Mapped[str | None] = mapped_column(String(MATRIX_ID_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CourtDecision(Base):
+    """The court's decision on an immediate custody after underställning, as recorded
+    with ``!rättens beslut``: upheld (the custody continues) or revoked. One per case."""
+
+    __tablename__ = "court_decisions"
+
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True
+    )
+    decided_on: Mapped[date] = mapped_column(Date)
+    #: "upheld" or "revoked".
+    outcome: Mapped[str] = mapped_column(String(16))
+    recorded_by: Mapped[str] = mapped_column(String(MATRIX_ID_LENGTH))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())

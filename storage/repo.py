@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.util import identity_key
 
+from storage import audit
 from storage.errors import CaseNotFoundError, UnsupportedDatabaseError
 from storage.models import (
     AuditEntry,
@@ -394,11 +395,14 @@ async def add_audit(
     now: datetime,
     detail: dict[str, Any] | None = None,
 ) -> AuditEntry:
-    """Append to the audit trail; `detail` must hold no personal data (see `AuditEntry`)."""
-    entry = AuditEntry(case_id=case_id, at=now, actor=actor, action=action, detail=detail)
-    session.add(entry)
-    await session.flush()
-    return entry
+    """Append to the audit trail; `detail` must hold no personal data (see `AuditEntry`).
+
+    The row is chained to the one before when the transaction commits; the actions
+    and their detail keys are listed in `storage.audit`.
+    """
+    return await audit.append(
+        session, case_id=case_id, actor=actor, action=action, now=now, detail=detail
+    )
 
 
 async def list_audit(session: AsyncSession, *, case_id: int | None) -> list[AuditEntry]:

@@ -85,6 +85,7 @@ class Services:
             providers=dict(providers or {}),
             signer=signer,
         )
+        self.decisions.records = self.backend.records  # as bot/app.py wires it
 
     # The signing page's side, as the tests drive it.
     @property

@@ -13,10 +13,11 @@ S = CaseStatus
 
 #: The transition table as the design describes it, written out independently of the code.
 EXPECTED: dict[CaseStatus, set[CaseStatus]] = {
-    S.DRAFTING: {S.AWAITING_SIGNATURE, S.CANCELLED},
+    S.DRAFTING: {S.AWAITING_SIGNATURE, S.RECORDED, S.CANCELLED},
     S.AWAITING_SIGNATURE: {S.SIGNED, S.DECLINED, S.DRAFTING, S.CANCELLED},
     S.DECLINED: {S.DRAFTING, S.CLOSED, S.CANCELLED},
     S.SIGNED: {S.EXECUTED, S.CLOSED},
+    S.RECORDED: {S.HANDED_OVER, S.CLOSED},
     S.EXECUTED: {S.HANDED_OVER, S.CLOSED},
     S.HANDED_OVER: {S.CLOSED},
     S.CLOSED: set(),

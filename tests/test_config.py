@@ -483,8 +483,19 @@ def test_settings_cannot_be_changed_after_loading(tmp_path: Path) -> None:
 TODAY = datetime.now(ZoneInfo("Europe/Stockholm")).date()
 
 
+#: A delegate, so the delegate form (sol_placering) warns about nothing here.
+DELEGATE = """
+[[municipalities.delegates]]
+user_id = "@jonna:example.org"
+name = "Jonna Jonsson"
+title = "jourchef"
+delegation_ref = "Delegationsordning 2026 p. 4.2"
+"""
+
+
 def with_makers(*makers: str, body_name: str | None = None) -> str:
-    """MINIMAL with one municipality whose decision-makers are these TOML blocks."""
+    """MINIMAL with one municipality whose decision-makers are these TOML blocks (and a
+    delegate)."""
     body = "" if body_name is None else f'body_name = "{body_name}"\n'
     blocks = "".join(
         f"\n[[municipalities.decision_makers]]\n{textwrap.dedent(maker).strip()}\n"
@@ -496,6 +507,7 @@ def with_makers(*makers: str, body_name: str | None = None) -> str:
         + 'intake_room_alias = "#mottagning-skovde:example.org"\n'
         + body
         + blocks
+        + DELEGATE
     )
 
 

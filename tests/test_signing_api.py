@@ -951,13 +951,18 @@ async def test_decline_needs_a_reason_and_reaches_the_case_room(
     assert answer.status == 200
     await env.posted()
     request = await env.request(sub.token)
-    assert answer.body == {"status": "declined", "document_sha256": request.document_sha256}
+    # A refusal is a decision too: sealed, kept with the request and posted to the room.
+    assert answer.body == {"status": "declined", "document_sha256": request.signed_sha256}
     assert request.status == "declined" and request.decision_reason == "Fel paragraf, se LVU 2 §."
     assert await env.case_status(sub.case_id) == "declined"
     told = env.messenger.in_room(sub.room_id)[-1]
-    assert "Dag Dagsson avslog" in told.text and "Fel paragraf, se LVU 2 §." in told.text
+    assert "Dag Dagsson beslutade att inte fatta det föreslagna beslutet" in told.text
+    assert "Fel paragraf, se LVU 2 §." in told.text
     assert ANNA in told.mentions
-    assert env.messenger.files_in(sub.room_id) == []
+    ((name, refusal),) = env.messenger.files_in(sub.room_id)
+    assert name == f"{sub.number}-beslut-avslag.pdf" and refusal == request.signed_document
+    assert hashlib.sha256(refusal).hexdigest() == request.signed_sha256
+    assert (await env.verify(refusal)).ok
 
 
 async def test_sign_gives_a_validated_pdf_in_the_case_room(
@@ -1060,9 +1065,10 @@ async def test_two_decision_makers_at_once_make_exactly_one_decision(
     assert winner_name in loser.body["message"]  # told who decided
     requests = await env.requests(sub.case_id)
     assert sorted(r.status for r in requests) == sorted([outcome, "superseded"])
-    assert sum(r.signed_document is not None for r in requests) == (outcome == "signed")
+    # One sealed document: the signed decision, or the refusal (a decision too).
+    assert sum(r.signed_document is not None for r in requests) == 1
     assert await env.case_status(sub.case_id) == outcome
-    assert len(env.messenger.files_in(sub.room_id)) == (outcome == "signed")
+    assert len(env.messenger.files_in(sub.room_id)) == 1
     audit = await env.audit(sub.case_id)
     assert audit.count("decision.signed") + audit.count("decision.declined") == 1
     # The loser's link now says who decided, also when merely opened.

@@ -431,3 +431,32 @@ def test_a_screenshot_of_the_first_page_is_kept() -> None:
     target = screenshot(render(), ARTIFACTS / "decision.png")
     assert target.stat().st_size > 10_000
     assert target.read_bytes().startswith(b"\x89PNG")
+
+
+def test_every_page_says_how_many_pages_there_are_whatever_was_laid_out_before(
+    tmp_path: Path,
+) -> None:
+    """A document laid out again (the decided version of the reviewed one) reuses the
+    page count it had; a count that no longer holds (the text grew) is corrected,
+    so the footers never lie and the bytes are those of a fresh layout."""
+    import signing.document as document
+
+    report = make_report()
+    document._PAGES_SEEN.clear()
+    fresh = render(report)
+    pages = layout_decision(
+        report,
+        LVU,
+        municipality_name="Skövde kommun",
+        signer_name="Dag Dagsson",
+        signer_role="ordförande",
+    ).pages
+    assert pages >= 2
+    assert render(report) == fresh  # laid out again with the count it had
+    for wrong in (1, pages + 3):
+        for key in list(document._PAGES_SEEN):
+            document._PAGES_SEEN[key] = wrong
+        assert render(report) == fresh
+    text = pdf_text(fresh, tmp_path)
+    assert f"Sida {pages} av {pages}" in text
+    assert f"Sida 1 av {pages}" in text

@@ -410,8 +410,11 @@ async def test_declining_needs_a_reason_and_the_case_room_gets_it(
 
     room = await signing_server.case_room(token)
     texts = signing_server.messenger.texts(room)
-    assert any("avslog" in text and reason in text for text in texts), texts
-    assert not [f for f in signing_server.messenger.files if f[0] == room]
+    assert any("beslutade att inte" in text and reason in text for text in texts), texts
+    # A refusal is a decision too: its sealed PDF is the file's record.
+    (refusal,) = [f for f in signing_server.messenger.files if f[0] == room]
+    assert refusal[1].endswith("-beslut-avslag.pdf")
+    assert refusal[2] == (await signing_server.request(token)).signed_document
 
 
 # -- links that cannot be used ----------------------------------------------------------

@@ -25,8 +25,9 @@ WRITE_TRANSACTIONS = 1
 WITH_POLL = 2
 #: Statements of an answer followed by a poll (7 on both backends when this was
 #: written: the claim, the case with its participants, the report, its update; the
-#: poll id's read and update).
-STATEMENTS = 8
+#: poll id's read and update; 10 since each answer is on the audit trail (which
+#: question): the chain's head locked, the row inserted, the head moved).
+STATEMENTS = 11
 
 
 @dataclass
