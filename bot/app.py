@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import os
 import secrets
@@ -15,20 +16,25 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy import text
 
 from bot import events
 from bot.instance_lock import InstanceLock
 from bot.matrix import InboxEvent, MatrixConnection
 from bot.meeting_source import MeetingCalendars
+from bot.metrics import HealthState, Metrics, Phase, observe_seconds
 from bot.notifiers import build_notifier
+from bot.room_guard import RoomGuard, RoomRule
 from bot.rooms import MatrixMessenger, RoomKeeper
 from bot.roster_source import CalendarRosterSource
 from bot.scheduler import Scheduler
+from bot.trust import TrustNotices
 from config import DecisionMaker, Settings
 from handlers import i18n
 from handlers.alerts import Alerter, DirectRooms
 from handlers.archive import Archiver
 from handlers.case_state import CaseStatus
+from handlers.commands import RoomKind
 from handlers.context import utcnow
 from handlers.deadline_jobs import DeadlineJobs
 from handlers.decisions import DecisionService
@@ -36,13 +42,14 @@ from handlers.dispatcher import Dispatcher
 from handlers.escalation import Escalator
 from handlers.issuing import Issuer
 from handlers.links import LinkSealer
-from handlers.messenger import IncomingMessage, IncomingVote
+from handlers.messenger import IncomingMessage, IncomingRedaction, IncomingVote
 from handlers.oncall import OnCallCommands, on_call
 from handlers.signing_backend import SigningBackend
 from signing.identity import IdentityProvider, SigningContext
 from signing.identity.matrix_code import MatrixCodeProvider
-from signing.web import create_app
+from signing.web import create_admin_app, create_app
 from storage import create_engine, read_session_factory, repo, session_factory, upgrade
+from storage import decisions as decisions_repo
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +59,37 @@ HOUSEKEEPING_INTERVAL = 60.0
 ARCHIVE_INTERVAL = 60.0
 #: How long handled event ids are remembered (longer than any sync gap we recover from).
 EVENT_MEMORY = timedelta(days=30)
+#: ``/healthz`` says "degraded" (503) when the last sync is older than this (a sync
+#: long-polls for at most 30 s, so a healthy connection answers well within it).
+SYNC_STALE_AFTER = 120.0
+#: How long ``/healthz`` waits for the database before calling it unreachable.
+HEALTH_DB_TIMEOUT = 5.0
 
 
 class Socialjour:
     """One running installation: database, Matrix connection, rooms, handlers, web."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, exit_when_fenced: bool = False) -> None:
         self.settings = settings
         self.engine = create_engine(settings.storage.database_url)
         self.sessions = session_factory(self.engine)
         self.readers = read_session_factory(self.engine)
-        self.lock = InstanceLock(self.sessions)
-        self.matrix = MatrixConnection(settings, self.sessions, self.readers)
+        # The lease: on PostgreSQL other nodes wait as standbys, and everything that
+        # acts on the world (homeserver requests, SMS, calls, e-mail) asks it first.
+        self.lock = InstanceLock(
+            self.sessions,
+            fencing=self.engine.dialect.name == "postgresql",
+            exit_when_fenced=exit_when_fenced,
+        )
+        fence = self.lock.ensure_leader
+        self.matrix = MatrixConnection(settings, self.sessions, self.readers, fence=fence)
+        # Health and metrics for the admin listener; each handler gets only the
+        # ``observe`` of the histogram it feeds.
+        self.health_state = HealthState()
+        self.metrics = Metrics(
+            open_statuses=tuple(s.value for s in CaseStatus if s.is_open),
+            syncs=lambda: self.matrix.sync_count,
+        )
         self.rooms = RoomKeeper(self.matrix)
         self.messenger = MatrixMessenger(self.matrix, self.rooms)
         clock = utcnow
@@ -77,7 +103,7 @@ class Socialjour:
         async def who_is_on_call(municipality_id: str, at: datetime) -> list[DecisionMaker]:
             return await on_call(settings, self.sessions, municipality_id, at, roster=self.roster)
 
-        self.notifier = build_notifier(settings, acknowledge=self._acknowledge_call)
+        self.notifier = build_notifier(settings, acknowledge=self._acknowledge_call, fence=fence)
         self.scheduler = Scheduler(settings.storage.database_url, self._wake)
         self.escalator = Escalator(
             settings,
@@ -88,6 +114,7 @@ class Socialjour:
             who_is_on_call,
             wakeups=self.scheduler,
             notifier=self.notifier,
+            observe_lateness=observe_seconds(self.metrics.escalation_lateness.observe),
         )
         self.decisions = DecisionService(
             settings,
@@ -107,6 +134,7 @@ class Socialjour:
             escalator=self.escalator,
             providers=build_providers(settings, self._send_code),
             signer=load_seal(settings),
+            observe_sign_to_pdf=observe_seconds(self.metrics.sign_to_pdf.observe),
         )
         self.decisions.records = self.backend.records  # forms nobody signs: sealed records
         self.dispatcher = Dispatcher(
@@ -117,7 +145,20 @@ class Socialjour:
             decisions=self.decisions,
             oncall=OnCallCommands(settings, self.sessions, clock, roster=self.roster),
             readers=self.readers,
+            observe_turn=observe_seconds(self.metrics.dialogue_turn.observe),
         )
+        # Sessions the bot cannot trust: their owners cannot read a refusal, so the
+        # people who can act are told, and the duty room's !status lists them.
+        self.trust_notices = TrustNotices(
+            settings,
+            self.sessions,
+            self.messenger,
+            self.matrix.trust,
+            locate=self.dispatcher.locate,
+            duty_room=self._duty_room,
+            intake_rooms=lambda: self.dispatcher.intake_rooms,
+        )
+        self.dispatcher.cases.duty_status_sources = (self.trust_notices.status_lines,)
         self.meetings = MeetingCalendars(settings)
         # Legal deadlines: announced, reminded and alarmed from the database each minute.
         self.deadline_jobs = DeadlineJobs(
@@ -139,9 +180,14 @@ class Socialjour:
         self.matrix.on_event = self._on_event
         self.matrix.on_undecryptable = self._on_undecryptable
         self.matrix.on_identity_changed = self._on_identity_changed
-        self.events_handled = 0
+        # Nobody but the expected people gets a message or a room key (issue 10).
+        self.guard = RoomGuard(self.matrix, self._room_rule, self._intruder_alert)
+        self.matrix.guard = self.guard
         self.started_at = time.monotonic()
         self._runner: web.AppRunner | None = None
+        self._admin_runner: web.AppRunner | None = None
+        #: Where the admin listener listens, once started (the real port when it is 0).
+        self.admin_address: tuple[str, int] | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._catch_up: asyncio.Task[None] | None = None
         self._deadline_catch_up: asyncio.Task[None] | None = None
@@ -154,8 +200,18 @@ class Socialjour:
 
     async def start(self) -> None:
         settings = self.settings
+        # First, so /healthz says "starting" through the migrations and the room set-up.
+        await self._start_admin()
         await upgrade(settings.storage.database_url)
-        await self.lock.acquire()  # one scheduler per database: refuse to run twice
+        if self.lock.fencing:
+            # PostgreSQL: while another node leads, wait as its standby (/healthz says
+            # so), touching neither the homeserver nor the crypto store; then take over.
+            await self.lock.wait_until_leader(
+                on_standby=lambda: self.health_state.set(Phase.STANDBY)
+            )
+            self.health_state.set(Phase.STARTING)
+        else:
+            await self.lock.acquire()  # SQLite: one process per database; a second refuses
         await self.matrix.connect()
         self.matrix.start()
         duty = settings.duty
@@ -167,6 +223,8 @@ class Socialjour:
                 alias=m.intake_room_alias, name=f"Socialjour – {m.name}", members=m.intake_members
             )
             self.dispatcher.intake_rooms[room_id] = m.id
+        # The rooms are known: guard every send from here on, and look at each room once.
+        self.guard.activate()
         await self.roster.start()
         await self.meetings.start()
         await self.dispatcher.resume()
@@ -176,6 +234,7 @@ class Socialjour:
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
         self._ready.set()
         await self.matrix.start_processing()
+        self.health_state.set(Phase.OK)
         log.info("ready")
         # Catching up on steps missed while the bot was down runs beside everything
         # else (each step is claimed once, whoever gets to it first).
@@ -201,10 +260,9 @@ class Socialjour:
 
     async def _start_web(self) -> None:
         app = create_app(
-            health=self.health,
-            metrics_source=self.metrics,
             backend=self.backend,
             public_base_url=self.settings.web.public_base_url,
+            trusted_proxies=self.settings.web.trusted_proxies,
         )
         self.notifier.add_routes(app)
         self._runner = web.AppRunner(app, access_log=None)
@@ -213,6 +271,21 @@ class Socialjour:
             self._runner, self.settings.web.listen_host, self.settings.web.listen_port
         )
         await site.start()
+
+    async def _start_admin(self) -> None:
+        """``/healthz`` and ``/metrics`` on ``web.admin_listen``, never the public port."""
+        runner = web.AppRunner(
+            create_admin_app(health=self.health, metrics_source=self.metrics_text),
+            access_log=None,
+        )
+        await runner.setup()
+        self._admin_runner = runner
+        web_settings = self.settings.web
+        await web.TCPSite(runner, web_settings.admin_host, web_settings.admin_port).start()
+        host, port = runner.addresses[0][:2]
+        self.admin_address = (str(host), int(port))
+        shown = f"[{host}]" if ":" in str(host) else host
+        log.info("health and metrics on http://%s:%d/healthz and /metrics", shown, port)
 
     async def _housekeep(self) -> None:
         """Every minute: give cases that lost their room one; daily: forget old event ids."""
@@ -261,6 +334,8 @@ class Socialjour:
         self.scheduler.shutdown()
         if self._runner:
             await self._runner.cleanup()
+        if self._admin_runner:
+            await self._admin_runner.cleanup()
         await self.backend.close()  # posts under way, and the seal's thread
         await self.matrix.stop()
         await self.roster.stop()
@@ -272,7 +347,12 @@ class Socialjour:
     async def _on_event(self, event: InboxEvent, trusted: bool) -> bool:
         """One event from the inbox; True if its handler claimed it (see bot.matrix)."""
         await self._ready.wait()
-        self.events_handled += 1
+        self.metrics.events_handled.inc()
+        untrusted = not trusted and event.decrypted
+        if untrusted and (event.type == "m.room.message" or events.vote(event.type, event.content)):
+            # A member's session the bot does not trust: tell those who can act.
+            if await self.trust_notices.untrusted_sender(event.room_id, event.sender):
+                return False
         if event.type == "m.room.message":
             body, replaces = events.message_text(event.content)
             claimed = await self.dispatcher.handle(
@@ -284,12 +364,27 @@ class Socialjour:
                     trusted_device=trusted,
                     replaces=replaces,
                     in_reply_to=events.reply_target(event.content),
+                    received_at=event.received_at,
                 )
             )
             if body.lstrip().startswith("!"):
                 # A !mottaget or a deadline marked done may have completed a case.
                 self._archive_wake.set()
             return claimed
+        if event.type == "m.room.redaction":
+            # A removed message (plaintext by protocol): its author, or a moderator by the
+            # room's power levels, takes the answer it gave out of the report.
+            room = self.matrix.client.rooms.get(event.room_id)
+            moderator = room is not None and room.power_levels.can_user_redact(event.sender)
+            return await self.dispatcher.handle_redaction(
+                IncomingRedaction(
+                    room_id=event.room_id,
+                    sender=event.sender,
+                    event_id=event.event_id,
+                    redacts=str(event.content.get("redacts", "")),
+                    moderator=bool(moderator),
+                )
+            )
         if event.type == "m.reaction":
             # A ✅ on an alert from the person it went to: "I am on it". Element sends
             # reactions unencrypted even in encrypted rooms, so a plaintext reaction (its
@@ -313,6 +408,7 @@ class Socialjour:
                 poll_event_id=parsed[0],
                 answers=parsed[1],
                 trusted_device=trusted,
+                received_at=event.received_at,
             )
         )
 
@@ -324,6 +420,40 @@ class Socialjour:
                 i18n.render(self.settings.duty.language, "error.undecryptable", reply_to=event_id),
                 key=f"{event_id}:undecryptable",
             )
+
+    async def _room_rule(self, room_id: str) -> RoomRule | None:
+        """Who may be in ``room_id`` besides the bot (None: a room the bot does not guard)."""
+        kind, case = await self.dispatcher.locate(room_id)
+        leads = frozenset(self.settings.duty.leads)
+        if kind is RoomKind.DUTY:
+            return RoomRule("duty", self.settings.duty.allowed)
+        if kind is RoomKind.INTAKE:
+            place = self.settings.municipality(self.dispatcher.intake_rooms[room_id])
+            members = frozenset(place.intake_members) if place else frozenset()
+            return RoomRule("intake", members | leads, place.name if place else "")
+        if kind is RoomKind.CASE and case is not None:
+            return RoomRule("case", frozenset(p.user_id for p in case.participants), case.number)
+        if kind is RoomKind.DIRECT:
+            async with self.readers() as session:
+                owner = await decisions_repo.direct_room_owner(session, room_id=room_id)
+            return RoomRule("direct", frozenset([owner] if owner else []), owner or "")
+        return None
+
+    async def _intruder_alert(
+        self, room_id: str, rule: RoomRule, user_id: str, removed: bool
+    ) -> None:
+        """Tell the duty leads (the case by its number, never the person it is about)."""
+        lang = self.settings.duty.language
+        outcome = "rooms.outcome.removed" if removed else "rooms.outcome.stuck"
+        await self.alerter.tell_leads(
+            f"rooms.intruder.{rule.kind}",
+            once=f"intruder:{room_id}:{user_id}",
+            user=user_id,
+            number=rule.label,
+            place=rule.label,
+            owner=rule.label,
+            outcome=i18n.text(lang, outcome),
+        )
 
     async def _on_identity_changed(self, room_id: str, user_ids: list[str]) -> None:
         for user_id in user_ids:
@@ -338,32 +468,55 @@ class Socialjour:
             )
 
     async def health(self) -> dict[str, Any]:
+        """``/healthz``: the phase (``starting`` until synced and handling events, then
+        ``ok``, or ``degraded`` when the homeserver or the database is away; ``standby``
+        is for a hot standby, issue 11), with nothing personal in it."""
+        phase = self.health_state.phase
+        body: dict[str, Any] = {
+            "status": phase.value,
+            "version": _VERSION,
+            "uptime_s": round(time.monotonic() - self.started_at),
+        }
+        if phase is not Phase.OK:
+            return body
         last = self.matrix.last_sync_at
         age = None if last is None else round(time.monotonic() - last, 1)
-        ok = age is not None and age < 120
-        return {
-            "status": "ok" if ok else "degraded",
-            "last_sync_age_s": age,
-            "device_id": self.matrix.client.device_id,
-        }
+        database = await self._database_reachable()
+        body.update(
+            last_sync_age_s=age,
+            database="ok" if database else "unreachable",
+            device_id=self.matrix.client.device_id,
+        )
+        if age is None or age >= SYNC_STALE_AFTER or not database:
+            body["status"] = "degraded"
+        return body
 
-    async def metrics(self) -> str:
-        async with self.sessions() as session:
-            open_cases = len(
-                await repo.list_cases(session, statuses=[s.value for s in CaseStatus if s.is_open])
-            )
-        lines = [
-            "# HELP socialjour_up 1 while the bot runs.",
-            "# TYPE socialjour_up gauge",
-            "socialjour_up 1",
-            "# TYPE socialjour_syncs_total counter",
-            f"socialjour_syncs_total {self.matrix.sync_count}",
-            "# TYPE socialjour_events_handled_total counter",
-            f"socialjour_events_handled_total {self.events_handled}",
-            "# TYPE socialjour_open_cases gauge",
-            f"socialjour_open_cases {open_cases}",
-        ]
-        return "\n".join(lines) + "\n"
+    async def _database_reachable(self) -> bool:
+        try:
+            async with asyncio.timeout(HEALTH_DB_TIMEOUT), self.readers() as session:
+                await session.execute(text("SELECT 1"))
+        except Exception as exc:
+            log.warning("health check: the database did not answer (%s)", type(exc).__name__)
+            return False
+        return True
+
+    async def metrics_text(self) -> str:
+        """``/metrics``: the registry, with the open cases counted in one query."""
+        return await self.metrics.scrape(self._count_open_cases)
+
+    async def _count_open_cases(self) -> dict[str, int]:
+        async with self.readers() as session:
+            return await repo.count_cases_by_status(session, statuses=self.metrics.open_statuses)
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("socialjour")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+_VERSION = _package_version()
 
 
 def dump_tasks() -> None:
@@ -412,7 +565,7 @@ async def run(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
-    app = Socialjour(settings)
+    app = Socialjour(settings, exit_when_fenced=True)
     try:
         await app.start()
         lost = asyncio.create_task(app.lock.lost.wait())

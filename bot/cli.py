@@ -19,15 +19,10 @@ log = logging.getLogger("socialjour")
 T = TypeVar("T")
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # nio logs event contents at DEBUG and key details at INFO: keep it quiet.
-    for noisy in ("nio", "peewee", "aiohttp.access", "alembic", "aiosqlite", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def _setup_logging(level: str, fmt: str = "text") -> None:
+    from bot.logs import setup_logging
+
+    setup_logging(level, fmt)
 
 
 def _load(path: str) -> Settings:
@@ -47,14 +42,15 @@ def _warning(label: str, warning: Problem) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from bot.app import run
     from bot.instance_lock import AlreadyRunning
+    from bot.rooms import RoomSetupError
 
     settings = _load(args.config)
-    _setup_logging(settings.logging.level)
+    _setup_logging(settings.logging.level, settings.logging.format)
     for warning in settings.warnings:  # e.g. an appointment that ran out: never asked
         log.warning("config: %s", _warning(args.config, warning))
     try:
         asyncio.run(run(settings))
-    except AlreadyRunning as exc:
+    except (AlreadyRunning, RoomSetupError) as exc:
         print(f"socialjour run: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -86,27 +82,72 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Where the person finds the fingerprint in Element (Element Web/Desktop).
+ELEMENT_WHERE = "Settings → Security & Privacy → Cryptography"
+
+
 def cmd_trust_accept(args: argparse.Namespace) -> int:
-    from storage import create_engine, repo, session_factory
+    """Accept a user's new cross-signing identity, exactly the key the administrator
+    checked with the person.
+
+    The new key comes from the database: the running bot records the master key it
+    refused (and the sessions that key vouches for) when it meets the change, so this
+    shows what the bot actually refuses and needs no homeserver access. With the
+    matching ``--fingerprint`` the key is pinned; the running bot reads the pin at the
+    user's next check, no restart needed. Without it, or with another one, nothing
+    changes and the exit code is 1.
+    """
+    from bot.trust import accept_identity, format_fingerprint, load_refused, same_fingerprint
 
     settings = _load(args.config)
+    user_id = args.user_id.strip()
 
-    async def forget() -> bool:
-        engine = create_engine(settings.storage.database_url)
-        try:
-            async with session_factory(engine)() as session, session.begin():
-                return await repo.forget_master_key(session, user_id=args.user_id)
-        finally:
-            await engine.dispose()
+    async def work(sessions: Any) -> int:
+        async with sessions() as session, session.begin():
+            refused = await load_refused(session, user_id=user_id)
+            if refused is None:
+                print(
+                    f"socialjour trust accept: Socialjour has refused no new encryption "
+                    f"identity of {user_id}: nothing to accept. (The bot records one when "
+                    "the person's key changes and they write, or a message goes to them.)",
+                    file=sys.stderr,
+                )
+                return 1
+            fingerprint = format_fingerprint(refused.master_key)
+            if args.fingerprint is None:
+                seen = f"{refused.seen_at:%Y-%m-%d %H:%M} UTC"
+                print(f"{user_id} has a new encryption identity (seen {seen}).")
+                print("Fingerprint of the new master key:")
+                print(f"    {fingerprint}")
+                if refused.sessions:
+                    print('Sessions it vouches for (Element calls the key the "Session key"):')
+                    for device_id, key in sorted(refused.sessions.items()):
+                        print(f"    {device_id}: {format_fingerprint(key)}")
+                print(
+                    "Ask the person to read the fingerprint from Element: "
+                    f"{ELEMENT_WHERE}, over a channel you trust (phone, in person), never "
+                    "through Matrix. If it is the same, run:"
+                )
+                print(
+                    f'    socialjour trust accept {user_id} --fingerprint "THE FINGERPRINT '
+                    f'YOU CHECKED" --config {args.config}'
+                )
+                return 1
+            if not same_fingerprint(args.fingerprint, refused.master_key):
+                print(
+                    f"socialjour trust accept: {args.fingerprint!r} is not the fingerprint of "
+                    f"{user_id}'s new key; nothing changed. Run without --fingerprint to see it.",
+                    file=sys.stderr,
+                )
+                return 1
+            await accept_identity(
+                session, user_id=user_id, master_key=refused.master_key, now=datetime.now(UTC)
+            )
+        print(f"{user_id}: the new identity {fingerprint} is accepted.")
+        print("The running Socialjour uses it from the person's next message; no restart needed.")
+        return 0
 
-    found = asyncio.run(forget())
-    print(
-        f"{args.user_id}: the next identity seen will be trusted"
-        if found
-        else f"{args.user_id}: no pinned identity"
-    )
-    print("Restart Socialjour for the change to take effect.")
-    return 0
+    return _with_sessions(settings, work)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -214,6 +255,80 @@ def cmd_audit_access(args: argparse.Namespace) -> int:
     return 0
 
 
+def _passphrase(args: argparse.Namespace, settings: Settings) -> str | None:
+    """``--passphrase-env NAME`` first, then ``[backup] passphrase``; None if neither."""
+    if args.passphrase_env:
+        value = os.environ.get(args.passphrase_env)
+        if not value:
+            print(
+                f"socialjour {args.command}: --passphrase-env {args.passphrase_env}: "
+                "the variable is not set",
+                file=sys.stderr,
+            )
+            raise SystemExit(1)
+        return value
+    return settings.backup.passphrase
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    """An online, encrypted snapshot of the database and data_dir (see bot.backup)."""
+    from bot.backup import BackupError, create_backup
+
+    settings = _load(args.config)
+    _setup_logging(settings.logging.level, settings.logging.format)
+    passphrase = None if args.no_encrypt else _passphrase(args, settings)
+    if passphrase is None and not args.no_encrypt:
+        print(
+            'socialjour backup: no passphrase: set [backup] passphrase = { env = "NAME" }, '
+            "or give --passphrase-env NAME (an unencrypted backup needs --no-encrypt)",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        written = asyncio.run(create_backup(settings, Path(args.to), passphrase=passphrase))
+    except BackupError as exc:
+        print(f"socialjour backup: {exc}", file=sys.stderr)
+        return 1
+    state = "encrypted" if written.encrypted else "NOT encrypted"
+    print(
+        f"{written.folder}: {written.files} files, {written.size} bytes, {state}, "
+        f"schema {written.schema_revision or 'none'}"
+    )
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """A backup back into the configured (empty) database and data_dir."""
+    from bot.backup import BackupError, restore_backup
+
+    settings = _load(args.config)
+    _setup_logging(settings.logging.level, settings.logging.format)
+    try:
+        restored = asyncio.run(
+            restore_backup(
+                settings,
+                Path(args.source),
+                passphrase=_passphrase(args, settings),
+                force=args.force,
+            )
+        )
+    except BackupError as exc:
+        print(f"socialjour restore: {exc}", file=sys.stderr)
+        return 1
+    print(f"restored {restored.files} files, schema {restored.schema_revision or 'none'}")
+    if restored.migrated_to:
+        print(f"database migrated to {restored.migrated_to}")
+    print("Start Socialjour (socialjour run) on this installation only; stop the old one first.")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check a live installation end to end; exit 1 on any FAIL."""
+    from bot.doctor import run_doctor
+
+    return run_doctor(args.config, admin_token_env=args.admin_token_env)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
@@ -272,10 +387,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=_since, metavar="DATE", help="from this day (YYYY-MM-DD)")
     p.set_defaults(func=cmd_audit_access)
 
+    p = sub.add_parser("backup", help="an online, encrypted snapshot of database and data_dir")
+    p.add_argument("--config", required=True, metavar="PATH")
+    p.add_argument("--to", required=True, metavar="DIR", help="a new (or empty) folder")
+    p.add_argument("--passphrase-env", metavar="NAME", help="read the passphrase from $NAME")
+    p.add_argument("--no-encrypt", action="store_true", help="write it unencrypted")
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("restore", help="restore a backup into an empty database and data_dir")
+    p.add_argument("--config", required=True, metavar="PATH")
+    p.add_argument("--from", dest="source", required=True, metavar="DIR")
+    p.add_argument("--passphrase-env", metavar="NAME", help="read the passphrase from $NAME")
+    p.add_argument("--force", action="store_true", help="replace a non-empty database and data_dir")
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("doctor", help="check a live installation; exit 1 on any FAIL")
+    p.add_argument("--config", required=True, metavar="PATH")
+    p.add_argument(
+        "--admin-token-env",
+        metavar="NAME",
+        help="a Synapse admin's access token in $NAME (to check the rate-limit override)",
+    )
+    p.set_defaults(func=cmd_doctor)
+
     trust = sub.add_parser("trust", help="encryption identities of users")
     tsub = trust.add_subparsers(dest="trust_command", required=True)
-    p = tsub.add_parser("accept", help="accept a user's changed cross-signing identity")
-    p.add_argument("user_id")
+    p = tsub.add_parser(
+        "accept",
+        help="accept a user's changed cross-signing identity (shows its fingerprint)",
+    )
+    p.add_argument("user_id", metavar="@user")
+    p.add_argument(
+        "--fingerprint",
+        metavar="FP",
+        help="the new key's fingerprint as checked with the person (spaces and case ignored)",
+    )
     p.add_argument("--config", required=True, metavar="PATH")
     p.set_defaults(func=cmd_trust_accept)
     return parser

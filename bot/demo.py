@@ -58,7 +58,7 @@ def _pick(port: int) -> int:
 
 
 def prepare(
-    folder: Path, *, synapse_port: int = 8008, web_port: int = 8080
+    folder: Path, *, synapse_port: int = 8008, web_port: int = 8080, admin_port: int = 9090
 ) -> tuple[LocalSynapse, Path, dict[str, str]]:
     """Start Synapse, create users (first run only) and write the bot's config."""
     folder = folder.resolve()
@@ -80,7 +80,11 @@ def prepare(
     pki = create_dev_pki(folder / "pki")
     tsa_port = free_port()
     config = folder / "socialjour.toml"
-    config.write_text(_config_text(synapse, _pick(web_port), pki, tsa_port))
+    web = _pick(web_port)
+    admin = _pick(admin_port)
+    while admin == web:  # both asked for "any free port" and got the same
+        admin = free_port()
+    config.write_text(_config_text(synapse, web, pki, tsa_port, admin))
     return synapse, config, passwords
 
 
@@ -91,7 +95,9 @@ def _term(today: date) -> tuple[date, date]:
     return date(start, 1, 1), date(start + 3, 12, 31)
 
 
-def _config_text(synapse: LocalSynapse, web_port: int, pki: DevPki, tsa_port: int) -> str:
+def _config_text(
+    synapse: LocalSynapse, web_port: int, pki: DevPki, tsa_port: int, admin_port: int
+) -> str:
     s = synapse.server_name
     term_start, term_end = _term(datetime.now(ZoneInfo("Europe/Stockholm")).date())
     # The appointments (LVU 6 § andra stycket, LVM 13 §): without one nobody is asked.
@@ -121,6 +127,7 @@ database_url = "sqlite+aiosqlite:///data/socialjour.db"
 [web]
 listen = "127.0.0.1:{web_port}"
 public_base_url = "http://127.0.0.1:{web_port}"
+admin_listen = "127.0.0.1:{admin_port}"
 
 [signing]
 # A development CA, seal key and time-stamping authority made by the demo.
@@ -170,14 +177,18 @@ intake_members = ["{uid("maja")}"]
 """
 
 
-def banner(synapse: LocalSynapse, passwords: dict[str, str], config: Path) -> str:
+def banner(
+    synapse: LocalSynapse, passwords: dict[str, str], config: Path, settings: Settings
+) -> str:
     width = max(len(u.localpart) for u in DEMO_USERS)
+    admin = f"http://127.0.0.1:{settings.web.admin_port}"
     lines = [
         "",
         "Socialjour demo is running.",
         "",
         f"  Homeserver:  {synapse.base_url}",
         f"  Config:      {config}",
+        f"  Admin:       {admin}  ({admin}/healthz, {admin}/metrics)",
         "",
         "  Log in with Element Web or Element Desktop: choose 'Edit' under the",
         f"  homeserver, enter {synapse.base_url}, then one of these users:",
@@ -224,7 +235,7 @@ def run_demo(folder: Path, *, synapse_port: int = 8008, web_port: int = 8080) ->
     synapse, config, passwords = prepare(folder, synapse_port=synapse_port, web_port=web_port)
     try:
         settings = load_settings(config)
-        print(banner(synapse, passwords, config), flush=True)
+        print(banner(synapse, passwords, config, settings), flush=True)
         asyncio.run(_demo_main(settings, DevPki(folder.resolve() / "pki")))
     except KeyboardInterrupt:
         pass

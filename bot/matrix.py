@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nio import (
     AsyncClient,
@@ -42,6 +42,7 @@ from nio import (
     MegolmEvent,
     MessageDirection,
     ReactionEvent,
+    RoomMemberEvent,
     RoomMessagesResponse,
     RoomMessageText,
     SyncResponse,
@@ -56,6 +57,9 @@ from bot.sending import MatrixError, RoomSender
 from bot.trust import DatabasePins, TrustPolicy
 from config import Settings
 from storage import repo
+
+if TYPE_CHECKING:
+    from bot.room_guard import RoomGuard
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,8 @@ class InboxEvent:
     #: Whether it arrived encrypted (and so ``sender_key`` says which device sent it).
     decrypted: bool
     sender_key: str | None
+    #: When the bot received it (stored with the inbox row, so also after a restart).
+    received_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +109,10 @@ BACKFILL_PAGE = 100
 SYNC_STATE_KEY = "matrix.sync_token"
 #: A sync that brought nothing to act on saves its token at most this often.
 TOKEN_SAVE_INTERVAL = 60.0
-#: Event types the bot acts on (besides poll responses).
+#: Event types the bot acts on (besides poll responses and redactions).
 ACTED_ON = ("m.room.message", "m.reaction")
+#: A removed message (``m.room.redaction``): never encrypted, see :meth:`_payload`.
+REDACTION = "m.room.redaction"
 
 
 @dataclass(frozen=True)
@@ -120,6 +128,8 @@ class MatrixConnection:
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
         readers: async_sessionmaker[AsyncSession] | None = None,
+        *,
+        fence: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -147,12 +157,17 @@ class MatrixConnection:
                 request_timeout=SYNC_TIMEOUT_MS / 1000 + 15,
             ),
         )
+        if fence is not None:
+            _fence_requests(self.client, fence)
         self.trust = TrustPolicy(
             self.client, mode=settings.matrix.trust, pins=DatabasePins(sessions)
         )
         self.on_event: EventHandler | None = None
         self.on_undecryptable: UndecryptableHandler | None = None
         self.on_identity_changed: IdentityChangedHandler | None = None
+        #: Checks every send and membership change against who may be in the room
+        #: (set by the composition root; see :mod:`bot.room_guard`).
+        self.guard: RoomGuard | None = None
         self.timeline_limit = settings.matrix.sync_timeline_limit
         self.synced = asyncio.Condition()
         self.sync_count = 0
@@ -359,6 +374,21 @@ class MatrixConnection:
             self._request_key(event)
             return {"encrypted": event.source}
         kind = event.source.get("type")
+        if kind == REDACTION:
+            # A removed message: an answer it gave goes with it (plaintext by protocol,
+            # the homeserver vouches for the sender). Only which event, never a reason.
+            redacts = event.source.get("redacts") or (event.source.get("content") or {}).get(
+                "redacts"
+            )
+            if not isinstance(redacts, str):
+                return None
+            return {
+                "sender": event.sender,
+                "type": kind,
+                "content": {"redacts": redacts},
+                "decrypted": False,
+                "sender_key": None,
+            }
         if not (kind in ACTED_ON or kind in POLL_RESPONSE_TYPES):
             return None
         if not isinstance(event, RoomMessageText | ReactionEvent | UnknownEvent):
@@ -407,6 +437,13 @@ class MatrixConnection:
             await client.keys_claim(client.get_users_for_key_claiming())
         for room_id in list(self._waiting_keys):
             self._kick(room_id)  # a key may have come with this sync
+        if self.guard is not None:
+            # Joined, invited, left: the guard looks at once, not only at the next send.
+            self.guard.membership_changed(
+                room_id
+                for room_id, info in resp.rooms.join.items()
+                if any(isinstance(e, RoomMemberEvent) for e in [*info.state, *info.timeline.events])
+            )
         self.sync_count += 1
         self.last_sync_at = time.monotonic()
         async with self.synced:
@@ -503,7 +540,9 @@ class MatrixConnection:
             payload = event
         claimed = False
         if payload:
-            claimed = await self._run_handler(self._dispatch(room_id, event_id, payload))
+            claimed = await self._run_handler(
+                self._dispatch(room_id, event_id, payload, item.received_at)
+            )
         if not claimed:
             await self._claim(event_id, room_id)
         return True
@@ -513,7 +552,13 @@ class MatrixConnection:
             await self.on_undecryptable(room_id, event_id)
         return False
 
-    async def _dispatch(self, room_id: str, event_id: str, payload: dict[str, Any]) -> bool:
+    async def _dispatch(
+        self,
+        room_id: str,
+        event_id: str,
+        payload: dict[str, Any],
+        received_at: datetime | None = None,
+    ) -> bool:
         incoming = InboxEvent(
             room_id=room_id,
             event_id=event_id,
@@ -522,7 +567,16 @@ class MatrixConnection:
             content=payload["content"],
             decrypted=payload["decrypted"],
             sender_key=payload["sender_key"],
+            received_at=received_at,
         )
+        if not incoming.decrypted and incoming.type not in ("m.reaction", REDACTION):
+            # Plaintext is never trusted: every room the bot acts in is encrypted, so an
+            # unencrypted message or vote there was made by a client that bypassed the
+            # encryption (or by the homeserver itself). Not acted on, not answered.
+            # (Element sends reactions unencrypted, and redactions are never encrypted;
+            # bot.app decides what those may do.)
+            log.warning("ignored an unencrypted %s in room %s", incoming.type, room_id)
+            return False
         room = self.client.rooms.get(room_id)
         encrypted_room = room is not None and room.encrypted
         trusted = (not incoming.decrypted and not encrypted_room) or (
@@ -587,6 +641,26 @@ class MatrixConnection:
     async def wait_for_room(self, room_id: str) -> None:
         if room_id not in self.client.rooms:
             await self.wait_for(lambda: room_id in self.client.rooms)
+
+
+def _fence_requests(client: AsyncClient, fence: Callable[[], None]) -> None:
+    """Make every request to the homeserver, and the processing of every answer
+    (which writes the crypto store), first ask ``fence`` whether this process still
+    holds the lease (see :mod:`bot.instance_lock`): a standby that took over owns the
+    device now. Every nio request, retries included, goes through ``send``; every
+    answer through ``receive_response``."""
+    send, receive = client.send, client.receive_response
+
+    async def fenced_send(*args: Any, **kwargs: Any) -> Any:
+        fence()
+        return await send(*args, **kwargs)
+
+    async def fenced_receive(response: Any) -> None:
+        fence()
+        await receive(response)
+
+    client.send = fenced_send
+    client.receive_response = fenced_receive
 
 
 def _read_or_create_secret(path: Path) -> str:

@@ -278,8 +278,11 @@ class CompositeNotifier:
         acknowledge: Acknowledge,
         webhook_secret: str | None,
         public_base_url: str,
+        fence: Callable[[], None] | None = None,
     ) -> None:
         self.email = email
+        #: Asked before every send whether this process still holds the lease.
+        self.fence = fence
         self.phone = phone
         self.acknowledge = acknowledge
         self.webhook_secret = webhook_secret
@@ -293,6 +296,8 @@ class CompositeNotifier:
         return found
 
     async def send(self, channel: str, to: str, alert: Alert) -> None:
+        if self.fence is not None:
+            self.fence()  # a fenced process sends no SMS, call or e-mail (bot.instance_lock)
         if channel == "email" and self.email is not None:
             await self.email.send(channel, to, alert)
         elif channel in ("sms", "call") and self.phone is not None:
@@ -340,7 +345,11 @@ def webhook_secret(phone: PhoneSettings, data_dir: Path) -> str:
 
 
 def build_notifier(
-    settings: Settings, *, acknowledge: Acknowledge, data_dir: Path | None = None
+    settings: Settings,
+    *,
+    acknowledge: Acknowledge,
+    data_dir: Path | None = None,
+    fence: Callable[[], None] | None = None,
 ) -> CompositeNotifier:
     """The notifier for ``[notify.email]`` and ``[notify.phone]``; then, in the composition
     root, ``notifier.add_routes(app)`` after ``create_app`` and ``await notifier.close()``
@@ -359,4 +368,5 @@ def build_notifier(
         acknowledge=acknowledge,
         webhook_secret=secret,
         public_base_url=base,
+        fence=fence,
     )

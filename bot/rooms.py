@@ -17,6 +17,7 @@ from nio import (
     JoinResponse,
     RoomCreateResponse,
     RoomGetStateEventResponse,
+    RoomGetStateResponse,
     RoomInviteResponse,
     RoomPreset,
     RoomPutStateResponse,
@@ -80,6 +81,58 @@ def power_levels() -> dict[str, Any]:
     }
 
 
+class RoomSetupError(MatrixError):
+    """An existing duty or intake room is not set up safely: the bot refuses to start."""
+
+
+#: What the bot must be able to do in its rooms: invite, remove, change their state.
+_NEEDED_LEVELS = (("invite", 0), ("kick", 50), ("state_default", 50))
+
+
+def room_problems(events: Iterable[dict[str, Any]], bot_user_id: str) -> list[str]:
+    """What is wrong with a room for the bot's use, from its full state (empty: fine).
+
+    Power levels as the spec defines them: in room versions from 12 on the creators
+    (the create event's sender and ``additional_creators``) are above every level;
+    before, the levels' ``users`` (or ``users_default``) say it. Without a power
+    levels event the creator has 100 and the rest defaults apply.
+    """
+    state = {(e.get("type"), e.get("state_key")): e for e in events}
+    problems: list[str] = []
+    encryption = (state.get(("m.room.encryption", "")) or {}).get("content") or {}
+    if encryption.get("algorithm") != MEGOLM:
+        problems.append(f"it is not end-to-end encrypted (m.room.encryption must be {MEGOLM})")
+    join_rules = (state.get(("m.room.join_rules", "")) or {}).get("content") or {}
+    if join_rules.get("join_rule") != "invite":
+        problems.append(
+            f"it is not invite-only (join rule {join_rules.get('join_rule')!r}, must be 'invite')"
+        )
+    create = state.get(("m.room.create", "")) or {}
+    create_content = create.get("content") or {}
+    version = str(create_content.get("room_version", "1"))
+    creators = {create.get("sender")}
+    extra = create_content.get("additional_creators")
+    if isinstance(extra, list):
+        creators.update(str(u) for u in extra)
+    if version.isdigit() and int(version) >= 12 and bot_user_id in creators:
+        return problems  # the creator can do anything in these versions
+    levels_event = state.get(("m.room.power_levels", ""))
+    if levels_event is None:
+        level = 100 if bot_user_id in creators else 0
+        needed = {"invite": 0, "kick": 50, "state_default": 0}
+    else:
+        levels = levels_event.get("content") or {}
+        users = levels.get("users") or {}
+        level = int(users.get(bot_user_id, levels.get("users_default", 0)))
+        needed = {name: int(levels.get(name, default)) for name, default in _NEEDED_LEVELS}
+    short = [f"{name} ({required})" for name, required in needed.items() if level < required]
+    if short:
+        problems.append(
+            f"the bot's power level {level} is below what it needs for " + ", ".join(short)
+        )
+    return problems
+
+
 class RoomKeeper:
     def __init__(self, matrix: MatrixConnection) -> None:
         self.matrix = matrix
@@ -127,8 +180,14 @@ class RoomKeeper:
             if room_id not in self.client.rooms:
                 joined = await self.client.join(room_id)
                 if not isinstance(joined, JoinResponse):
-                    raise MatrixError(f"cannot join {alias}: {getattr(joined, 'message', joined)}")
+                    raise RoomSetupError(
+                        f"{alias}: the bot cannot join the room "
+                        f"({getattr(joined, 'message', joined)}). Fix: invite "
+                        f"{self.client.user_id} into it with power level 100, or remove the "
+                        "alias so that the bot creates the room itself."
+                    )
                 await self.matrix.wait_for(lambda: room_id in self.client.rooms)
+            await self.check_existing(alias, room_id)
             await self.invite_missing(room_id, members)
             return room_id
         localpart, _, server = alias[1:].partition(":")
@@ -137,6 +196,27 @@ class RoomKeeper:
             raise MatrixError(f"{alias} does not exist and is not on the bot's server {own_server}")
         log.info("creating room %s", alias)
         return await self.create_private_room(name=name, invite=members, alias_localpart=localpart)
+
+    async def check_existing(self, alias: str, room_id: str) -> None:
+        """Refuse a room someone else set up that is not as the bot would make it.
+
+        A duty or intake room that is not encrypted shows everything to the homeserver;
+        one that anybody may join needs no invitation; one where the bot lacks power
+        cannot be kept clean (see :mod:`bot.room_guard`). Raises :class:`RoomSetupError`.
+        """
+        state = await self.client.room_get_state(room_id)
+        if not isinstance(state, RoomGetStateResponse):
+            raise RoomSetupError(
+                f"{alias}: cannot read the room's state: {getattr(state, 'message', state)}"
+            )
+        problems = room_problems(state.events, self.client.user_id)
+        if problems:
+            raise RoomSetupError(
+                f"{alias} ({room_id}) is not safe to use: " + "; ".join(problems) + ". Fix "
+                "it in Element with an account that has power level 100 in the room, or "
+                "remove the alias (Room settings → General → Published addresses) so that "
+                "the bot creates a new, correctly set up room on its next start."
+            )
 
     async def invite_missing(self, room_id: str, members: Iterable[str]) -> None:
         """Invite configured members who are neither joined nor invited. Never removes anyone."""
@@ -196,6 +276,9 @@ class MatrixMessenger:
         return await self.matrix.send(room_id, content, key=key)
 
     async def invite(self, room_id: str, user_id: str) -> None:
+        if self.matrix.guard is not None:
+            # A new participant: the guard reads who may be in the room again.
+            self.matrix.guard.invalidate(room_id)
         await self.rooms.invite_missing(room_id, [user_id])
 
     async def close_room(self, room_id: str) -> None:

@@ -146,6 +146,11 @@ class RoomSender:
                 # Their devices are already excluded; tell the others once.
                 self._warned.update((room_id, u) for u in new)
                 await handler(room_id, new)
+            guard = self.connection.guard
+            if guard is not None:
+                # Nobody unexpected gets this message or the room key: waits until the
+                # room is clean, or raises IntruderPresent (see bot.room_guard).
+                await guard.before_send(room_id)
             try:
                 resp = await self.client.room_send(
                     room_id,

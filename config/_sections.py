@@ -6,6 +6,7 @@ and returning placeholders after a problem (the loader discards the result then)
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
@@ -48,9 +49,11 @@ from config.settings import (
     AUTH_METHODS,
     DEFAULT_NOTIFY,
     LANGUAGES,
+    LOG_FORMATS,
     LOG_LEVELS,
     STANDARD_POLICY,
     TRUST_LEVELS,
+    BackupSettings,
     BankIdSettings,
     DecisionMaker,
     Delegate,
@@ -87,6 +90,8 @@ _TOP_KEYS = (
     "signing",
     "notify",
     "logging",
+    "log",
+    "backup",
     "forms",
     "deadlines",
     "retention",
@@ -185,6 +190,7 @@ def read_settings(r: Reader, root: dict[str, Any], config_path: Path) -> Setting
         signing=_signing(r, root),
         notify=notify,
         logging=_logging(r, root),
+        backup=_backup(r, root),
         deadlines=read_deadline_settings(r, root),
         retention=_retention(r, root),
         form_dirs=_form_dirs(r, root),
@@ -253,7 +259,12 @@ def _database_url(r: Reader, url: str) -> str:
 
 
 def _web(r: Reader, root: dict[str, Any]) -> WebSettings:
-    table = r.section(root, "web", ("listen", "public_base_url"), required=False)
+    table = r.section(
+        root,
+        "web",
+        ("listen", "public_base_url", "admin_listen", "trusted_proxies"),
+        required=False,
+    )
     if table is None:
         return WebSettings()
     listen = r.optional(
@@ -270,9 +281,46 @@ def _web(r: Reader, root: dict[str, Any]) -> WebSettings:
         if ":" in shown_host:
             shown_host = f"[{shown_host}]"
         public_base_url = f"http://{shown_host}:{port}"
+    admin_host, admin_port = _admin_listen(r, table, (host, port))
     return WebSettings(
-        listen_host=host, listen_port=port, public_base_url=public_base_url.rstrip("/")
+        listen_host=host,
+        listen_port=port,
+        public_base_url=public_base_url.rstrip("/"),
+        admin_host=admin_host,
+        admin_port=admin_port,
+        trusted_proxies=r.strings(table, "web", "trusted_proxies", _is_ip_network, IP_NETWORK),
     )
+
+
+IP_NETWORK = "an IP address or network like 127.0.0.1, ::1 or 10.0.0.0/8"
+
+
+def _is_ip_network(text: str) -> bool:
+    """An address or a CIDR network without host bits (``10.0.0.1/8`` is a typo)."""
+    try:
+        ipaddress.ip_network(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _admin_listen(r: Reader, table: dict[str, Any], public: tuple[str, int]) -> tuple[str, int]:
+    """``web.admin_listen``: where ``/healthz`` and ``/metrics`` are served, never on the
+    public listener (port 0: any free port, logged at start-up)."""
+    admin_listen = r.optional(
+        table,
+        "web",
+        "admin_listen",
+        lambda text: split_host_port(text) is not None,
+        "host:port like 127.0.0.1:9090 or [::1]:9090",
+    )
+    admin = split_host_port(admin_listen or "") or ("127.0.0.1", 9090)
+    if admin[1] != 0 and admin[1] == public[1]:
+        r.report(
+            key_place("web", "admin_listen"),
+            f"port {admin[1]} is web.listen's too: health and metrics need a port of their own",
+        )
+    return admin
 
 
 def _duty(r: Reader, root: dict[str, Any]) -> DutySettings:
@@ -795,17 +843,32 @@ def _oidc(r: Reader, signing: dict[str, Any]) -> OidcSettings | None:
 
 
 def _logging(r: Reader, root: dict[str, Any]) -> LoggingSettings:
-    table = r.section(root, "logging", ("level",), required=False)
+    """``[log] level, format``; ``[logging] level`` is the old name, still read."""
+    if "log" in root and "logging" in root:
+        r.report("logging", "write [log] only: [logging] is its old name")
+        return LoggingSettings()
+    name = "log" if "log" in root else "logging"
+    keys = ("level", "format") if name == "log" else ("level",)
+    table = r.section(root, name, keys, required=False)
     if table is None:
         return LoggingSettings()
     level = r.optional(
         table,
-        "logging",
+        name,
         "level",
         lambda text: text.upper() in LOG_LEVELS,
         f"a log level: {', '.join(LOG_LEVELS)}",
     )
-    return LoggingSettings(level=(level or "INFO").upper())
+    fmt = r.choice(table, name, "format", LOG_FORMATS, "text") if name == "log" else "text"
+    return LoggingSettings(level=(level or "INFO").upper(), format=fmt)
+
+
+def _backup(r: Reader, root: dict[str, Any]) -> BackupSettings:
+    """``[backup] passphrase = { env = "..." }``: what backups are encrypted with."""
+    table = r.section(root, "backup", ("passphrase",), required=False)
+    if table is None:
+        return BackupSettings()
+    return BackupSettings(passphrase=r.optional(table, "backup", "passphrase", secret=True))
 
 
 def _retention(r: Reader, root: dict[str, Any]) -> RetentionSettings:

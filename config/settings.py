@@ -28,6 +28,7 @@ __all__ = [
     "DELEGATE_LABEL",
     "LANGUAGES",
     "LEGACY_ROLES",
+    "LOG_FORMATS",
     "LOG_LEVELS",
     "ROLES",
     "SIGNER_KINDS",
@@ -35,6 +36,7 @@ __all__ = [
     "TRUST_LEVELS",
     "Action",
     "Appointment",
+    "BackupSettings",
     "Channel",
     "DecisionMaker",
     "Delegate",
@@ -94,6 +96,8 @@ AUTH_METHODS = ("matrix-code", "bankid", "oidc")
 #: The deciding body when ``body_name`` is not given.
 DEFAULT_BODY_NAME = "Socialnämnden"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,13 @@ class WebSettings:
     listen_host: str = "127.0.0.1"
     listen_port: int = 8080
     public_base_url: str = "http://127.0.0.1:8080"
+    #: ``admin_listen``: ``/healthz`` and ``/metrics``, apart from the public listener
+    #: (they answer anyone who reaches them, so loopback or a monitoring network only).
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 9090
+    #: ``trusted_proxies``: reverse proxies (addresses or CIDR networks) whose
+    #: ``X-Forwarded-For`` names the client; empty: the header is never believed.
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,9 +454,19 @@ class NotifySettings:
 
 @dataclass(frozen=True, slots=True)
 class LoggingSettings:
-    """Log verbosity; a standard ``logging`` level name in upper case."""
+    """``[log]`` (formerly ``[logging]``): verbosity, a standard ``logging`` level name in
+    upper case, and the line format: ``text`` for people, ``json`` for a log shipper."""
 
     level: str = "INFO"
+    format: LogFormat = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class BackupSettings:
+    """``[backup]``: the passphrase ``socialjour backup`` encrypts with and ``restore``
+    decrypts with (``--passphrase-env NAME`` overrides it)."""
+
+    passphrase: str | None = field(default=None, repr=False)
 
 
 #: How long the bot keeps a case's personal data after the case ended (closed or
@@ -487,6 +508,8 @@ class Settings:
     signing: SigningSettings = SigningSettings()
     notify: NotifySettings = NotifySettings()
     logging: LoggingSettings = LoggingSettings()
+    #: ``[backup]``: how backups are encrypted.
+    backup: BackupSettings = BackupSettings()
     #: ``[deadlines]``: when running deadline clocks are reminded.
     deadlines: DeadlineSettings = field(default_factory=DeadlineSettings)
     #: ``[retention]``: when an ended case's personal data is deleted.

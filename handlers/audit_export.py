@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from config import Settings
 from handlers.audit import actor_label, describe, known_names, local_stamp
 from handlers.context import LOCAL_TZ
+from signing.evidence import canonical
 from storage import audit, repo
 from storage.models import AuditEntry, Case
 
@@ -150,11 +151,14 @@ def build_zip(
     entries: Sequence[AuditEntry],
     documents: Sequence[tuple[str, bytes]],
     check: audit.ChainCheck,
+    evidence: Sequence[tuple[str, bytes]] = (),
     settings: Settings,
     exported_by: str,
     now: datetime,
 ) -> Export:
-    """The case file: trail.json, trail.csv, documents/, manifest.json and SHA256SUMS."""
+    """The case file: trail.json, trail.csv, documents/, evidence/ (each signer's full
+    identification record, whose digest the sealed PDF names), manifest.json and
+    SHA256SUMS."""
     lang, names = settings.duty.language, known_names(settings)
     files: list[tuple[str, bytes]] = [
         (
@@ -168,6 +172,7 @@ def build_zip(
         ("trail.csv", _trail_csv(entries, lang, names)),
     ]
     files.extend((f"documents/{name}", data) for name, data in documents)
+    files.extend((f"evidence/{name}", data) for name, data in evidence)
     sums = {name: hashlib.sha256(data).hexdigest() for name, data in files}
     manifest = {
         "case": _case_json(case),
@@ -215,11 +220,16 @@ async def export_case(
     async with sessions() as session, session.begin():
         entries = await audit.case_trail(session, case_id=case.id)
         documents = await audit.case_documents(session, case.id)
+        identifications = await audit.case_identifications(session, case.id)
     check = await verify_chain(sessions)
     return build_zip(
         case=case,
         entries=entries,
         documents=documents,
+        evidence=[
+            (f"decision-{request_id}-identification.json", canonical(record))
+            for request_id, record in identifications
+        ],
         check=check,
         settings=settings,
         exported_by=actor,

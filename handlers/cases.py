@@ -33,6 +33,8 @@ _YES = {"ja", "yes", "j", "y"}
 AfterOpen = Callable[[Case, str | None], Awaitable[None]]
 #: More lines for a case's ``!status`` (the execution record, the handover).
 StatusSource = Callable[[Case], Awaitable[list[i18n.Message]]]
+#: More lines for the duty room's ``!status``.
+DutyStatusSource = Callable[[], Awaitable[list[i18n.Message]]]
 
 
 @dataclass
@@ -47,6 +49,8 @@ class CaseCommands:
     decisions: DecisionService | None = None
     #: What else ``!status`` in a case room reports, in this order.
     status_sources: Sequence[StatusSource] = ()
+    #: What else ``!status`` in the duty room reports (e.g. sessions the bot cannot trust).
+    duty_status_sources: Sequence[DutyStatusSource] = ()
 
     @property
     def lang(self) -> str:
@@ -166,10 +170,16 @@ class CaseCommands:
             cases = await repo.list_cases(
                 session, statuses=[s.value for s in CaseStatus if s.is_open]
             )
-        if not cases:
+        more: list[i18n.Message] = []
+        for duty_source in self.duty_status_sources:
+            more += await duty_source()
+        if not cases and not more:
             await ctx.reply("duty.status.none")
             return
-        lines = [i18n.render(self.lang, "duty.status.header", count=len(cases))]
+        if not cases:
+            lines = [i18n.render(self.lang, "duty.status.none")]
+        else:
+            lines = [i18n.render(self.lang, "duty.status.header", count=len(cases))]
         lines += [
             i18n.render(
                 self.lang,
@@ -180,6 +190,7 @@ class CaseCommands:
             )
             for c in cases
         ]
+        lines += more
         await self.messenger.send(ctx.msg.room_id, i18n.join(lines, reply_to=ctx.msg.event_id))
 
     # -- cancelling -----------------------------------------------------------

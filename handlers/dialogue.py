@@ -26,7 +26,9 @@ REPORT_SCHEMA = 1
 @dataclass
 class DialogueState:
     form_id: str | None = None
-    #: field id -> {"value", "display", "by", "at"}
+    #: field id -> {"value", "display", "by", "at", "event"}: ``event`` is the message
+    #: that gave the answer (an edit keeps the original's id), so that an edit or a
+    #: redaction of that message finds it; states saved before it was kept lack it.
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     #: The field being asked; None before a form is chosen and when all is answered.
@@ -144,11 +146,59 @@ def record(
         "display": answer.display,
         "by": by,
         "at": at.isoformat(),
+        "event": event_id,
     }
     if spec.id in state.skipped:
         state.skipped.remove(spec.id)
     state.last_answer = {"field": spec.id, "event": event_id}
     return _advance(form, state)
+
+
+def answer_of(state: DialogueState, event_id: str) -> str | None:
+    """The field whose stored answer the message ``event_id`` gave (None: no answer)."""
+    for field_id, answer in state.answers.items():
+        if answer.get("event") == event_id:
+            return field_id
+    last = state.last_answer
+    if last is not None and last["event"] == event_id and last["field"] in state.answers:
+        return last["field"]  # a state saved before answers named their message
+    return None
+
+
+def written_by(state: DialogueState, field_id: str, user_id: str) -> bool:
+    """Whether ``user_id`` gave the stored answer to ``field_id``."""
+    answer = state.answers.get(field_id)
+    return answer is not None and answer.get("by") == user_id
+
+
+#: What :func:`remove` did: the question is asked again now, will be asked when the
+#: dialogue gets to it, or (optional, or no longer asked) is left without an answer.
+ASK_AGAIN, ASK_LATER, LEFT_OPEN = "ask_again", "ask_later", "left_open"
+
+
+def remove(form: FormTemplate, state: DialogueState, spec: FieldSpec) -> str:
+    """Clear the answer to ``spec`` (its message was redacted); say what follows.
+
+    A required question that is the current one or comes before it is asked again
+    at once, as after ``!ändra N``; one further on is asked when the dialogue gets
+    there. An optional question counts as skipped (the worker may answer it again
+    with ``!ändra N``), unless it is the one being asked.
+    """
+    state.answers.pop(spec.id, None)
+    if state.last_answer is not None and state.last_answer["field"] == spec.id:
+        state.last_answer = None
+    shown = {f.id for f in visible_fields(form, state)}
+    if not spec.required or spec.id not in shown:
+        if not spec.required and spec.id != state.current and spec.id not in state.skipped:
+            state.skipped.append(spec.id)
+        return LEFT_OPEN
+    current = state.current if state.current in shown else None
+    if current is not None and form.number_of(spec.id) > form.number_of(current):
+        return ASK_LATER
+    state.current = spec.id
+    state.poll_event = None
+    state.last_answer = None
+    return ASK_AGAIN
 
 
 def skip(form: FormTemplate, state: DialogueState, spec: FieldSpec) -> FieldSpec | None:

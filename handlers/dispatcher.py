@@ -14,7 +14,9 @@ claimed.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -43,12 +45,14 @@ from handlers.errors import (
     WrongRoom,
 )
 from handlers.execution import ExecutionCommands
+from handlers.fields import strip_invisible
 from handlers.handover import HandoverCommands
-from handlers.messenger import IncomingMessage, IncomingVote, Messenger
+from handlers.messenger import IncomingMessage, IncomingRedaction, IncomingVote, Messenger
 from handlers.oncall import OnCallCommands
 from handlers.reports import ReportCommands
 from storage import decisions as decisions_repo
 from storage import repo
+from storage.db import loggable
 from storage.models import Case
 
 if TYPE_CHECKING:
@@ -68,9 +72,12 @@ class Dispatcher:
         decisions: DecisionService | None = None,
         oncall: OnCallCommands | None = None,
         readers: async_sessionmaker[AsyncSession] | None = None,
+        observe_turn: Callable[[float], None] | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
+        #: Told the seconds from a message's arrival to its answer (the bot's metrics).
+        self.observe_turn = observe_turn
         #: Read-only sessions (no write lock on SQLite).
         self.readers = readers or sessions
         self.messenger = messenger
@@ -158,6 +165,9 @@ class Dispatcher:
 
     async def handle(self, msg: IncomingMessage) -> bool:
         """Handle one message; never raises. True if the event was claimed."""
+        # Invisible format characters (bidi overrides, zero-width ones) never reach a
+        # command, an answer or an echo of either: what is stored is what shows.
+        msg = dataclasses.replace(msg, body=strip_invisible(msg.body))
         parsed = parse(msg.body)
         entry = self.registry.lookup(parsed.name) if parsed is not None else None
         if parsed is None or (entry is not None and entry[0].in_unit):
@@ -171,6 +181,7 @@ class Dispatcher:
                     return False
                 await self._authorise(ctx, session)
             await self._run(ctx, parsed, entry)
+            self._turn_done(msg)
         except Exception as exc:
             await self._answer_error(ctx, exc, entry)
         return ctx is not None and ctx.claimed
@@ -197,6 +208,7 @@ class Dispatcher:
                     return True
                 await self._authorise(ctx, session)
                 await self._run(ctx, parsed, entry)
+            self._turn_done(msg)  # the unit has committed and sent its replies
             return True
         except Exception as exc:
             if ctx is not None:
@@ -204,6 +216,16 @@ class Dispatcher:
                 ctx.unit, ctx.claimed = None, False
             await self._answer_error(ctx, exc, entry)
             return False
+
+    def _turn_done(self, msg: IncomingMessage) -> None:
+        """An answer or a command was handled and its replies sent: how long it took
+        from the message's arrival (for the metrics; never fails the turn)."""
+        if self.observe_turn is None or msg.received_at is None:
+            return
+        try:
+            self.observe_turn((self.clock() - msg.received_at).total_seconds())
+        except Exception:
+            log.exception("could not record a dialogue turn's time")
 
     def _ctx(
         self,
@@ -278,7 +300,9 @@ class Dispatcher:
             await self._safe_reply(ctx, exc.key, **exc.params)
         else:
             name = entry[0].canonical if entry else "?"
-            log.error("command %s failed", name, exc_info=exc)
+            # A database error is logged without the server's words: they may quote the
+            # row (PostgreSQL: "Failing row contains (...)"), i.e. the answer.
+            log.error("command %s failed", name, exc_info=loggable(exc))
             await self._safe_reply(ctx, "error.internal")
 
     async def handle_vote(self, vote: IncomingVote) -> bool:
@@ -304,6 +328,37 @@ class Dispatcher:
                     return True
                 if not await self.execution.handle_vote(ctx, vote):
                     await self.reports.handle_vote(ctx, vote)
+            self._turn_done(msg)
+            return True
+        except Exception as exc:
+            if ctx is not None:
+                ctx.unit, ctx.claimed = None, False
+            await self._answer_error(ctx, exc, None)
+            return False
+
+    async def handle_redaction(self, redaction: IncomingRedaction) -> bool:
+        """A removed message in a case room: if it gave an answer (to the report or the
+        execution questions), the answer goes with it. Claimed in the same transaction
+        as the change, so handled again after a restart it changes nothing; never raises.
+        """
+        msg = redaction.as_message()
+        ctx: Ctx | None = None
+        try:
+            async with unit_of_work(self.sessions) as unit:
+                session = unit.session
+                if not await repo.claim_event(
+                    session, event_id=msg.event_id, room_id=msg.room_id, now=self.clock()
+                ):
+                    return True
+                kind, case = await self._locate(session, msg.room_id)
+                if kind is not RoomKind.CASE or case is None:
+                    return True
+                ctx = self._ctx(msg, kind, case, "", unit)
+                ctx.claimed = True
+                # Who may remove an answer (its author, a moderator) is decided where
+                # the answer is found; anyone else's redaction of a remark is no concern.
+                if not await self.execution.handle_redaction(ctx, redaction):
+                    await self.reports.handle_redaction(ctx, redaction)
             return True
         except Exception as exc:
             if ctx is not None:

@@ -86,6 +86,9 @@ class Escalator:
     on_call: OnCall
     wakeups: Wakeups = field(default_factory=NoWakeups)
     notifier: Notifier | None = None
+    #: Told how many seconds after its due time each claimed step started (the bot's
+    #: metrics).
+    observe_lateness: Callable[[float], None] | None = None
     _locks: dict[int, asyncio.Lock] = field(default_factory=dict, init=False, repr=False)
     #: Steps due before this moment were missed while the bot was down.
     started_at: datetime = field(init=False)
@@ -224,9 +227,18 @@ class Escalator:
                         continue
                     progressed = True
                     ran += 1
+                    self._observe_lateness(step, claimed_at)
                     await self._run_one(step, claimed_at)
                 if not progressed:
                     return ran
+
+    def _observe_lateness(self, step: EscalationStep, claimed_at: datetime) -> None:
+        if self.observe_lateness is None:
+            return
+        try:
+            self.observe_lateness((claimed_at - step.due_at).total_seconds())
+        except Exception:
+            log.exception("could not record an escalation step's lateness")
 
     async def _run_one(self, step: EscalationStep, now: datetime) -> None:
         try:

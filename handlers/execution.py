@@ -44,8 +44,8 @@ from handlers.context import Clock, Ctx, Unit, local_time, unit_of_work
 from handlers.dialogue import DialogueState
 from handlers.errors import CaseNotFound, ConcurrentChange, HandlerError, IllegalTransition
 from handlers.fields import Answer, InvalidAnswer, parse_answer
-from handlers.messenger import IncomingVote, Message, Messenger, Poll
-from handlers.reports import RESEND_WINDOW, ReportCommands
+from handlers.messenger import IncomingRedaction, IncomingVote, Message, Messenger, Poll
+from handlers.reports import RESEND_WINDOW, ReportCommands, remove_answer
 from storage import audit, repo
 from storage import handover as store
 from storage.models import Case
@@ -348,6 +348,11 @@ class ExecutionCommands:
     async def _apply_edit(
         self, ctx: Ctx, unit: Unit, loaded: Loaded, text: str, replaces: str
     ) -> None:
+        edited = dialogue.answer_of(loaded.state, replaces)
+        if edited is not None and not dialogue.written_by(loaded.state, edited, ctx.msg.sender):
+            # As for the report: only the person who wrote an answer edits it.
+            await ctx.reply("answer.edit_not_author", number=loaded.form.number_of(edited))
+            return
         last = loaded.state.last_answer
         if last is None or last["event"] != replaces:
             await ctx.reply("report.edit_too_old")
@@ -364,6 +369,27 @@ class ExecutionCommands:
             answer=answer.display,
         )
         await self._ask_current(unit, loaded, ctx.msg.sender)
+
+    async def handle_redaction(self, ctx: Ctx, redaction: IncomingRedaction) -> bool:
+        """A removed message that answered an execution question takes its answer out
+        (see :func:`handlers.reports.remove_answer`); False when it answered none."""
+        case = ctx.case
+        if case is None:
+            return False
+        unit = _unit(ctx)
+        if await store.get_execution(unit.session, case_id=case.id) is None:
+            return False
+        loaded = await self.load(unit.session, case)
+        field_id = dialogue.answer_of(loaded.state, redaction.redacts)
+        if field_id is None:
+            return False
+        locked = not self._open(loaded)  # recorded: the record stays as it was confirmed
+        state, now = loaded.state, self.clock()
+        if await remove_answer(
+            ctx, unit, loaded.case, loaded.form, state, field_id, redaction, locked, now
+        ):
+            await self._ask_current(unit, loaded, ctx.msg.sender)
+        return True
 
     # -- the report's commands, on the execution questions ------------------------------
 

@@ -32,6 +32,7 @@ __all__ = [
     "is_visible",
     "parse_answer",
     "parse_personnummer",
+    "strip_invisible",
     "visible_answers",
 ]
 
@@ -202,11 +203,38 @@ age = personnummer.age
 # -- text ----------------------------------------------------------------------------
 
 
+def strip_invisible(text: str) -> str:
+    """``text`` without the invisible format characters that can disguise it.
+
+    Removes every character of Unicode category Cf ("format"): the bidirectional
+    embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069) that make a
+    text display in another order than it is stored (``RLO`` turns "gnabeL" into
+    "Lebang" on screen), the left-to-right and right-to-left marks (U+200E, U+200F,
+    U+061C), zero-width space, non-joiner and joiner (U+200B–U+200D), word joiner
+    (U+2060), the byte order mark (U+FEFF), the soft hyphen (U+00AD), invisible
+    operators and tag characters. What a worker types into a report, an execution
+    record or a decline reason is legal text that others read, sign and archive:
+    what it says must be exactly what it shows, and two texts that look alike must
+    be alike.
+
+    The price is deliberate: U+200D also glues emoji sequences together, so a family
+    or a profession emoji (👩‍⚕️) falls apart into its parts (👩⚕️), and a flag of a
+    region (tag characters) shows as a black flag. Letters of every script, Swedish
+    å, ä and ö, combining accents, variation selectors and plain emoji are kept.
+    Used by :mod:`handlers.dispatcher` on every message, by every answer parsed
+    here, and by the signing page for a decline reason.
+    """
+    if text.isascii():
+        return text
+    return "".join(c for c in text if unicodedata.category(c) != "Cf")
+
+
 def _clean(text: str, *, keep_lines: bool) -> str:
-    """NFC, no control characters; one line with single spaces unless ``keep_lines``."""
+    """NFC, no control or invisible format characters; one line with single spaces
+    unless ``keep_lines``."""
     # Control characters out first, so that what is left composes as typed (é, not e + ´).
     text = text.replace("\r\n", "\n").replace("\t", " ")
-    text = unicodedata.normalize("NFC", _CONTROL.sub("", text))
+    text = unicodedata.normalize("NFC", strip_invisible(_CONTROL.sub("", text)))
     if not keep_lines:
         return " ".join(text.split())
     lines = [line.rstrip() for line in text.split("\n")]

@@ -17,7 +17,9 @@ from handlers.i18n_deadlines import DEADLINES_MESSAGES
 from handlers.i18n_escalation import ESCALATION_MESSAGES
 from handlers.i18n_fields import FIELD_MESSAGES
 from handlers.i18n_handover import HANDOVER_MESSAGES
+from handlers.i18n_rooms import ROOMS_MESSAGES
 from handlers.i18n_signers import SIGNER_MESSAGES
+from handlers.i18n_trust import TRUST_MESSAGES
 from handlers.messenger import Message
 
 Language = Literal["sv", "en"]
@@ -111,7 +113,7 @@ _SV: dict[str, str] = {
     "error.identity_changed": (
         "Säkerhetsvarning: krypteringsidentiteten för {user} har ändrats. Socialjour skickar inga "
         "krypterade meddelanden till den personen förrän en administratör har bekräftat den nya "
-        "identiteten (```socialjour trust accept {user}```)."
+        "identiteten (```socialjour trust accept {user} --fingerprint …```)."
     ),
     "report.choose_form": "**Vilket beslut gäller ärendet?**\n{options}\nSvara med siffran eller välj i omröstningen.",
     "report.choose_form.poll": "Vilket beslut gäller ärendet?",
@@ -148,6 +150,28 @@ _SV: dict[str, str] = {
     "report.old_poll": "Den omröstningen gäller inte längre. Svara på den senaste frågan.",
     "report.missing": "Rapporten är inte klar. Obligatoriska frågor utan svar: {numbers}.",
     "report.locked": "Rapporten är redan skickad och kan inte ändras nu.",
+    "answer.edit_not_author": (
+        "Bara den som skrev ett svar kan ändra det. Svaret på fråga {number} står kvar."
+    ),
+    "answer.redact_not_author": (
+        "Bara den som skrev ett svar, eller en moderator i rummet, kan ta bort det. "
+        "Svaret på fråga {number} står kvar."
+    ),
+    "answer.removed.ask_again": (
+        "Svaret på fråga {number} togs bort. Frågan måste besvaras, så den ställs igen."
+    ),
+    "answer.removed.ask_later": (
+        "Svaret på fråga {number} togs bort. Frågan måste besvaras och ställs igen "
+        "när du kommer till den."
+    ),
+    "answer.removed.left_open": (
+        "Svaret på fråga {number} togs bort. Frågan lämnas obesvarad; skriv "
+        "```!ändra {number}``` om du vill svara på den igen."
+    ),
+    "answer.removed.too_late": (
+        "Meddelandet togs bort, men svaret på fråga {number} står kvar: "
+        "det är redan inskickat och kan inte ändras här längre."
+    ),
     "report.reopened": "Rapporten är öppnad igen för revidering. Skicka den igen med ```!skicka```.",
     "report.submitted": (
         "Rapporten för **{number}** är skickad och låst ({title}, formulärversion {version}). "
@@ -296,7 +320,7 @@ _EN: dict[str, str] = {
     "error.identity_changed": (
         "Security warning: the encryption identity of {user} has changed. Socialjour sends no "
         "encrypted messages to them until an administrator confirms the new identity "
-        "(```socialjour trust accept {user}```)."
+        "(```socialjour trust accept {user} --fingerprint …```)."
     ),
     "report.choose_form": "**Which decision is this case about?**\n{options}\nAnswer with the number or choose in the poll.",
     "report.choose_form.poll": "Which decision is this case about?",
@@ -333,6 +357,30 @@ _EN: dict[str, str] = {
     "report.old_poll": "That poll no longer applies. Answer the latest question.",
     "report.missing": "The report is not complete. Required questions without an answer: {numbers}.",
     "report.locked": "The report has been submitted and cannot be changed now.",
+    "answer.edit_not_author": (
+        "Only the person who wrote an answer can edit it. "
+        "The answer to question {number} stays as it was."
+    ),
+    "answer.redact_not_author": (
+        "Only the person who wrote an answer, or a moderator of the room, can remove it. "
+        "The answer to question {number} stays as it was."
+    ),
+    "answer.removed.ask_again": (
+        "The answer to question {number} was removed. "
+        "The question must be answered, so it is asked again."
+    ),
+    "answer.removed.ask_later": (
+        "The answer to question {number} was removed. "
+        "The question must be answered and is asked again when you get to it."
+    ),
+    "answer.removed.left_open": (
+        "The answer to question {number} was removed. The question is left unanswered; "
+        "type ```!edit {number}``` to answer it again."
+    ),
+    "answer.removed.too_late": (
+        "The message was removed, but the answer to question {number} stays: "
+        "it has been submitted and can no longer be changed here."
+    ),
     "report.reopened": "The report is open again for revision. Submit it again with ```!submit```.",
     "report.submitted": (
         "The report for **{number}** is submitted and locked ({title}, form version {version}). "
@@ -404,6 +452,8 @@ CATALOGUES: dict[str, dict[str, str]] = {
         **AUDIT_MESSAGES["sv"],
         **ARCHIVE_MESSAGES["sv"],
         **SIGNER_MESSAGES["sv"],
+        **TRUST_MESSAGES["sv"],
+        **ROOMS_MESSAGES["sv"],
     },
     "en": {
         **_EN,
@@ -414,6 +464,8 @@ CATALOGUES: dict[str, dict[str, str]] = {
         **AUDIT_MESSAGES["en"],
         **ARCHIVE_MESSAGES["en"],
         **SIGNER_MESSAGES["en"],
+        **TRUST_MESSAGES["en"],
+        **ROOMS_MESSAGES["en"],
     },
 }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 
@@ -34,6 +35,8 @@ class IncomingMessage:
     replaces: str | None = None
     #: The event this message replies to (``m.in_reply_to``), if it is a reply.
     in_reply_to: str | None = None
+    #: When the bot received it (its sync); what a dialogue turn's time is counted from.
+    received_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +61,32 @@ class IncomingVote:
     poll_event_id: str
     answers: tuple[str, ...]
     trusted_device: bool = True
+    received_at: datetime | None = None
 
     def as_message(self) -> IncomingMessage:
-        return IncomingMessage(self.room_id, self.sender, self.event_id, "", self.trusted_device)
+        return IncomingMessage(
+            self.room_id,
+            self.sender,
+            self.event_id,
+            "",
+            self.trusted_device,
+            received_at=self.received_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingRedaction:
+    """A message removed (``m.room.redaction``): ``redacts`` is the removed event."""
+
+    room_id: str
+    sender: str
+    event_id: str
+    redacts: str
+    #: Whether the sender may remove others' messages in the room (its power levels).
+    moderator: bool = False
+
+    def as_message(self) -> IncomingMessage:
+        return IncomingMessage(self.room_id, self.sender, self.event_id, "")
 
 
 class Messenger(Protocol):

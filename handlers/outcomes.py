@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -50,6 +52,8 @@ class OutcomePoster:
     messenger: Messenger
     clock: Clock
     time_limit: float = POST_TIME_LIMIT
+    #: Told the seconds from a signature to its PDF in the case room (the bot's metrics).
+    observe_sign_to_pdf: Callable[[float], None] | None = None
     #: Signing requests being posted right now (by a background task or recover()).
     _in_flight: set[int] = field(default_factory=set, init=False, repr=False)
     #: The background posts; kept so they are not garbage-collected mid-way.
@@ -138,6 +142,8 @@ class OutcomePoster:
             )
             async with self.sessions() as session, session.begin():
                 await decisions.mark_file_posted(session, request_id=request_id, now=self.clock())
+            if request.status == "signed":
+                self._observe_posted(request.decided_at)
         if request.status == "signed":
             assert request.signed_document is not None
             message = i18n.render(
@@ -164,6 +170,14 @@ class OutcomePoster:
         await self.messenger.send(case.room_id, message, key=announcement_key(request_id))
         async with self.sessions() as session, session.begin():
             await decisions.mark_posted(session, request_id=request_id, now=self.clock())
+
+    def _observe_posted(self, decided_at: datetime | None) -> None:
+        if self.observe_sign_to_pdf is None or decided_at is None:
+            return
+        try:
+            self.observe_sign_to_pdf((self.clock() - decided_at).total_seconds())
+        except Exception:
+            log.exception("could not record the time from a signature to its PDF")
 
     async def recover(self) -> None:
         """At start-up and every minute: post decisions a crash kept from the room.

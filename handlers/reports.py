@@ -29,8 +29,9 @@ from handlers.decisions import DecisionService, Sent
 from handlers.dialogue import DialogueState
 from handlers.errors import CaseNotFound, ConcurrentChange, HandlerError
 from handlers.fields import InvalidAnswer, parse_answer
-from handlers.messenger import IncomingVote, Message, Messenger, Poll
+from handlers.messenger import IncomingRedaction, IncomingVote, Message, Messenger, Poll
 from storage import repo
+from storage.audit import ANSWER_CHANGED
 from storage.models import Case
 
 log = logging.getLogger(__name__)
@@ -325,6 +326,21 @@ class ReportCommands:
             return
         await self._answer(ctx, unit, loaded, ", ".join(vote.answers), replaces=None)
 
+    async def handle_redaction(self, ctx: Ctx, redaction: IncomingRedaction) -> None:
+        """A removed answer message takes its answer out of the report (in the
+        dispatcher's unit of work); see :func:`remove_answer`."""
+        unit = self._unit(ctx)
+        loaded = await self._loaded(ctx, unit)
+        form = self.form_of(loaded.state)
+        field_id = dialogue.answer_of(loaded.state, redaction.redacts)
+        if form is None or field_id is None:
+            return  # not an answer: a remark, a command, the form's choice
+        locked = loaded.case.status != CaseStatus.DRAFTING.value
+        if await remove_answer(
+            ctx, unit, loaded.case, form, loaded.state, field_id, redaction, locked, self.clock()
+        ):
+            await self._ask_current(unit, loaded, form)
+
     @staticmethod
     def _unit(ctx: Ctx) -> Unit:
         if ctx.unit is None:
@@ -382,6 +398,12 @@ class ReportCommands:
     async def _apply_edit(
         self, ctx: Ctx, unit: Unit, loaded: Loaded, form: FormTemplate, text: str, replaces: str
     ) -> None:
+        edited = dialogue.answer_of(loaded.state, replaces)
+        if edited is not None and not dialogue.written_by(loaded.state, edited, ctx.msg.sender):
+            # Matrix lets anyone send an m.replace for any event (clients hide it): only
+            # the person who wrote an answer changes it by editing the message.
+            await ctx.reply("answer.edit_not_author", number=form.number_of(edited))
+            return
         last = loaded.state.last_answer
         if last is None or last["event"] != replaces:
             await ctx.reply("report.edit_too_old")
@@ -620,6 +642,49 @@ class ReportCommands:
         await ctx.reply(
             "report.submitted", number=loaded.case.number, title=form.title, version=form.version
         )
+
+
+async def remove_answer(
+    ctx: Ctx,
+    unit: Unit,
+    case: Case,
+    form: FormTemplate,
+    state: DialogueState,
+    field_id: str,
+    redaction: IncomingRedaction,
+    locked: bool,
+    now: datetime,
+) -> bool:
+    """Take out the answer to ``field_id`` whose message ``redaction`` removed, and
+    tell the room what follows (for the report and the execution questions alike).
+
+    Only the answer's author or a moderator of the room removes it: the homeserver
+    refuses anyone else's redaction of a local message, but a federated server need
+    not. A submitted report or a recorded execution keeps the answer. True when the
+    answer is gone (the caller saves the state and asks what comes next). Handled
+    again after a restart, nothing happens: the event is claimed with the change, and
+    the removed answer no longer names the message anyway.
+    """
+    number = form.number_of(field_id)
+    if not redaction.moderator and not dialogue.written_by(state, field_id, redaction.sender):
+        log.warning("refused a redaction of an answer by %s (not its author)", redaction.sender)
+        await ctx.reply("answer.redact_not_author", number=number)
+        return False
+    if locked:
+        await ctx.reply("answer.removed.too_late", number=number)
+        return False
+    outcome = dialogue.remove(form, state, form.field(field_id))
+    # Which question lost its answer, never what it was.
+    await repo.add_audit(
+        unit.session,
+        case_id=case.id,
+        actor=redaction.sender,
+        action=ANSWER_CHANGED,
+        now=now,
+        detail={"question": number, "field": field_id, "form": form.id, "removed": True},
+    )
+    await ctx.reply(f"answer.removed.{outcome}", number=number)
+    return True
 
 
 def _small_number(text: str) -> bool:

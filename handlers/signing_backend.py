@@ -21,15 +21,17 @@ while the page waits (the "on it" notice when the page opens) has a time limit.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config import Municipality, Settings
@@ -40,6 +42,7 @@ from handlers.context import LOCAL_TZ, Clock
 from handlers.deadlines import start_clocks
 from handlers.errors import ConcurrentChange
 from handlers.escalation import Escalator
+from handlers.fields import strip_invisible
 from handlers.issuing import decided_version, refusal_for, signer_in
 from handlers.links import token_hash
 from handlers.messenger import Messenger
@@ -48,14 +51,18 @@ from handlers.records import Recorder
 from signing.errors import (
     AlreadyDecided,
     BadRequest,
+    DocumentChanged,
     Expired,
     Forbidden,
     NotFound,
     TooManyAttempts,
     Unauthorized,
     Unavailable,
+    WrongBrowser,
 )
+from signing.evidence import embedded as embedded_evidence
 from signing.identity import Done, Failed, IdentityProvider, Pending, SigningContext
+from signing.identity.oidc import FLOW_TTL
 from storage import decisions, repo
 from storage.models import SigningRequest
 
@@ -65,8 +72,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SESSION_TTL = timedelta(minutes=30)
-#: Starts and failed checks together, per link: one start and five wrong tries.
+#: Starts and failed checks together, per link: one start and five wrong tries. A
+#: code's check is counted before the code is compared (so a right code counts too).
 MAX_AUTH_ATTEMPTS = 6
+#: Methods whose check compares something a person could guess: the one-time code.
+GUESSABLE_METHODS = frozenset({"matrix-code"})
 METHOD_LABELS = {"matrix-code": "Matrix-kod", "bankid": "BankID", "oidc": "e-legitimation"}
 #: Seconds a Matrix send may keep a web request waiting (nio retries until the
 #: homeserver answers); past it the page answers without it.
@@ -91,10 +101,18 @@ class SigningBackend:
     records: Recorder = field(init=False)
     #: How long a Matrix send may hold up a web request (seconds).
     send_time_limit: float = WEB_SEND_TIME_LIMIT
+    #: Told the seconds from a signature to its PDF in the case room (the bot's metrics).
+    observe_sign_to_pdf: Callable[[float], None] | None = None
     _seal: Seal | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.outcomes = OutcomePoster(self.settings, self.sessions, self.messenger, self.clock)
+        self.outcomes = OutcomePoster(
+            self.settings,
+            self.sessions,
+            self.messenger,
+            self.clock,
+            observe_sign_to_pdf=self.observe_sign_to_pdf,
+        )
         self.records = Recorder(
             self.settings, self.sessions, self.messenger, self.clock, seal=self._seal_if_any
         )
@@ -227,7 +245,11 @@ class SigningBackend:
             "document_sha256": request.signed_sha256 or request.document_sha256,
         }
 
-    async def start_auth(self, token: str, method: str, ip: str) -> dict[str, Any]:
+    async def start_auth(
+        self, token: str, method: str, ip: str, *, binding: str | None = None
+    ) -> dict[str, Any]:
+        """Start identification; ``binding`` is the pre-auth cookie the web layer sets in
+        the starting browser (its hash is kept: only that browser can finish)."""
         request = await self._load(token)
         await self._open(request)
         provider = self.providers.get(method)
@@ -245,25 +267,61 @@ class SigningBackend:
             if isinstance(failed, Failed):
                 raise Unavailable(failed.message_key, code=failed.code, retry=failed.retry) from exc
             raise
+        binding_hash = token_hash(binding) if binding is not None else None
         async with self.sessions() as session, session.begin():
             await decisions.set_auth(
-                session, request_id=request.id, method=method, state=dict(started.state)
+                session,
+                request_id=request.id,
+                method=method,
+                state=dict(started.state),
+                binding_hash=binding_hash,
             )
+            flow_state = started.state.get("state")
+            if binding_hash is not None and "redirect" in started.page and flow_state:
+                # The browser comes back with the state only: which link it belongs to
+                # is kept in the database (a restart mid-login loses nothing).
+                now = self.clock()
+                await decisions.add_oidc_state(
+                    session,
+                    state_hash=token_hash(str(flow_state)),
+                    request_id=request.id,
+                    binding_hash=binding_hash,
+                    link_sealed=seal_for_state(token, str(flow_state)),
+                    now=now,
+                    expires_at=now + FLOW_TTL,
+                )
             await audit.identification_started(session, request, method, self.clock())
         return {"method": method, **started.page}
 
     async def check_auth(
-        self, token: str, params: Mapping[str, Any], ip: str
+        self, token: str, params: Mapping[str, Any], ip: str, *, binding: str | None = None
     ) -> tuple[dict[str, Any], str | None]:
-        """Advance identification; returns (page data, new session cookie or None)."""
+        """Advance identification; returns (page data, new session cookie or None).
+
+        ``binding`` is the pre-auth cookie the browser sent: an identification started
+        with one is answered only with it (another browser learns nothing, not even a
+        BankID hint, and uses up no attempt).
+        """
         request = await self._load(token)
         await self._open(request)
         if request.auth_method is None or request.auth_state is None:
             raise BadRequest("error.auth_not_started")
+        if not same_browser(request.auth_binding, binding):
+            raise WrongBrowser()
         if request.auth_attempts >= MAX_AUTH_ATTEMPTS:
             raise TooManyAttempts("error.too_many_attempts")
         provider = self.providers[request.auth_method]
         ctx = await self._context(request, ip)
+        # A code can be guessed: the attempt is taken (atomically, in the database)
+        # before the code is compared, so parallel guesses cannot outrun the count.
+        tries: int | None = None
+        if request.auth_method in GUESSABLE_METHODS:
+            async with self.sessions() as session, session.begin():
+                tries = await decisions.take_attempt(
+                    session, request_id=request.id, limit=MAX_AUTH_ATTEMPTS
+                )
+            if tries is None:
+                raise TooManyAttempts("error.too_many_attempts")
         result = await provider.check(ctx, request.auth_state, params)
         if isinstance(result, Pending):
             if result.state is not None:
@@ -274,8 +332,9 @@ class SigningBackend:
             return {"status": "pending", "hint": result.hint, **result.page}, None
         # (the web layer turns ``hint`` into a message in the page's language)
         if isinstance(result, Failed):
-            async with self.sessions() as session, session.begin():
-                tries = await decisions.count_attempt(session, request_id=request.id)
+            if tries is None:  # not guessable: the failure itself counts
+                async with self.sessions() as session, session.begin():
+                    tries = await decisions.count_attempt(session, request_id=request.id)
             if tries >= MAX_AUTH_ATTEMPTS:
                 raise TooManyAttempts("error.too_many_attempts")
             raise Unauthorized(result.message_key, code=result.code, retry=result.retry)
@@ -309,6 +368,31 @@ class SigningBackend:
             )
         return {"status": "done"}, cookie
 
+    async def claim_oidc_state(self, state: str, binding: str | None) -> str:
+        """The link token of the OIDC sign-in the callback's ``state`` belongs to, once.
+
+        Refused when the state is unknown, used or expired (NotFound), or when the
+        callback did not come to the browser that started the sign-in (WrongBrowser;
+        the sign-in stays usable there). Otherwise the sign-in is used up in the same
+        transaction, so a replayed callback finds nothing.
+        """
+        if not state or len(state) > 200:
+            raise NotFound("error.oidc_login_unknown")
+        digest = token_hash(state)
+        async with self.sessions() as session, session.begin():
+            login = await decisions.get_oidc_state(session, state_hash=digest, now=self.clock())
+            if login is None:
+                raise NotFound("error.oidc_login_unknown")
+            if not same_browser(login.binding_hash, binding):
+                raise WrongBrowser()
+            if not await decisions.consume_oidc_state(session, state_hash=digest):
+                raise NotFound("error.oidc_login_unknown")  # a concurrent callback won
+            sealed = login.link_sealed
+        token = open_for_state(sealed, state)
+        if token is None:
+            raise NotFound("error.oidc_login_unknown")
+        return token
+
     def _has_session(self, request: SigningRequest, cookie: str | None) -> bool:
         return not (
             not cookie
@@ -337,6 +421,7 @@ class SigningBackend:
             raise Unauthorized("error.not_identified")
         if action not in ("sign", "decline"):
             raise BadRequest("error.unknown_action")
+        reason = strip_invisible(reason)  # printed, sealed and shown: no disguised text
         if action == "decline" and not reason.strip():
             raise BadRequest("error.reason_required")
         decided_at = self.clock()  # the decision is this moment: printed, sealed, recorded
@@ -354,6 +439,7 @@ class SigningBackend:
             )
         if self.signer is None:
             raise Unavailable("error.no_seal")
+        await self._check_reviewed(request, decided_at)
         from signing.seal import StampInfo
 
         identity = request.identity or {}
@@ -374,7 +460,7 @@ class SigningBackend:
             # Under the signature with the identification: the document the signer was
             # shown (its SHA-256 is what BankID showed) and how the sealed one came from it.
             evidence={
-                **identity,
+                **embedded_evidence(identity),
                 "decision": {
                     "decided_at": decided_at.isoformat(),
                     "reviewed_sha256": request.document_sha256,
@@ -383,6 +469,24 @@ class SigningBackend:
             },
         )
         return await self._settle(request, "signed", signed=signed, now=decided_at)
+
+    async def _check_reviewed(self, request: SigningRequest, now: datetime) -> None:
+        """Refuse to seal when the stored document is no longer the one the signer was
+        shown: its SHA-256 (the one on the page, and in BankID's text) is computed again
+        from the stored bytes. The decision stays open; the audit trail keeps the event."""
+        if hashlib.sha256(request.document).hexdigest() == request.document_sha256:
+            return
+        log.error("signing request %d: the stored document has changed; not sealed", request.id)
+        async with self.sessions() as session, session.begin():
+            await repo.add_audit(
+                session,
+                case_id=request.case_id,
+                actor=request.signer_user_id,
+                action="decision.document_changed",
+                now=now,
+                detail={"request": request.id, "expected_sha256": request.document_sha256},
+            )
+        raise DocumentChanged("error.document_changed")
 
     async def _refusal(
         self,
@@ -430,7 +534,7 @@ class SigningBackend:
                     language=self.lang,
                 ),
                 evidence={
-                    **identity,
+                    **embedded_evidence(identity),
                     "decision": {
                         "decided_at": decided_at.isoformat(),
                         "outcome": "declined",
@@ -573,3 +677,36 @@ class SigningBackend:
 
 class _Lost(Exception):
     """Another decision-maker decided first (inside the transaction)."""
+
+
+def same_browser(expected_hash: str | None, cookie: str | None) -> bool:
+    """Does the pre-auth cookie match the hash kept at the start (constant time)?
+
+    An identification started without one (only code that calls the backend directly
+    does that; the web app always sets one) is bound to no browser."""
+    if expected_hash is None:
+        return True
+    if not cookie:
+        return False
+    return hmac.compare_digest(token_hash(cookie), expected_hash)
+
+
+def _state_key(state: str) -> bytes:
+    """An AES key from the OIDC state; not its stored hash (a different input)."""
+    return hashlib.sha256(b"socialjour oidc link\0" + state.encode()).digest()
+
+
+def seal_for_state(token: str, state: str) -> str:
+    """The link token sealed so that only the holder of ``state`` (the browser coming
+    back from the provider) can open it: the database keeps no working link."""
+    nonce = secrets.token_bytes(12)
+    sealed = AESGCM(_state_key(state)).encrypt(nonce, token.encode(), None)
+    return base64.urlsafe_b64encode(nonce + sealed).decode()
+
+
+def open_for_state(sealed: str, state: str) -> str | None:
+    try:
+        raw = base64.urlsafe_b64decode(sealed.encode())
+        return AESGCM(_state_key(state)).decrypt(raw[:12], raw[12:], None).decode()
+    except Exception:
+        return None

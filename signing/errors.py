@@ -29,12 +29,27 @@ class Forbidden(SigningError):
     status, code = 403, "forbidden"
 
 
+class WrongBrowser(Forbidden):
+    """Identification is finished only in the browser that started it (its pre-auth cookie)."""
+
+    code = "wrong_browser"
+
+    def __init__(self) -> None:
+        super().__init__("error.wrong_browser")
+
+
 class NotFound(SigningError):
     status, code = 404, "not_found"
 
 
 class AlreadyDecided(SigningError):
     status, code = 409, "already_decided"
+
+
+class DocumentChanged(SigningError):
+    """The stored decision no longer matches the SHA-256 the signer was shown."""
+
+    status, code = 409, "document_changed"
 
 
 class Expired(SigningError):

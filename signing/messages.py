@@ -18,8 +18,23 @@ WEB_MESSAGES: dict[str, dict[str, str]] = {
         "error.unknown_method": "Det identifieringssättet används inte här.",
         "error.auth_not_started": "Börja med att välja hur du vill identifiera dig.",
         "error.too_many_attempts": "För många försök. Be jouren skicka en ny länk.",
+        "error.slow_down": (
+            "För många försök från din anslutning på kort tid. "
+            "Vänta {minutes} minuter och försök sedan igen."
+        ),
+        "error.document_changed": (
+            "Beslutsdokumentet har ändrats sedan det skickades till dig, så det undertecknas "
+            "inte. Kontakta jouren."
+        ),
         "error.not_identified": "Identifiera dig först.",
         "error.wrong_person": "Du är inte den beslutsfattare som länken gäller.",
+        "error.wrong_browser": (
+            "Identifieringen påbörjades i en annan webbläsare. Slutför den på den enhet och i "
+            "den webbläsare där du började, eller börja om här."
+        ),
+        "error.oidc_login_unknown": (
+            "Inloggningen är redan använd eller har gått ut. Börja om från länken i Element."
+        ),
         "error.reason_required": "Skriv en motivering när du avslår.",
         "error.unknown_action": "Okänd åtgärd.",
         "error.no_seal": "Underskrift är inte konfigurerad i den här installationen. Kontakta IT.",
@@ -28,6 +43,8 @@ WEB_MESSAGES: dict[str, dict[str, str]] = {
         "auth.wrong_code": "Fel kod. Kontrollera siffrorna och försök igen.",
         "auth.code_expired": "Koden har gått ut. Begär en ny kod.",
         "auth.code_not_sent": "Koden kunde inte skickas i Element just nu. Försök igen om en stund.",
+        # The alt text of each page image of the decision on the signing page.
+        "preview.page_alt": "Sida {page} av {count} av beslutet",
         # LVU 6 § andra stycket, LVM 13 §: only the chair or an appointed member decides.
         "error.no_mandate": (
             "Ditt förordnande gäller inte i dag, så du kan inte fatta beslutet. Kontakta jouren."
@@ -46,8 +63,24 @@ WEB_MESSAGES: dict[str, dict[str, str]] = {
         "error.unknown_method": "That identification method is not used here.",
         "error.auth_not_started": "First choose how to identify yourself.",
         "error.too_many_attempts": "Too many attempts. Ask the duty service for a new link.",
+        "error.slow_down": (
+            "Too many attempts from your connection in a short time. "
+            "Please wait {minutes} minutes and then try again."
+        ),
+        "error.document_changed": (
+            "The decision document has changed since it was sent to you, so it will not be "
+            "signed. Contact the duty service."
+        ),
         "error.not_identified": "Identify yourself first.",
         "error.wrong_person": "You are not the decision-maker this link is for.",
+        "error.wrong_browser": (
+            "Identification was started in another browser. Finish it on the device and in "
+            "the browser where you began, or start again here."
+        ),
+        "error.oidc_login_unknown": (
+            "This sign-in has already been used or has expired. Start again from the link in "
+            "Element."
+        ),
         "error.reason_required": "Give a reason when you decline.",
         "error.unknown_action": "Unknown action.",
         "error.no_seal": "Signing is not configured in this installation. Contact IT.",
@@ -56,6 +89,7 @@ WEB_MESSAGES: dict[str, dict[str, str]] = {
         "auth.wrong_code": "Wrong code. Check the digits and try again.",
         "auth.code_expired": "The code has expired. Ask for a new one.",
         "auth.code_not_sent": "The code could not be sent in Element just now. Try again in a moment.",
+        "preview.page_alt": "Page {page} of {count} of the decision",
         "error.no_mandate": (
             "Your appointment does not hold today, so you cannot make this decision. "
             "Contact the duty service."

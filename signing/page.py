@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import html
 import json
-import time
 from importlib import resources
-from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import web
 
@@ -34,7 +32,13 @@ PAGE_TEXT: dict[str, dict[str, str]] = {
         "code.submit": "Fortsätt",
         "bankid.open": "Öppna BankID på den här enheten",
         "bankid.scan": "Eller skanna QR-koden med BankID-appen på en annan enhet.",
-        "read": "Läs beslutet (PDF)",
+        "decision": "Beslutet",
+        "read": "Ladda ner beslutet (PDF)",
+        "pages.loading": "Beslutet hämtas …",
+        "pages.end": "Slut på beslutet.",
+        "pages.failed": "Beslutets sidor kunde inte visas här. Öppna PDF-filen för att läsa det.",
+        "confirm.wait": "Rutan går att kryssa i när du har bläddrat till slutet av beslutet.",
+        "confirm.wait_pdf": "Rutan går att kryssa i när du har öppnat PDF-filen.",
         "confirm": "Jag har läst beslutet.",
         "sign": "Underteckna",
         "decline": "Avslå",
@@ -61,7 +65,15 @@ PAGE_TEXT: dict[str, dict[str, str]] = {
         "code.submit": "Continue",
         "bankid.open": "Open BankID on this device",
         "bankid.scan": "Or scan the QR code with the BankID app on another device.",
-        "read": "Read the decision (PDF)",
+        "decision": "The decision",
+        "read": "Download the decision (PDF)",
+        "pages.loading": "Loading the decision …",
+        "pages.end": "End of the decision.",
+        "pages.failed": (
+            "The pages of the decision could not be shown here. Open the PDF file to read it."
+        ),
+        "confirm.wait": "You can tick the box once you have scrolled to the end of the decision.",
+        "confirm.wait_pdf": "You can tick the box once you have opened the PDF file.",
         "confirm": "I have read the decision.",
         "sign": "Sign",
         "decline": "Decline",
@@ -74,10 +86,6 @@ PAGE_TEXT: dict[str, dict[str, str]] = {
         "noscript": "This page needs JavaScript to work.",
     },
 }
-
-#: OIDC ``state`` -> (link token, when); the state is in the browser's URL anyway.
-OIDC_STATES = web.AppKey[dict[str, tuple[str, float]]]("oidc_states")
-OIDC_STATE_TTL = 900.0
 
 
 def render_page(token: str, lang: str) -> str:
@@ -120,13 +128,20 @@ def render_page(token: str, lang: str) -> str:
     <img id="bankid-qr" alt="QR">
   </div>
 </section>
-<section id="decide" hidden>
+<section id="decide" hidden aria-labelledby="decision-heading">
+  <h2 id="decision-heading">{t["decision"]}</h2>
   <p><a id="document-link" href="#" target="_blank" rel="noopener">{t["read"]}</a></p>
-  <label class="check"><input type="checkbox" id="confirm"> {t["confirm"]}</label>
+  <div id="pages" aria-busy="true"><p>{t["pages.loading"]}</p></div>
+  <div id="after-pages">
+  <p id="pages-end" hidden>{t["pages.end"]}</p>
+  <p id="confirm-hint" class="hint">{t["confirm.wait"]}</p>
+  <label class="check"><input type="checkbox" id="confirm" disabled
+    aria-describedby="confirm-hint"> {t["confirm"]}</label>
   <button id="sign" type="button" disabled>{t["sign"]}</button>
   <label for="reason">{t["reason"]}</label>
   <textarea id="reason" rows="3" maxlength="2000"></textarea>
   <button id="decline" type="button" class="secondary">{t["decline"]}</button>
+  </div>
 </section>
 <section id="done" hidden><p id="done-text"></p><p id="checksum"></p></section>
 </main>
@@ -160,29 +175,26 @@ async def stylesheet(request: web.Request) -> web.Response:
     return _static("signing.css", "text/css")
 
 
-def remember_oidc_state(app: web.Application, token: str, redirect_url: str) -> None:
-    states = app[OIDC_STATES]
-    now = time.monotonic()
-    for key, (_, at) in list(states.items()):
-        if now - at > OIDC_STATE_TTL:
-            del states[key]
-    state = parse_qs(urlsplit(redirect_url).query).get("state", [""])[0]
-    if state:
-        states[state] = (token, now)
-
-
 async def oidc_callback(request: web.Request) -> web.StreamResponse:
-    from signing.web import BACKEND_KEY, set_session_cookie
+    """The provider sends the browser back here with ``state`` (and a code or an error).
 
-    entry = request.app[OIDC_STATES].pop(request.query.get("state", ""), None)
-    if entry is None:
-        raise NotFound("error.link_unknown")
-    token = entry[0]
+    Which link the sign-in belongs to is in the database (a restart mid-login loses
+    nothing), and the sign-in is used up here: a replayed callback is refused. Only the
+    browser that started it gets on (its pre-auth cookie); elsewhere the sign-in stays
+    untouched, for its own browser.
+    """
+    from signing.web import BACKEND_KEY, PREAUTH_COOKIE, set_session_cookie
+
+    backend = request.app[BACKEND_KEY]
+    binding = request.cookies.get(PREAUTH_COOKIE)
     lang = language(request)
     try:
-        _, cookie = await request.app[BACKEND_KEY].check_auth(
-            token, dict(request.query), request.remote or "127.0.0.1"
+        token = await backend.claim_oidc_state(request.query.get("state", ""), binding)
+        _, cookie = await backend.check_auth(
+            token, dict(request.query), request.remote or "127.0.0.1", binding=binding
         )
+    except NotFound:
+        raise  # no such sign-in (or used up): the API's answer, as for an unknown link
     except SigningError as exc:
         return web.Response(
             status=exc.status,
@@ -196,8 +208,10 @@ async def oidc_callback(request: web.Request) -> web.StreamResponse:
 
 
 def add_page_routes(app: web.Application) -> None:
-    app[OIDC_STATES] = {}
     app.router.add_get("/s/{token}", page)
     app.router.add_get("/static/signing.js", script)
     app.router.add_get("/static/signing.css", stylesheet)
     app.router.add_get("/oidc/callback", oidc_callback)
+    from signing.preview import add_preview_routes  # (it needs signing.web, loaded by now)
+
+    add_preview_routes(app)  # the decision's pages as images

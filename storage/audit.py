@@ -571,3 +571,15 @@ async def case_documents(session: AsyncSession, case_id: int) -> list[tuple[str,
         if d.part not in ("decision", "record") and d.data  # emptied at retention: gone
     ]
     return documents
+
+
+async def case_identifications(
+    session: AsyncSession, case_id: int
+) -> list[tuple[int, dict[str, Any]]]:
+    """(signing request id, full identification record) for every identified signer
+    of the case: the record whose digest the sealed PDF names (the PDF carries only
+    a summary, see ``signing/evidence.py``). Emptied at retention, like the documents."""
+    requests = await session.scalars(
+        select(SigningRequest).where(SigningRequest.case_id == case_id).order_by(SigningRequest.id)
+    )
+    return [(request.id, dict(request.identity)) for request in requests if request.identity]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
@@ -101,6 +103,11 @@ def create_engine(url: str | URL) -> AsyncEngine:
         # hide_parameters: a database error never logs bound values (report answers).
         return _create_async_engine(parsed, pool_pre_ping=True, hide_parameters=True)
 
+    # aiosqlite logs every statement with its bound values at DEBUG: unless someone
+    # chose its level on purpose, it never logs below INFO (bot.logs quiets it too).
+    quiet = logging.getLogger("aiosqlite")
+    if quiet.level == logging.NOTSET:
+        quiet.setLevel(logging.INFO)
     path = _sqlite_file(parsed)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -122,3 +129,45 @@ def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession
     with "database is locked" under contention instead of waiting its turn.
     """
     return async_sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+
+
+class DatabaseFailure(Exception):
+    """A database error as it may be logged: what failed, not what the server said."""
+
+
+def loggable(exc: BaseException) -> BaseException:
+    """``exc`` fit for a log line with its traceback (``log.error(..., exc_info=...)``).
+
+    ``hide_parameters`` keeps bound values out of SQLAlchemy's own messages, but the
+    database server's message travels in the exception too, and may quote them:
+    PostgreSQL's "DETAIL: Failing row contains (...)" for a violated constraint, or
+    "Key (...)=(...) already exists". A database error (anywhere in the chain of
+    causes) is therefore replaced by a :class:`DatabaseFailure` naming its class, the
+    driver's error class, the SQLSTATE and the statement (placeholders only), with the
+    original traceback; anything else is returned as it is.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, DBAPIError):
+            return _scrubbed(cause, exc)
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return exc
+
+
+def _scrubbed(error: DBAPIError, outer: BaseException) -> DatabaseFailure:
+    orig = error.orig
+    driver = type(getattr(orig, "__cause__", None) or orig).__name__ if orig else "-"
+    code = (
+        getattr(orig, "sqlstate", None)
+        or getattr(orig, "pgcode", None)
+        or getattr(orig, "sqlite_errorname", None)
+    )
+    statement = " ".join((error.statement or "").split())[:300]
+    safe = DatabaseFailure(
+        f"{type(error).__name__} ({driver}, code {code or '-'}) in: {statement or '-'}"
+    )
+    safe.__traceback__ = outer.__traceback__
+    safe.__suppress_context__ = True
+    return safe

@@ -12,10 +12,10 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import DirectRoom, RosterOverride, SigningRequest
+from storage.models import DirectRoom, OidcState, RosterOverride, SigningRequest
 from storage.repo import _insert, _rowcount
 
 PENDING = "pending"
@@ -77,13 +77,22 @@ async def list_signing_requests(
 
 
 async def set_auth(
-    session: AsyncSession, *, request_id: int, method: str, state: dict[str, Any]
+    session: AsyncSession,
+    *,
+    request_id: int,
+    method: str,
+    state: dict[str, Any],
+    binding_hash: str | None = None,
 ) -> None:
-    """Start (or restart) identification. The attempt counter is per link, not per start."""
+    """Start (or restart) identification. The attempt counter is per link, not per start.
+
+    ``binding_hash`` is the SHA-256 of the starting browser's pre-auth cookie; a new
+    start replaces it, so only the browser of the latest start can finish.
+    """
     await session.execute(
         update(SigningRequest)
         .where(SigningRequest.id == request_id)
-        .values(auth_method=method, auth_state=state)
+        .values(auth_method=method, auth_state=state, auth_binding=binding_hash)
     )
 
 
@@ -106,6 +115,23 @@ async def count_attempt(session: AsyncSession, *, request_id: int) -> int:
         select(SigningRequest.auth_attempts).where(SigningRequest.id == request_id)
     )
     return int(count or 0)
+
+
+async def take_attempt(session: AsyncSession, *, request_id: int, limit: int) -> int | None:
+    """Take one identification attempt if fewer than ``limit`` are used; the new count,
+    or None when the limit is reached.
+
+    One statement checks and counts (``UPDATE ... WHERE attempts < limit RETURNING``),
+    so requests in parallel cannot all pass a check made before any of them counted:
+    the database hands out each attempt once (SQLite ≥ 3.35, PostgreSQL).
+    """
+    granted = await session.scalar(
+        update(SigningRequest)
+        .where(SigningRequest.id == request_id, SigningRequest.auth_attempts < limit)
+        .values(auth_attempts=SigningRequest.auth_attempts + 1)
+        .returning(SigningRequest.auth_attempts)
+    )
+    return None if granted is None else int(granted)
 
 
 async def open_session(
@@ -207,6 +233,55 @@ async def list_unposted(session: AsyncSession) -> list[SigningRequest]:
             .order_by(SigningRequest.id)
         )
     )
+
+
+# --- OpenID Connect sign-ins on their way through the provider ------------------------------
+
+
+async def add_oidc_state(
+    session: AsyncSession,
+    *,
+    state_hash: str,
+    request_id: int,
+    binding_hash: str,
+    link_sealed: str,
+    now: datetime,
+    expires_at: datetime,
+) -> None:
+    """Remember a started sign-in until its callback; sign-ins that expired unused go."""
+    await session.execute(delete(OidcState).where(OidcState.expires_at <= now))
+    session.add(
+        OidcState(
+            state_hash=state_hash,
+            request_id=request_id,
+            binding_hash=binding_hash,
+            link_sealed=link_sealed,
+            created_at=now,
+            expires_at=expires_at,
+        )
+    )
+    await session.flush()
+
+
+async def get_oidc_state(
+    session: AsyncSession, *, state_hash: str, now: datetime
+) -> OidcState | None:
+    """The unexpired sign-in with this state (not yet used: use deletes it)."""
+    return await session.scalar(
+        select(OidcState)
+        .where(OidcState.state_hash == state_hash, OidcState.expires_at > now)
+        .execution_options(populate_existing=True)
+    )
+
+
+async def consume_oidc_state(session: AsyncSession, *, state_hash: str) -> bool:
+    """Use the sign-in up: True for exactly one of any number of concurrent callbacks."""
+    result = await session.execute(
+        delete(OidcState)
+        .where(OidcState.state_hash == state_hash)
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(result) == 1
 
 
 # --- roster -------------------------------------------------------------------------------

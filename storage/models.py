@@ -277,6 +277,9 @@ class SigningRequest(Base):
     auth_method: Mapped[str | None] = mapped_column(String(32))
     auth_state: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     auth_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: SHA-256 of the pre-auth cookie set in the browser that started identification:
+    #: only that browser may poll, enter the code or come back from the provider.
+    auth_binding: Mapped[str | None] = mapped_column(String(64))
     #: The browser session after identification (hash of the cookie value).
     session_hash: Mapped[str | None] = mapped_column(String(64))
     session_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -301,6 +304,30 @@ class SigningRequest(Base):
     signer_kind: Mapped[str] = mapped_column(
         String(32), default="committee_member", server_default="committee_member"
     )
+
+
+class OidcState(Base):
+    """An OpenID Connect sign-in on its way through the provider, until its callback.
+
+    The browser comes back to ``/oidc/callback`` with only the ``state``; this row says
+    which signing request it belongs to, also after a restart. The state is stored as
+    its SHA-256 and the link token sealed under a key derived from the state itself,
+    so the row alone (a database dump) gives neither. The provider's own flow data
+    (nonce, PKCE verifier, redirect URI) is the request's ``auth_state``. The callback
+    deletes the row (compare-and-set: one use); an unused one is deleted when it has
+    expired. Nothing personal: hashes, an id, a sealed token, times.
+    """
+
+    __tablename__ = "oidc_states"
+    __table_args__ = (Index("ix_oidc_states_request_id", "request_id"),)
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("signing_requests.id", ondelete="CASCADE"))
+    #: The pre-auth cookie's SHA-256 (as ``SigningRequest.auth_binding`` at the start).
+    binding_hash: Mapped[str] = mapped_column(String(64))
+    link_sealed: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class RosterOverride(Base):

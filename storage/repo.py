@@ -17,7 +17,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, delete, exists, select, update
+from sqlalchemy import CursorResult, Result, delete, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.util import identity_key
@@ -272,6 +272,19 @@ async def list_cases(
     if statuses is not None:
         query = query.where(Case.status.in_(list(statuses)))
     return list((await session.scalars(query)).all())
+
+
+async def count_cases_by_status(
+    session: AsyncSession, *, statuses: Collection[str]
+) -> dict[str, int]:
+    """How many cases are in each of ``statuses``, in one aggregate query (a metrics
+    scrape must not load the cases); a status without cases is absent."""
+    query = (
+        select(Case.status, func.count())
+        .where(Case.status.in_(list(statuses)))
+        .group_by(Case.status)
+    )
+    return {status: count for status, count in (await session.execute(query)).all()}
 
 
 async def set_case_form(session: AsyncSession, *, case_id: int, form_id: str) -> None:

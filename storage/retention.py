@@ -28,7 +28,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from storage import audit
@@ -39,6 +39,7 @@ from storage.models import (
     Execution,
     Handover,
     HandoverDocument,
+    OidcState,
     ProcessedEvent,
     Report,
     SigningRequest,
@@ -180,8 +181,22 @@ async def purge_case(
             signed_document=None,
             identity=None,
             auth_state=None,
+            auth_binding=None,
             decision_reason=None,
             token_sealed=None,
+        ),
+        # OpenID Connect sign-ins still waiting (they expire in minutes; none should be
+        # left by now): a sealed link and hashes, deleted with the rest.
+        "oidc": _rowcount(
+            await session.execute(
+                delete(OidcState)
+                .where(
+                    OidcState.request_id.in_(
+                        select(SigningRequest.id).where(SigningRequest.case_id == case_id)
+                    )
+                )
+                .execution_options(synchronize_session=False)
+            )
         ),
         "execution": await _wipe(
             session, Execution, Execution.case_id == case_id, state={}, record=None

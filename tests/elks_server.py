@@ -1,4 +1,4 @@
-"""A local stand-in for 46elks's HTTP API (``/a1/sms``, ``/a1/calls``) on 127.0.0.1.
+"""A local stand-in for 46elks's HTTP API (``/a1/sms``, ``/a1/calls``, ``/a1/me``) on 127.0.0.1.
 
 Like the provider: HTTP basic auth with the API username and password (401 without
 them), form-encoded requests, ``to`` in E.164, a missing or invalid parameter answered
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import re
 import secrets
@@ -81,6 +82,8 @@ class ElksTestServer:
         self.password = password
         #: What the callee presses; None: nothing, the ``ivr`` ends with ``failed``.
         self.digit = digit
+        #: The account's credit as ``/me`` reports it (1/10000 SEK).
+        self.balance = 9_670_500
         self.port = 0
         self.requests: list[Request] = []
         self.sms: list[dict[str, str]] = []
@@ -109,6 +112,7 @@ class ElksTestServer:
         app = web.Application()
         app.router.add_post(f"{API_PREFIX}/sms", self._sms)
         app.router.add_post(f"{API_PREFIX}/calls", self._calls)
+        app.router.add_get(f"{API_PREFIX}/me", self._me)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -177,6 +181,28 @@ class ElksTestServer:
             return False
         return secrets.compare_digest(user, self.username) and secrets.compare_digest(
             password, self.password
+        )
+
+    async def _me(self, request: web.Request) -> web.Response:
+        """``GET /a1/me``: the account (46elks: id, displayname, currency, balance in
+        1/10000 of the currency unit); 401 without the right credentials."""
+        record = Request(
+            request.method, request.path, self._authorised(request), request.content_type, {}
+        )
+        self.requests.append(record)
+        if not record.authorised:
+            record.status = 401
+            return web.Response(status=401, text="Unauthorized", headers=_BASIC_CHALLENGE)
+        record.status = 200
+        return web.json_response(
+            {
+                "id": "u" + hashlib.sha256(self.username.encode()).hexdigest()[:32],
+                "displayname": "Socialjour test",
+                "mobilenumber": "+46700000000",
+                "currency": "SEK",
+                "balance": self.balance,
+                "email": "test@example.org",
+            }
         )
 
     async def _sms(self, request: web.Request) -> web.Response:

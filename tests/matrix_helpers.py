@@ -13,11 +13,14 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
 import sys
 import time
+import tomllib
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -265,8 +268,21 @@ class BotProcess:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     starts: int = field(default=0)
+    #: The admin listener's port (``/healthz``, ``/metrics``); 0: read from the config.
+    admin_port: int = 0
 
-    def start(self, timeout: float = 60) -> None:
+    def __post_init__(self) -> None:
+        if not self.admin_port:
+            config = tomllib.loads(self.config_path.read_text())
+            self.admin_port = int(config["web"]["admin_listen"].rsplit(":", 1)[1])
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def start(self, timeout: float = 60, *, until: str = "ok") -> None:
+        """Start the process and wait until ``/healthz`` says ``until`` ("standby" for
+        a second node on the same database)."""
         self.starts += 1
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -280,19 +296,26 @@ class BotProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"bot exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if self.healthy():
+            if self.status() == until:
                 return
             time.sleep(0.2)
-        raise TimeoutError(f"bot not ready in {timeout} s:\n{self.log_tail()}")
+        raise TimeoutError(f"bot not {until} in {timeout} s:\n{self.log_tail()}")
 
     def healthy(self) -> bool:
+        return self.status() == "ok"
+
+    def status(self) -> str | None:
+        """What ``/healthz`` says (also when it answers 503), or None without an answer."""
         try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.web_port}/healthz", timeout=2
-            ) as r:
-                return bool(json.load(r).get("status") == "ok")
+            with urllib.request.urlopen(f"{self.admin_url}/healthz", timeout=2) as r:
+                return str(json.load(r).get("status"))
+        except urllib.error.HTTPError as answer:
+            try:
+                return str(json.load(answer).get("status"))
+            except ValueError:
+                return None
         except OSError:
-            return False
+            return None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         assert self.proc is not None
@@ -326,7 +349,10 @@ def write_bot_config(
     web_port: int,
     database_url: str | None = None,
     extra: str = "",
+    admin_port: int | None = None,
 ) -> Path:
+    """The bot's config; ``/healthz`` and ``/metrics`` on ``admin_port`` (a free one
+    unless given: :class:`BotProcess` reads it back from the file)."""
     folder.mkdir(parents=True, exist_ok=True)
     db = database_url or "sqlite+aiosqlite:///data/socialjour.db"
     path = folder / "socialjour.toml"
@@ -344,6 +370,7 @@ database_url = "{db}"
 [web]
 listen = "127.0.0.1:{web_port}"
 public_base_url = "http://127.0.0.1:{web_port}"
+admin_listen = "127.0.0.1:{admin_port or free_port()}"
 
 [duty]
 room_alias = "{duty_alias}"
@@ -355,6 +382,26 @@ language = "sv"
     return path
 
 
+def another_node(node: BotProcess, folder: Path) -> BotProcess:
+    """A second node of ``node``'s installation: the same database and ``data_dir``
+    (shared storage in production), listeners of its own; not started."""
+    text = node.config_path.read_text()
+    config = tomllib.loads(text)
+    data_dir = (node.config_path.parent / config["storage"]["data_dir"]).resolve()
+    port, admin = free_port(), free_port()
+    for key, value in (
+        ("data_dir", str(data_dir)),
+        ("listen", f"127.0.0.1:{port}"),
+        ("public_base_url", f"http://127.0.0.1:{port}"),
+        ("admin_listen", f"127.0.0.1:{admin}"),
+    ):
+        text = re.sub(rf'(?m)^{key} = ".*"$', f'{key} = "{value}"', text)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "socialjour.toml"
+    path.write_text(text)
+    return BotProcess(path, node.env, port, folder / "bot.log", admin_port=admin)
+
+
 def bot_env(password: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env["SOCIALJOUR_MATRIX_PASSWORD"] = password
@@ -362,4 +409,12 @@ def bot_env(password: str) -> dict[str, str]:
     return env
 
 
-__all__ = ["BotProcess", "MatrixUser", "Received", "bot_env", "free_port", "write_bot_config"]
+__all__ = [
+    "BotProcess",
+    "MatrixUser",
+    "Received",
+    "another_node",
+    "bot_env",
+    "free_port",
+    "write_bot_config",
+]

@@ -388,14 +388,6 @@ def _code_sender(service: Services, messenger: MemoryMessenger, language: str) -
     return send_code
 
 
-async def _healthy() -> dict[str, Any]:
-    return {"status": "ok"}
-
-
-async def _no_metrics() -> str:
-    return "socialjour_up 1\n"
-
-
 @pytest.fixture(scope="session")
 def dev_pki(tmp_path_factory: pytest.TempPathFactory) -> DevPki:
     """One development CA and seal for the whole test session (RSA keys are slow)."""
@@ -419,8 +411,6 @@ async def signing_server(tmp_path: Path, dev_pki: DevPki) -> AsyncIterator[Signi
     service.providers = {"matrix-code": MatrixCodeProvider(_code_sender(service, messenger, "sv"))}
     service.signer = load_signer(settings.signing)
     app = create_app(
-        health=_healthy,
-        metrics_source=_no_metrics,
         backend=service.backend,
         public_base_url=base_url,
     )

@@ -61,6 +61,10 @@ async def test_demo_answers_new_case_from_demo_user(tmp_path: Path) -> None:
         homeserver = next(
             line.split()[-1] for line in printed.splitlines() if "Homeserver:" in line
         )
+        # Health and metrics: on the admin address the banner prints.
+        admin = next(line.split()[1] for line in printed.splitlines() if "Admin:" in line)
+        with urllib.request.urlopen(f"{admin}/healthz", timeout=10) as response:
+            assert json.load(response)["status"] == "ok"
         anna = MatrixUser(homeserver, "@anna:localhost", passwords["anna"], tmp_path / "anna")
         await anna.start()
         try:

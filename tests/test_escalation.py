@@ -36,7 +36,7 @@ from signing.errors import Expired
 from signing.identity import SigningContext
 from signing.identity.matrix_code import MatrixCodeProvider
 from signing.seal import close_signer, load_signer
-from signing.web import SESSION_COOKIE, create_app
+from signing.web import PREAUTH_COOKIE, SESSION_COOKIE, create_app
 from storage import create_engine, decisions, repo, session_factory, upgrade
 from storage import escalation as steps
 from storage.models import Case, EscalationStep, SigningRequest
@@ -297,6 +297,7 @@ class Night:
         )
         self.dispatcher.duty_room_id = DUTY
         self.client: TestClient | None = None
+        self.preauth: dict[str, str] = {}  # link token -> the pre-auth cookie
         self._events = 0
 
     def second_process(self) -> Services:
@@ -474,16 +475,7 @@ class Night:
     ) -> Answer:
         """The signing API as the page's script calls it."""
         if self.client is None:
-
-            async def health() -> dict[str, Any]:
-                return {"status": "ok"}
-
-            async def metrics() -> str:
-                return ""
-
             app = create_app(
-                health=health,
-                metrics_source=metrics,
                 backend=self.backend,
                 public_base_url=BASE,
             )
@@ -491,10 +483,15 @@ class Night:
                 TestServer(app, host="127.0.0.1"), cookie_jar=aiohttp.DummyCookieJar()
             )
             await self.client.start_server()
-        headers = {"Cookie": f"{SESSION_COOKIE}={cookie}"} if cookie else {}
+        jar = [f"{SESSION_COOKIE}={cookie}"] if cookie else []
+        if path.startswith("/auth") and token in self.preauth:  # the starting browser's
+            jar.append(f"{PREAUTH_COOKIE}={self.preauth[token]}")
+        headers = {"Cookie": "; ".join(jar)} if jar else {}
         async with self.client.request(
             method, f"/api/v1/signing/{token}{path}", json=body, headers=headers
         ) as response:
+            if (preauth := response.cookies.get(PREAUTH_COOKIE)) is not None:
+                self.preauth[token] = preauth.value
             morsel = response.cookies.get(SESSION_COOKIE)
             return Answer(response.status, await response.json(), morsel.value if morsel else None)
 

@@ -446,13 +446,7 @@ async def bot() -> AsyncIterator[Bot]:
             raise answer
         return answer
 
-    async def health() -> dict[str, Any]:
-        return {"status": "ok"}
-
-    async def metrics() -> str:
-        return ""
-
-    app = create_app(health=health, metrics_source=metrics, public_base_url=base_url)
+    app = create_app(public_base_url=base_url)
     add_elks_routes(app, secret=state.secret, acknowledge=acknowledge, public_base_url=base_url)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -710,13 +704,7 @@ async def test_the_composite_routes_a_whole_call_through_the_web_app(
     settings = _settings(tmp_path, NotifySettings(phone=_phone_settings(elks)), base_url)
     notifier: CompositeNotifier = build_notifier(settings, acknowledge=acknowledge)
 
-    async def health() -> dict[str, Any]:
-        return {"status": "ok"}
-
-    async def metrics() -> str:
-        return ""
-
-    app = create_app(health=health, metrics_source=metrics, public_base_url=base_url)
+    app = create_app(public_base_url=base_url)
     notifier.add_routes(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

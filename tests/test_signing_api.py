@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 import re
 import secrets
 import textwrap
+import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -33,6 +35,7 @@ from yarl import URL
 from config import Settings, load_settings
 from config.settings import BankIdSettings, OidcSettings
 from handlers import i18n
+from handlers.audit_export import export_case
 from handlers.dispatcher import Dispatcher
 from handlers.links import token_hash
 from handlers.messenger import IncomingMessage, MemoryMessenger, Message
@@ -44,7 +47,7 @@ from signing.identity.matrix_code import MatrixCodeProvider
 from signing.identity.oidc import OidcProvider
 from signing.seal import load_signer
 from signing.verify import FileReport, async_verify_bytes
-from signing.web import SESSION_COOKIE, create_app
+from signing.web import PREAUTH_COOKIE, SESSION_COOKIE, create_app
 from storage import create_engine, decisions, repo, session_factory, upgrade
 from storage.models import SigningRequest
 from tests import test_oidc
@@ -270,6 +273,8 @@ class Env:
         self.service = service
         self.client = client
         self.pki = pki
+        #: The pre-auth cookie as the browser keeps it: its path -> its value.
+        self.preauth: dict[str, str] = {}
 
     async def fetch(
         self,
@@ -283,8 +288,15 @@ class Env:
         query: Mapping[str, str] | None = None,
     ) -> Answer:
         sent = dict(headers or {})
+        # Like the browser that started identification: its pre-auth cookie goes along
+        # (unless the test says which cookies it sends).
+        jar = [f"{PREAUTH_COOKIE}={v}" for at, v in self.preauth.items() if path.startswith(at)]
+        if "Cookie" in sent:
+            jar = []
         if cookie:
-            sent["Cookie"] = f"{SESSION_COOKIE}={cookie}"
+            jar.append(f"{SESSION_COOKIE}={cookie}")
+        if jar:
+            sent["Cookie"] = "; ".join(jar)
         options: dict[str, Any] = {"headers": sent, "allow_redirects": False}
         if query is not None:
             options["params"] = dict(query)
@@ -293,6 +305,9 @@ class Env:
         if data is not None:
             options["data"] = data
         async with self.client.request(method, path, **options) as response:
+            preauth = response.cookies.get(PREAUTH_COOKIE)
+            if preauth is not None:
+                self.preauth[preauth["path"]] = preauth.value
             return Answer(response.status, await response.read(), response.headers)
 
     async def call(self, method: str, token: str, path: str = "", **options: Any) -> Answer:
@@ -478,15 +493,7 @@ async def make_env(tmp_path: Path, dev_pki: DevPki) -> AsyncIterator[MakeEnv]:
             if close is not None:
                 closers.append(close)
 
-        async def health() -> dict[str, Any]:
-            return {"status": "ok"}
-
-        async def metrics() -> str:
-            return ""
-
         app = create_app(
-            health=health,
-            metrics_source=metrics,
             backend=service.backend,
             public_base_url=settings.web.public_base_url,
         )
@@ -1441,11 +1448,31 @@ async def test_bankid_through_the_api(bankid_env: Env, bankid_server: BankIdTest
     ((_, pdf),) = env.messenger.files_in(sub.room_id)
     report = await env.verify(pdf)
     assert report.ok and report.evidence is not None
-    assert report.evidence["method"] == "bankid"
-    assert report.evidence["subject"] == TOLVAN
-    completion = report.evidence["evidence"]["completionData"]
-    assert completion["user"]["personalNumber"] == TOLVAN.replace("-", "")
     assert "BankID" in (report.signatures[0].reason or "")
+    # What travels with the PDF proves the identification without the personal
+    # identity number or the device's IP address (issue 10): method, time, name, the
+    # order reference and a digest of the full record, which stays in the database.
+    request = await env.request(sub.token)
+    embedded = report.evidence
+    assert embedded["method"] == "bankid" and embedded["name"] == request.identity["name"]
+    assert embedded["reference"] == {"orderRef": request.identity["evidence"]["orderRef"]}
+    assert "subject" not in embedded and "evidence" not in embedded
+    shown = json.dumps(embedded)
+    assert TOLVAN.replace("-", "") not in shown and TOLVAN not in shown
+    assert "127.0.0.1" not in shown
+    completion = request.identity["evidence"]["completionData"]
+    assert completion["user"]["personalNumber"] == TOLVAN.replace("-", "")
+    full = json.dumps(request.identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert embedded["evidence_sha256"] == hashlib.sha256(full.encode()).hexdigest()
+    # The audit export carries the full record, byte for byte as digested.
+    export = await export_case(
+        env.sessions, env.settings, number=sub.number, actor="cli:test", now=env.clock.now
+    )
+    assert export is not None
+    with zipfile.ZipFile(io.BytesIO(export.data)) as archive:
+        record = archive.read(f"{sub.number}/evidence/decision-{request.id}-identification.json")
+    assert hashlib.sha256(record).hexdigest() == embedded["evidence_sha256"]
+    assert json.loads(record)["evidence"]["completionData"] == completion
 
 
 @pytest.mark.parametrize(
@@ -1559,7 +1586,12 @@ async def test_oidc_through_the_api(oidc_env: Env, oidc_issuer: str) -> None:
     ((_, pdf),) = env.messenger.files_in(sub.room_id)
     report = await env.verify(pdf)
     assert report.ok and report.evidence is not None
-    assert report.evidence["method"] == "oidc" and report.evidence["subject"] == "tolvan"
+    # The provider's reference is embedded; its subject and raw ID token are not.
+    embedded = report.evidence
+    assert embedded["method"] == "oidc" and embedded["reference"]["iss"] == oidc_issuer
+    assert "subject" not in embedded and "id_token" not in json.dumps(embedded)
+    request = await env.request(sub.token)
+    assert request.identity["subject"] == "tolvan" and request.identity["evidence"]["id_token"]
 
 
 async def test_oidc_session_cookie_is_secure_when_the_base_url_is_https(

@@ -279,6 +279,9 @@ async def test_sign_with_a_code_from_element_posts_a_valid_signed_pdf_to_the_cas
     assert pdf.startswith(b"%PDF")
     assert hashlib.sha256(pdf).hexdigest() == (await server.request(token)).document_sha256
 
+    # The box opens once the decision's last page has been on screen (signing/preview.py).
+    await phone.page.locator("#pages img").last.wait_for()
+    await phone.page.evaluate("() => window.scrollTo(0, document.scrollingElement.scrollHeight)")
     confirm = phone.page.get_by_text("Jag har läst beslutet")
     await confirm.tap()
     assert await phone.page.locator("#confirm").is_checked() and await sign.is_enabled()

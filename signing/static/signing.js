@@ -6,6 +6,7 @@
   const api = "/api/v1/signing/" + encodeURIComponent(data.token);
   const $ = (id) => document.getElementById(id);
   let polling = null;
+  let pagesRequested = false;
 
   function status(text, isError) {
     const el = $("status");
@@ -47,6 +48,87 @@
     show("decide");
     $("document-link").href = api + "/document.pdf";
     status("");
+    showPages();
+  }
+
+  // The decision itself, page by page (images of the PDF that will be sealed): "I have
+  // read the decision" can be ticked once the end of the last page has been on screen.
+  function allowConfirm() {
+    $("confirm").disabled = false;
+    $("confirm-hint").hidden = true;
+  }
+
+  async function showPages() {
+    if (pagesRequested) { return; }
+    pagesRequested = true;
+    const box = $("pages");
+    let result;
+    try {
+      result = await call("GET", "/pages");
+    } catch (error) { pagesFailed(); return; }
+    box.textContent = "";
+    for (const page of result.pages) {
+      const img = document.createElement("img");
+      img.alt = page.alt;
+      img.width = page.width;
+      img.height = page.height;
+      img.decoding = "async";
+      img.addEventListener("error", pagesFailed);
+      img.src = page.url;
+      box.appendChild(img);
+    }
+    box.removeAttribute("aria-busy");
+    const last = box.lastElementChild;
+    if (!last) { pagesFailed(); return; }
+    $("pages-end").hidden = false;
+    let loaded = false;
+    let seen = false;
+    const ready = () => { if (loaded && seen) { allowConfirm(); } };
+    if (last.complete && last.naturalWidth > 0) { loaded = true; } else {
+      last.addEventListener("load", () => { loaded = true; ready(); });
+    }
+    whenShown($("after-pages"), () => { seen = true; ready(); });
+  }
+
+  // Calls back once ``element`` is on screen. It is everything under the last page, down
+  // to the end of the page, so it is on screen whenever the end of the last page is on
+  // or above the screen: a jump past it (the End key, a fast fling) counts too.
+  function whenShown(element, callback) {
+    if ("IntersectionObserver" in window) {
+      const observer = new IntersectionObserver((entries) => {
+        if (entries.some((entry) => entry.isIntersecting)) { observer.disconnect(); callback(); }
+      });
+      observer.observe(element);
+      return;
+    }
+    const check = () => {  // browsers without IntersectionObserver: ask on scroll
+      const box = element.getBoundingClientRect();
+      if (box.bottom > 0 && box.top < (window.innerHeight || document.documentElement.clientHeight)) {
+        window.removeEventListener("scroll", check);
+        window.removeEventListener("resize", check);
+        callback();
+      }
+    };
+    window.addEventListener("scroll", check, { passive: true });
+    window.addEventListener("resize", check);
+    check();
+  }
+
+  // Without the pages on screen the PDF is the way to read it: opening it allows the box.
+  function pagesFailed() {
+    if ($("pages").dataset.failed) { return; }
+    $("pages").dataset.failed = "1";
+    $("pages").removeAttribute("aria-busy");
+    $("pages").textContent = "";
+    $("pages-end").hidden = true;
+    const notice = document.createElement("p");
+    notice.className = "error";
+    notice.textContent = T["pages.failed"];
+    $("pages").appendChild(notice);
+    if ($("confirm").disabled) {
+      $("confirm-hint").textContent = T["confirm.wait_pdf"];
+      $("document-link").addEventListener("click", allowConfirm);
+    }
   }
 
   async function startMethod(method) {
