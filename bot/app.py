@@ -66,6 +66,10 @@ SYNC_STALE_AFTER = 120.0
 HEALTH_DB_TIMEOUT = 5.0
 
 
+class ListenerError(Exception):
+    """A listener's address cannot be bound: ``socialjour run`` says which and stops."""
+
+
 class Socialjour:
     """One running installation: database, Matrix connection, rooms, handlers, web."""
 
@@ -200,18 +204,22 @@ class Socialjour:
 
     async def start(self) -> None:
         settings = self.settings
-        # First, so /healthz says "starting" through the migrations and the room set-up.
-        await self._start_admin()
-        await upgrade(settings.storage.database_url)
         if self.lock.fencing:
-            # PostgreSQL: while another node leads, wait as its standby (/healthz says
-            # so), touching neither the homeserver nor the crypto store; then take over.
+            # PostgreSQL: /healthz first, so it says "starting" through the migrations
+            # and "standby" while another node leads; a standby touches neither the
+            # homeserver nor the crypto store until it has taken over.
+            await self._start_admin()
+            await upgrade(settings.storage.database_url)
             await self.lock.wait_until_leader(
                 on_standby=lambda: self.health_state.set(Phase.STANDBY)
             )
             self.health_state.set(Phase.STARTING)
         else:
-            await self.lock.acquire()  # SQLite: one process per database; a second refuses
+            # SQLite: one process per database. A second one refuses before it binds
+            # anything (it would find the first one's ports taken and say only that).
+            await upgrade(settings.storage.database_url)
+            await self.lock.acquire()
+            await self._start_admin()
         await self.matrix.connect()
         self.matrix.start()
         duty = settings.duty
@@ -267,10 +275,16 @@ class Socialjour:
         self.notifier.add_routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(
-            self._runner, self.settings.web.listen_host, self.settings.web.listen_port
-        )
-        await site.start()
+        web_settings = self.settings.web
+        try:
+            await web.TCPSite(
+                self._runner, web_settings.listen_host, web_settings.listen_port
+            ).start()
+        except OSError as exc:
+            raise ListenerError(
+                f"web.listen {web_settings.listen_host}:{web_settings.listen_port} is not "
+                f"available ({exc.strerror or exc})"
+            ) from None
 
     async def _start_admin(self) -> None:
         """``/healthz`` and ``/metrics`` on ``web.admin_listen``, never the public port."""
@@ -281,7 +295,13 @@ class Socialjour:
         await runner.setup()
         self._admin_runner = runner
         web_settings = self.settings.web
-        await web.TCPSite(runner, web_settings.admin_host, web_settings.admin_port).start()
+        try:
+            await web.TCPSite(runner, web_settings.admin_host, web_settings.admin_port).start()
+        except OSError as exc:
+            raise ListenerError(
+                f"web.admin_listen {web_settings.admin_host}:{web_settings.admin_port} is not "
+                f"available ({exc.strerror or exc}); on one machine each node needs its own"
+            ) from None
         host, port = runner.addresses[0][:2]
         self.admin_address = (str(host), int(port))
         shown = f"[{host}]" if ":" in str(host) else host

@@ -40,7 +40,7 @@ def _warning(label: str, warning: Problem) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bot.app import run
+    from bot.app import ListenerError, run
     from bot.instance_lock import AlreadyRunning
     from bot.rooms import RoomSetupError
 
@@ -50,7 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.warning("config: %s", _warning(args.config, warning))
     try:
         asyncio.run(run(settings))
-    except (AlreadyRunning, RoomSetupError) as exc:
+    except (AlreadyRunning, RoomSetupError, ListenerError) as exc:
         print(f"socialjour run: {exc}", file=sys.stderr)
         return 1
     return 0

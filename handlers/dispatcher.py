@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -308,40 +308,41 @@ class Dispatcher:
     async def handle_vote(self, vote: IncomingVote) -> bool:
         """A poll vote in a case room answers the current question; never raises.
         Claimed in the same transaction as the answer it gives."""
-        msg = vote.as_message()
-        ctx: Ctx | None = None
-        try:
-            async with unit_of_work(self.sessions) as unit:
-                session = unit.session
-                if not await repo.claim_event(
-                    session, event_id=msg.event_id, room_id=msg.room_id, now=self.clock()
-                ):
-                    return True
-                kind, case = await self._locate(session, vote.room_id)
-                if kind is not RoomKind.CASE or case is None:
-                    return True
-                ctx = self._ctx(msg, kind, case, "", unit)
-                ctx.claimed = True
-                await self._authorise(ctx, session)
-                if not vote.trusted_device:
-                    await ctx.reply("error.untrusted_device")
-                    return True
-                if not await self.execution.handle_vote(ctx, vote):
-                    await self.reports.handle_vote(ctx, vote)
-            self._turn_done(msg)
-            return True
-        except Exception as exc:
-            if ctx is not None:
-                ctx.unit, ctx.claimed = None, False
-            await self._answer_error(ctx, exc, None)
-            return False
+
+        async def answer(ctx: Ctx, session: AsyncSession) -> None:
+            await self._authorise(ctx, session)
+            if not vote.trusted_device:
+                await ctx.reply("error.untrusted_device")
+                return
+            if not await self.execution.handle_vote(ctx, vote):
+                await self.reports.handle_vote(ctx, vote)
+
+        return await self._in_case_room(vote.as_message(), answer, turn=True)
 
     async def handle_redaction(self, redaction: IncomingRedaction) -> bool:
         """A removed message in a case room: if it gave an answer (to the report or the
         execution questions), the answer goes with it. Claimed in the same transaction
         as the change, so handled again after a restart it changes nothing; never raises.
         """
-        msg = redaction.as_message()
+
+        async def remove(ctx: Ctx, session: AsyncSession) -> None:
+            # Who may remove an answer (its author, a moderator) is decided where the
+            # answer is found; anyone else's redaction of a remark is no concern.
+            if not await self.execution.handle_redaction(ctx, redaction):
+                await self.reports.handle_redaction(ctx, redaction)
+
+        return await self._in_case_room(redaction.as_message(), remove, turn=False)
+
+    async def _in_case_room(
+        self,
+        msg: IncomingMessage,
+        work: Callable[[Ctx, AsyncSession], Awaitable[None]],
+        *,
+        turn: bool,
+    ) -> bool:
+        """An event other than a text (a vote, a redaction) that only matters in a case
+        room: claimed in the same transaction as the change ``work`` makes; never
+        raises. ``turn``: it is a dialogue turn (timed for the metrics)."""
         ctx: Ctx | None = None
         try:
             async with unit_of_work(self.sessions) as unit:
@@ -355,10 +356,9 @@ class Dispatcher:
                     return True
                 ctx = self._ctx(msg, kind, case, "", unit)
                 ctx.claimed = True
-                # Who may remove an answer (its author, a moderator) is decided where
-                # the answer is found; anyone else's redaction of a remark is no concern.
-                if not await self.execution.handle_redaction(ctx, redaction):
-                    await self.reports.handle_redaction(ctx, redaction)
+                await work(ctx, session)
+            if turn:
+                self._turn_done(msg)
             return True
         except Exception as exc:
             if ctx is not None:

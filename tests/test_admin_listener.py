@@ -24,18 +24,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import event
 
 from bot.app import Socialjour
-from bot.synapse_local import free_port
 from config import ConfigError, load_settings
 from storage import repo
 from storage.models import Case
 from tests.conftest import BotFactory, UserFactory
 from tests.test_bot_matrix import join_duty_room, open_case
-from tests.test_decision_matrix import (
-    _sign_through_the_api,
-    municipality,
-    serve_tsa,
-    signing_config,
-)
+from tests.test_decision_matrix import _sign_through_the_api, dag_signs_with_a_tsa
 
 PASSWORD_VAR = "SOCIALJOUR_MATRIX_PASSWORD"
 HISTOGRAMS = (
@@ -248,12 +242,7 @@ async def test_a_real_dialogue_turn_and_signature_show_in_the_histograms(
 ) -> None:
     anna = await make_user("anna")
     dag = await make_user("dag")
-    tsa_port = free_port()
-    extra = municipality(dag, anna.localpart) + signing_config(
-        tmp_path, tsa_url=f"http://127.0.0.1:{tsa_port}/"
-    )
-    tsa = await serve_tsa(tmp_path / "pki", tsa_port)
-    try:
+    async with dag_signs_with_a_tsa(dag, anna.localpart, tmp_path) as extra:
         bot = make_bot(members=[anna.user_id], extra=extra)
         process = bot.process
         admin, public = process.admin_url, f"http://127.0.0.1:{process.web_port}"
@@ -286,5 +275,3 @@ async def test_a_real_dialogue_turn_and_signature_show_in_the_histograms(
         assert after["socialjour_dialogue_turn_seconds_count"] > 20  # the report's answers
         assert after["socialjour_open_cases"] >= 1
         assert after["socialjour_syncs_total"] > before["socialjour_syncs_total"]
-    finally:
-        await tsa.cleanup()

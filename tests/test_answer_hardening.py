@@ -517,21 +517,9 @@ async def test_a_decline_reason_is_kept_and_shown_without_invisible_characters(
     sub = await env.submit()
     cookie = await env.identify(sub.token)
     # Nothing but invisible characters is no reason at all.
-    empty = await env.call(
-        "POST",
-        sub.token,
-        "/decision",
-        body={"action": "decline", "reason": "\u200b\u202e\ufeff"},
-        cookie=cookie,
-    )
+    empty = await env.decline(sub.token, "\u200b\u202e\ufeff", cookie)
     assert empty.status == 400
-    answer = await env.call(
-        "POST",
-        sub.token,
-        "/decision",
-        body={"action": "decline", "reason": "Fel \u202eparagraf\u200b, se\u2066 LVU 2 §."},
-        cookie=cookie,
-    )
+    answer = await env.decline(sub.token, "Fel \u202eparagraf\u200b, se\u2066 LVU 2 §.", cookie)
     assert answer.status == 200, answer.body
     await env.posted()
     request = await env.request(sub.token)

@@ -11,7 +11,6 @@ import secrets
 import shutil
 import sqlite3
 import subprocess
-import sys
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,48 +19,25 @@ import pytest
 
 from bot.synapse_local import LocalSynapse
 from storage import current_revision, head_revision, upgrade
+from tests.bot_cli import OFFLINE_CONFIG, run_bot
 from tests.conftest import BotFactory, UserFactory
 from tests.matrix_helpers import BotProcess, free_port, write_bot_config
 from tests.storage_fixtures import postgres_database
-from tests.test_bot_matrix import join_duty_room, open_case
-from tests.test_report_matrix import MUNICIPALITIES, Worker
+from tests.test_bot_matrix import join_duty_room
+from tests.test_inbox_matrix import start_lvu6
+from tests.test_report_matrix import MUNICIPALITIES
 
-ROOT = Path(__file__).resolve().parents[1]
 PASSPHRASE_VAR = "SJ_TEST_BACKUP_PASSPHRASE"
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``python -m bot ARGS`` as an operator's shell runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=180,
-        check=False,
-        cwd=ROOT,
-    )
+    """``python -m bot ARGS`` as an operator's shell runs it, with ``env`` added."""
+    return run_bot(*args, env={**os.environ, **(env or {})}, timeout=180)
 
 
 # -- a small installation, no Synapse ----------------------------------------------------
 
-CONFIG = """
-[matrix]
-homeserver = "http://127.0.0.1:1"
-user_id = "@socialjour:example.org"
-password = "unused"
-
-[storage]
-data_dir = "data"
-database_url = "sqlite+aiosqlite:///data/socialjour.db"
-
-[web]
-listen = "127.0.0.1:1"
-
-[duty]
-room_alias = "#socialjour:example.org"
-members = ["@anna:example.org"]
-"""
+CONFIG = OFFLINE_CONFIG + 'database_url = "sqlite+aiosqlite:///data/socialjour.db"\n'
 
 
 def installation(folder: Path, *, revision: str = "head") -> tuple[Path, str]:
@@ -244,11 +220,7 @@ async def test_backup_while_running_restores_into_a_fresh_installation_that_cont
     extra = MUNICIPALITIES.format(tag=anna.localpart)
     async with databases(backend) as (live_url, fresh_url):
         bot = make_bot(members=[anna.user_id], extra=extra, database_url=live_url)
-        duty = await join_duty_room(anna, bot.duty_alias)
-        _, room = await open_case(anna, duty)
-        worker = Worker(anna, room)
-        await anna.wait_message(room, contains="Vilket beslut gäller ärendet?")
-        await worker.vote(None, ["lvu6"], "Fråga 1 av 27")
+        _, _, worker = await start_lvu6(anna, await join_duty_room(anna, bot.duty_alias))
         await worker.say("Tolvan Tolvansson", "Fråga 2 av 27")
 
         backup = tmp_path / "backup"

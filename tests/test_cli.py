@@ -14,9 +14,9 @@ import pytest
 
 from bot.cli import main
 from config import EXAMPLE_CONFIG
+from tests.bot_cli import run_bot
 
 PASSWORD_VAR = "SOCIALJOUR_MATRIX_PASSWORD"
-ROOT = Path(__file__).resolve().parents[1]
 
 VALID = """
 [matrix]
@@ -62,15 +62,7 @@ def run_cli(
     """``python -m bot ARGS`` in a child process, as a shell would run it."""
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(env_extra or {})
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-        cwd=ROOT,
-    )
+    return run_bot(*args, env=env)
 
 
 def problem_lines(output: str, config: Path) -> list[str]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import re
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -135,22 +137,29 @@ async def submit_lvu6(anna: MatrixUser, bot_alias: str) -> tuple[str, str]:
     return number, room
 
 
+@contextlib.asynccontextmanager
+async def dag_signs_with_a_tsa(dag: MatrixUser, tag: str, folder: Path) -> AsyncIterator[str]:
+    """The bot's extra configuration: Skövde with Dag on call, signing with a seal from
+    a development PKI in ``folder`` and time stamps from a real TSA on loopback, which
+    serves while the block runs."""
+    tsa_port = free_port()
+    extra = municipality(dag, tag) + signing_config(folder, tsa_url=f"http://127.0.0.1:{tsa_port}/")
+    tsa = await serve_tsa(folder / "pki", tsa_port)
+    try:
+        yield extra
+    finally:
+        await tsa.cleanup()
+
+
 async def test_decision_signed_with_matrix_code_arrives_as_validated_pdf(
     make_user: UserFactory, make_bot: BotFactory, tmp_path: Path
 ) -> None:
     anna = await make_user("anna")
     dag = await make_user("dag")
-    tsa_port = free_port()
-    extra = municipality(dag, anna.localpart) + signing_config(
-        tmp_path, tsa_url=f"http://127.0.0.1:{tsa_port}/"
-    )
-    tsa = await serve_tsa(tmp_path / "pki", tsa_port)
-    try:
+    async with dag_signs_with_a_tsa(dag, anna.localpart, tmp_path) as extra:
         await _sign_through_the_api(
             anna, dag, make_bot(members=[anna.user_id], extra=extra), tmp_path
         )
-    finally:
-        await tsa.cleanup()
 
 
 async def serve_tsa(pki_folder: Path, port: int) -> web.AppRunner:

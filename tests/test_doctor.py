@@ -10,28 +10,26 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
-from bot.synapse_local import LocalSynapse, free_port
+from bot.synapse_local import LocalSynapse
 from signing import devpki
+from tests.bot_cli import ROOT, run_bot
 from tests.components import unavailable
 from tests.conftest import BotFactory, UserFactory, unique
 from tests.elks_server import ElksTestServer
-from tests.test_notifiers import (  # noqa: F401 - tls is a fixture
+from tests.test_notifiers import (  # noqa: F401 - mailbox, starttls_smtp and tls are fixtures
     SMTP_PASSWORD,
     SMTP_USER,
-    Mailbox,
-    _authenticator,
+    mailbox,
+    starttls_smtp,
     tls,
 )
 from tests.test_notifiers import Tls as SmtpTls
 
-ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "deploy" / "socialjour.service"
 ELKS_USER, ELKS_PASSWORD = "u0123456789abcdef", "elks-secret"
 
@@ -45,15 +43,7 @@ if ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) == 0:  # PR_SET_MDWE
 
 
 def doctor(config: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot", "doctor", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-        cwd=ROOT,
-    )
+    return run_bot("doctor", "--config", str(config), *args, env=env)
 
 
 def line(output: str, status: str, name: str) -> str:
@@ -61,26 +51,6 @@ def line(output: str, status: str, name: str) -> str:
     found = re.search(rf"^{status}\s+{re.escape(name)}: .*(\n     fix: .*)?", output, re.M)
     assert found, f"no {status} {name} in:\n{output}"
     return found.group(0)
-
-
-@pytest.fixture
-def smtp(tls: SmtpTls) -> Iterator[int]:  # noqa: F811 - the imported fixture
-    """STARTTLS required, then a login (only over TLS)."""
-    controller = Controller(
-        Mailbox(),
-        hostname="127.0.0.1",
-        port=free_port(),
-        tls_context=tls.server_context(),
-        require_starttls=True,
-        auth_required=True,
-        auth_require_tls=True,
-        authenticator=_authenticator,
-    )
-    controller.start()
-    try:
-        yield controller.port
-    finally:
-        controller.stop()
 
 
 def extra_config(
@@ -125,7 +95,7 @@ async def test_doctor_passes_a_healthy_installation_and_names_the_fix_for_each_b
     synapse: LocalSynapse,
     make_user: UserFactory,
     make_bot: BotFactory,
-    smtp: int,
+    starttls_smtp: int,  # noqa: F811 - STARTTLS required, then a login (only over TLS)
     tls: SmtpTls,  # noqa: F811
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -133,7 +103,7 @@ async def test_doctor_passes_a_healthy_installation_and_names_the_fix_for_each_b
     anna = await make_user("anna")
     pki = devpki.create_dev_pki(tmp_path / "pki")
     async with ElksTestServer(ELKS_USER, ELKS_PASSWORD) as elks:
-        settings = dict(pki=pki, smtp_port=smtp, cert=tls.cert, elks=elks.url)
+        settings = dict(pki=pki, smtp_port=starttls_smtp, cert=tls.cert, elks=elks.url)
         extra = extra_config(
             anna.localpart, smtp_pw=SMTP_PASSWORD, elks_pw=ELKS_PASSWORD, **settings
         )

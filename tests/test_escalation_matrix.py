@@ -64,6 +64,19 @@ escalation_policy = "{policy_name}"
     return text
 
 
+def escalation_config(
+    folder: Path,
+    makers: list[tuple[MatrixUser, str]],
+    tag: str,
+    name: str,
+    steps: str,
+    **options: str,
+) -> str:
+    """The bot's extra configuration: Skövde with ``makers`` on call under the policy
+    ``name`` of ``steps`` (and ``options``), signing with a development seal in ``folder``."""
+    return municipality(makers, tag, name) + policy(name, steps, **options) + signing_config(folder)
+
+
 async def direct_alert(
     user: MatrixUser, *, after: int = 0, timeout: float = 30
 ) -> tuple[str, Received, str]:
@@ -126,10 +139,8 @@ async def acked_case(
     """A decision waiting for Dag alone on ``steps``: (anna, dag, case room, dag's room, alert)."""
     anna = await make_user("anna")
     dag = await make_user("dag")
-    extra = (
-        municipality([(dag, "Dag Dagsson")], anna.localpart, "p")
-        + policy("p", steps, ack_window=window)
-        + signing_config(tmp_path)
+    extra = escalation_config(
+        tmp_path, [(dag, "Dag Dagsson")], anna.localpart, "p", steps, ack_window=window
     )
     bot = make_bot(members=[anna.user_id], extra=extra)
     _, case_room = await submit_lvu6(anna, bot.duty_alias)
@@ -146,16 +157,15 @@ async def test_reminder_then_deputy_who_signs_and_then_nothing_more(
     anna = await make_user("anna")
     dag = await make_user("dag")
     vera = await make_user("vera")
-    extra = (
-        municipality([(dag, "Dag Dagsson"), (vera, "Vera Vice")], anna.localpart, "fast")
-        + policy(
-            "fast",
-            '{ after = "3s", action = "remind" }, { after = "6s", action = "next_signer" }, '
-            '{ after = "12s", action = "alert_leads" }',
-            ack_window="1s",
-            repeat_every="3s",
-        )
-        + signing_config(tmp_path)
+    extra = escalation_config(
+        tmp_path,
+        [(dag, "Dag Dagsson"), (vera, "Vera Vice")],
+        anna.localpart,
+        "fast",
+        '{ after = "3s", action = "remind" }, { after = "6s", action = "next_signer" }, '
+        '{ after = "12s", action = "alert_leads" }',
+        ack_window="1s",
+        repeat_every="3s",
     )
     bot = make_bot(members=[anna.user_id], extra=extra)
     number, case_room = await submit_lvu6(anna, bot.duty_alias)
@@ -278,12 +288,12 @@ async def test_step_missed_while_killed_runs_once_late_after_restart(
 ) -> None:
     anna = await make_user("anna")
     dag = await make_user("dag")
-    extra = (
-        municipality([(dag, "Dag Dagsson")], anna.localpart, "crash")
-        + policy(
-            "crash", '{ after = "2s", action = "remind" }, { after = "4s", action = "remind" }'
-        )
-        + signing_config(tmp_path)
+    extra = escalation_config(
+        tmp_path,
+        [(dag, "Dag Dagsson")],
+        anna.localpart,
+        "crash",
+        '{ after = "2s", action = "remind" }, { after = "4s", action = "remind" }',
     )
     bot = make_bot(members=[anna.user_id], extra=extra)
     _, case_room = await submit_lvu6(anna, bot.duty_alias)
@@ -318,13 +328,12 @@ async def test_killed_inside_next_signer_still_asks_the_deputy_after_restart(
     anna = await make_user("anna")
     dag = await make_user("dag")
     vera = await make_user("vera")
-    extra = (
-        municipality([(dag, "Dag Dagsson"), (vera, "Vera Vice")], anna.localpart, "k")
-        + policy(
-            "k",
-            '{ after = "3s", action = "next_signer" }, { after = "90s", action = "alert_leads" }',
-        )
-        + signing_config(tmp_path)
+    extra = escalation_config(
+        tmp_path,
+        [(dag, "Dag Dagsson"), (vera, "Vera Vice")],
+        anna.localpart,
+        "k",
+        '{ after = "3s", action = "next_signer" }, { after = "90s", action = "alert_leads" }',
     )
     bot = make_bot(members=[anna.user_id], extra=extra)
     await submit_lvu6(anna, bot.duty_alias)
@@ -368,13 +377,12 @@ async def test_untrusted_first_signer_is_reported_and_the_deputy_asked_at_once(
     anna = await make_user("anna")
     eva = await make_user("eva", cross_sign=False)
     dag = await make_user("dag")
-    extra = (
-        municipality([(eva, "Eva Osäker"), (dag, "Dag Dagsson")], anna.localpart, "slow")
-        + policy(
-            "slow",
-            '{ after = "60s", action = "remind" }, { after = "120s", action = "next_signer" }',
-        )
-        + signing_config(tmp_path)
+    extra = escalation_config(
+        tmp_path,
+        [(eva, "Eva Osäker"), (dag, "Dag Dagsson")],
+        anna.localpart,
+        "slow",
+        '{ after = "60s", action = "remind" }, { after = "120s", action = "next_signer" }',
     )
     bot = make_bot(members=[anna.user_id], extra=extra)
     _, case_room = await submit_lvu6(anna, bot.duty_alias)

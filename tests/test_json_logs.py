@@ -4,40 +4,17 @@ nothing personal in it."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.bot_cli import OFFLINE_CONFIG, run_bot, run_python
 from tests.conftest import BotFactory, UserFactory
-from tests.test_bot_matrix import join_duty_room, open_case
-from tests.test_report_matrix import MUNICIPALITIES, Worker
-
-ROOT = Path(__file__).resolve().parents[1]
-
-CONFIG = """
-[matrix]
-homeserver = "http://127.0.0.1:1"
-user_id = "@socialjour:example.org"
-password = "unused"
-
-[storage]
-data_dir = "data"
-
-[web]
-listen = "127.0.0.1:1"
-
-[duty]
-room_alias = "#socialjour:example.org"
-members = ["@anna:example.org"]
-
-[log]
-{log}
-"""
+from tests.test_bot_matrix import join_duty_room
+from tests.test_inbox_matrix import start_lvu6
+from tests.test_report_matrix import MUNICIPALITIES
 
 #: Logs as the CLI sets logging up from the config: a formatted line, a noisy library
 #: at DEBUG, and an exception whose message carries what a worker typed.
@@ -58,18 +35,15 @@ except ValueError:
 """
 
 
-def logged(tmp_path: Path, log_section: str) -> subprocess.CompletedProcess[str]:
+def config_with(tmp_path: Path, log_section: str) -> Path:
+    """The offline configuration with ``log_section`` as its ``[log]`` table."""
     config = tmp_path / "socialjour.toml"
-    config.write_text(textwrap.dedent(CONFIG.format(log=log_section)))
-    return subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(config)],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
+    config.write_text(OFFLINE_CONFIG + f"\n[log]\n{log_section}\n")
+    return config
+
+
+def logged(tmp_path: Path, log_section: str) -> subprocess.CompletedProcess[str]:
+    return run_python(["-c", SCRIPT, str(config_with(tmp_path, log_section))], timeout=60)
 
 
 def parse(stderr: str) -> list[dict[str, Any]]:
@@ -109,16 +83,8 @@ def test_text_stays_the_default_and_the_level_is_read_from_log(tmp_path: Path) -
 
 
 def test_an_unknown_log_format_is_a_config_problem(tmp_path: Path) -> None:
-    config = tmp_path / "socialjour.toml"
-    config.write_text(textwrap.dedent(CONFIG.format(log='format = "xml"')))
-    done = subprocess.run(
-        [sys.executable, "-m", "bot", "check-config", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
+    config = config_with(tmp_path, 'format = "xml"')
+    done = run_bot("check-config", "--config", str(config), timeout=60)
     assert done.returncode == 1
     assert "log.format: expected one of 'text', 'json', got 'xml'" in done.stdout
 
@@ -130,11 +96,7 @@ async def test_a_running_bot_logs_json_lines_only(
     anna = await make_user("anna")
     extra = MUNICIPALITIES.format(tag=anna.localpart) + '\n[log]\nformat = "json"\n'
     bot = make_bot(members=[anna.user_id], extra=extra)
-    duty = await join_duty_room(anna, bot.duty_alias)
-    _, room = await open_case(anna, duty)
-    worker = Worker(anna, room)
-    await anna.wait_message(room, contains="Vilket beslut gäller ärendet?")
-    await worker.vote(None, ["lvu6"], "Fråga 1 av 27")
+    _, _, worker = await start_lvu6(anna, await join_duty_room(anna, bot.duty_alias))
     await worker.say("Tolvan Tolvansson", "Fråga 2 av 27")
     bot.process.stop()
 

@@ -41,6 +41,16 @@ def puppet(synapse: LocalSynapse, user_id: str) -> str:
     return str(answer["access_token"])
 
 
+def admin_invites_as_the_bot(synapse: LocalSynapse, bot_user: str, room_id: str, user: str) -> None:
+    """What a homeserver administrator can do: invite ``user`` into ``room_id`` as the bot."""
+    synapse.request(
+        "POST",
+        f"/_matrix/client/v3/rooms/{q(room_id)}/invite",
+        {"user_id": user},
+        token=puppet(synapse, bot_user),
+    )
+
+
 def membership(synapse: LocalSynapse, reader: MatrixUser, room_id: str, user_id: str) -> str:
     """``user_id``'s membership in ``room_id`` as the homeserver has it (read by a member)."""
     try:
@@ -99,12 +109,7 @@ async def test_a_stranger_put_into_a_case_room_is_removed_gets_nothing_and_leads
 
     # The administrator, as the bot, invites mallory; anna asks the bot something at once.
     mark = len(anna.received)
-    synapse.request(
-        "POST",
-        f"/_matrix/client/v3/rooms/{q(case_room)}/invite",
-        {"user_id": mallory.user_id},
-        token=puppet(synapse, bot.user_id),
-    )
+    admin_invites_as_the_bot(synapse, bot.user_id, case_room, mallory.user_id)
     await mallory.client.join(case_room)  # if the bot has not removed her yet
     await anna.send(case_room, "!status")
 
@@ -146,12 +151,7 @@ async def test_a_stranger_in_the_duty_room_is_reported_to_the_leads(
     duty = await join_duty_room(anna, bot.duty_alias)
 
     mark = len(anna.received)
-    synapse.request(
-        "POST",
-        f"/_matrix/client/v3/rooms/{q(duty)}/invite",
-        {"user_id": mallory.user_id},
-        token=puppet(synapse, bot.user_id),
-    )
+    admin_invites_as_the_bot(synapse, bot.user_id, duty, mallory.user_id)
     alert = await anna.wait_message(duty, contains=mallory.user_id, after=mark)
     assert "duty.members" in alert.body
     # Reported once, however often the bot speaks in the room afterwards.

@@ -313,6 +313,11 @@ class Env:
     async def call(self, method: str, token: str, path: str = "", **options: Any) -> Answer:
         return await self.fetch(method, f"/api/v1/signing/{token}{path}", **options)
 
+    async def decline(self, token: str, reason: str, cookie: str) -> Answer:
+        """The identified signer (``cookie``) declines, giving ``reason``."""
+        body = {"action": "decline", "reason": reason}
+        return await self.call("POST", token, "/decision", body=body, cookie=cookie)
+
     async def posted(self) -> None:
         """Wait for the background posts to the case rooms (the API does not)."""
         await self.service.backend.outcomes.settled()
@@ -683,13 +688,7 @@ async def test_after_a_decision_the_view_says_so_and_everything_else_is_409(
     env = await make_env(sessions)
     sub = await env.submit()
     cookie = await env.identify(sub.token)
-    declined = await env.call(
-        "POST",
-        sub.token,
-        "/decision",
-        body={"action": "decline", "reason": "Underlaget räcker inte."},
-        cookie=cookie,
-    )
+    declined = await env.decline(sub.token, "Underlaget räcker inte.", cookie)
     assert declined.status == 200, declined.body
 
     view = await env.call("GET", sub.token, cookie=cookie)
@@ -947,13 +946,7 @@ async def test_decline_needs_a_reason_and_reaches_the_case_room(
     assert error(unknown) == (400, "bad_request")
     assert await env.case_status(sub.case_id) == "awaiting_signature"
 
-    answer = await env.call(
-        "POST",
-        sub.token,
-        "/decision",
-        body={"action": "decline", "reason": "  Fel paragraf, se LVU 2 §.  "},
-        cookie=cookie,
-    )
+    answer = await env.decline(sub.token, "  Fel paragraf, se LVU 2 §.  ", cookie)
 
     assert answer.status == 200
     await env.posted()
@@ -1534,17 +1527,20 @@ async def test_bankid_for_another_person_is_403(
 oidc_issuer = test_oidc.issuer
 
 
-@pytest.fixture
-async def oidc_env(sqlite_sessions: Sessions, make_env: MakeEnv, oidc_issuer: str) -> Env:
+async def oidc_installation(make_env: MakeEnv, sessions: Sessions, issuer: str) -> Env:
+    """An installation whose signers identify with OpenID Connect at ``issuer`` only."""
     provider = OidcProvider(
-        OidcSettings(
-            issuer=oidc_issuer, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, scopes=SCOPES
-        )
+        OidcSettings(issuer=issuer, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, scopes=SCOPES)
     )
     # The provider knows one redirect URI: the page's public https address.
     return await make_env(
-        sqlite_sessions, base_url=PUBLIC_BASE_URL, methods=("oidc",), providers={"oidc": provider}
+        sessions, base_url=PUBLIC_BASE_URL, methods=("oidc",), providers={"oidc": provider}
     )
+
+
+@pytest.fixture
+async def oidc_env(sqlite_sessions: Sessions, make_env: MakeEnv, oidc_issuer: str) -> Env:
+    return await oidc_installation(make_env, sqlite_sessions, oidc_issuer)
 
 
 async def start_oidc(env: Env, token: str, oidc_issuer: str) -> str:

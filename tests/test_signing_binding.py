@@ -22,13 +22,19 @@ from typing import Any
 import sqlalchemy as sa
 from yarl import URL
 
-from config.settings import OidcSettings
-from signing.identity.oidc import OidcProvider
 from storage import retention
 from tests import test_signing_api
 from tests.bankid_server import BankIdTestServer, Scenario
-from tests.test_oidc import CLIENT_ID, CLIENT_SECRET, PUBLIC_BASE_URL, SCOPES, sign_in
-from tests.test_signing_api import DAG, Answer, Env, MakeEnv, Sessions
+from tests.test_oidc import sign_in
+from tests.test_signing_api import (
+    DAG,
+    Answer,
+    Env,
+    MakeEnv,
+    Sessions,
+    Submitted,
+    oidc_installation,
+)
 
 # The fixtures of the signing API's tests: the installation, BankID, the OIDC provider.
 dev_pki = test_signing_api.dev_pki
@@ -231,22 +237,27 @@ async def test_oidc_callback_only_in_the_browser_that_started(oidc_env: Env) -> 
     assert preauth["secure"] is True  # the base URL is https
 
 
-async def oidc_installation(make_env: MakeEnv, sessions: Sessions, issuer: str) -> Env:
-    provider = OidcProvider(
-        OidcSettings(issuer=issuer, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, scopes=SCOPES)
-    )
-    return await make_env(
-        sessions, base_url=PUBLIC_BASE_URL, methods=("oidc",), providers={"oidc": provider}
-    )
+async def oidc_started(
+    make_env: MakeEnv, sessions: Sessions, issuer: str
+) -> tuple[Env, Submitted, Browser, str]:
+    """An OIDC installation with a request sent for signing whose signer started
+    OpenID Connect on a phone: the installation, request, phone and redirect."""
+    env = await oidc_installation(make_env, sessions, issuer)
+    sub = await env.submit()
+    phone = Browser(env)
+    return env, sub, phone, await start_oidc(phone, sub.token)
+
+
+async def state_hashes(env: Env) -> list[str]:
+    """The hashes of the OIDC sign-ins the database keeps."""
+    async with env.sessions() as session:
+        return list((await session.scalars(sa.text("SELECT state_hash FROM oidc_states"))).all())
 
 
 async def test_an_oidc_sign_in_survives_a_restart_and_is_used_once(
     sqlite_sessions: Sessions, make_env: MakeEnv, oidc_issuer: str
 ) -> None:
-    before = await oidc_installation(make_env, sqlite_sessions, oidc_issuer)
-    sub = await before.submit()
-    phone = Browser(before)
-    redirect = await start_oidc(phone, sub.token)
+    _, sub, phone, redirect = await oidc_started(make_env, sqlite_sessions, oidc_issuer)
     state = URL(redirect).query["state"]
     params = await sign_in(redirect, "tolvan")
 
@@ -266,18 +277,13 @@ async def test_an_oidc_sign_in_survives_a_restart_and_is_used_once(
     assert replay.body["error"] == "not_found" and replay.body["message"] == LOGIN_USED_SV
     assert SESSION not in replay.headers.get("Set-Cookie", "")
     # A used sign-in is gone from the database.
-    async with after.sessions() as session:
-        hashes = (await session.scalars(sa.text("SELECT state_hash FROM oidc_states"))).all()
-    assert sha256(state) not in hashes
+    assert sha256(state) not in await state_hashes(after)
 
 
 async def test_an_oidc_sign_in_expires_and_is_cleaned_up(
     sqlite_sessions: Sessions, make_env: MakeEnv, oidc_issuer: str
 ) -> None:
-    env = await oidc_installation(make_env, sqlite_sessions, oidc_issuer)
-    sub = await env.submit()
-    phone = Browser(env)
-    redirect = await start_oidc(phone, sub.token)
+    env, sub, phone, redirect = await oidc_started(make_env, sqlite_sessions, oidc_issuer)
     state = URL(redirect).query["state"]
     async with env.sessions() as session:
         (row,) = (await session.execute(sa.text("SELECT * FROM oidc_states"))).all()
@@ -295,18 +301,14 @@ async def test_an_oidc_sign_in_expires_and_is_cleaned_up(
     assert (await env.request(sub.token)).session_hash is None
     # The next start removes what expired unused.
     await start_oidc(phone, sub.token)
-    async with env.sessions() as session:
-        hashes = (await session.scalars(sa.text("SELECT state_hash FROM oidc_states"))).all()
+    hashes = await state_hashes(env)
     assert len(hashes) == 1 and hashes != [sha256(state)]
 
 
 async def test_a_purged_case_keeps_no_oidc_sign_in(
     sqlite_sessions: Sessions, make_env: MakeEnv, oidc_issuer: str
 ) -> None:
-    env = await oidc_installation(make_env, sqlite_sessions, oidc_issuer)
-    sub = await env.submit()
-    phone = Browser(env)
-    await start_oidc(phone, sub.token)
+    env, sub, _, _ = await oidc_started(make_env, sqlite_sessions, oidc_issuer)
     async with env.sessions() as session, session.begin():
         await session.execute(
             sa.text("UPDATE cases SET status = 'cancelled' WHERE id = :id"), {"id": sub.case_id}

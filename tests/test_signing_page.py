@@ -23,7 +23,7 @@ pytest.register_assert_rewrite("tests.signing_fixtures")
 
 from handlers.signing_backend import MAX_AUTH_ATTEMPTS  # noqa: E402
 from signing.verify import verify_bytes  # noqa: E402
-from tests.components import unavailable  # noqa: E402
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS, require_browser  # noqa: E402
 from tests.signing_fixtures import DECISION_TYPE, PERSONAL_TEXTS, SigningServer  # noqa: E402
 
 if TYPE_CHECKING:
@@ -39,33 +39,12 @@ if TYPE_CHECKING:
 
 pytest_plugins = ("tests.signing_fixtures",)
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PHONE: ViewportSize = {"width": 390, "height": 844}
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 TIMEOUT_MS = 15_000
 
 WRONG_CODE_SV = "Fel kod. Kontrollera siffrorna och försök igen."
 TOO_MANY_SV = "För många försök. Be jouren skicka en ny länk."
-
-
-def _require_browser() -> None:
-    """Skip (or, where components are required, fail) without Chromium or Playwright."""
-    if not CHROMIUM.exists():
-        unavailable("Chromium not installed: apt-get install chromium")
-    try:
-        import playwright.async_api  # noqa: F401
-    except ImportError:
-        unavailable("Playwright not installed: pip install -e '.[test]'")
 
 
 @dataclass
@@ -102,7 +81,7 @@ class Phone:
 @pytest.fixture
 async def phone(signing_server: SigningServer, tmp_path: Path) -> AsyncIterator[Phone]:
     """A fresh Chromium (empty profile) emulating a 390x844 touch phone in Swedish."""
-    _require_browser()
+    require_browser()
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:

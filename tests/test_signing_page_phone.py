@@ -30,6 +30,7 @@ import pytest
 
 pytest.register_assert_rewrite("tests.signing_fixtures")
 
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS, require_browser  # noqa: E402
 from tests.components import unavailable  # noqa: E402
 from tests.signing_fixtures import SigningServer  # noqa: E402
 
@@ -39,17 +40,6 @@ if TYPE_CHECKING:
 pytest_plugins = ("tests.signing_fixtures",)
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 AXE = ROOT / "tests" / "a11y" / "node_modules" / "axe-core" / "axe.min.js"
 TIMEOUT_MS = 20_000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -180,15 +170,6 @@ async def test_the_pages_are_the_documents_pages_as_readable_pngs(
 # -- helpers: the browser ---------------------------------------------------------------
 
 
-def _require_browser() -> None:
-    if not CHROMIUM.exists():
-        unavailable("Chromium not installed: apt-get install chromium")
-    try:
-        import playwright.async_api  # noqa: F401
-    except ImportError:
-        unavailable("Playwright not installed: pip install -e '.[test]'")
-
-
 def _require_axe() -> str:
     if not AXE.exists():
         unavailable("axe-core not installed: npm ci --prefix tests/a11y")
@@ -198,7 +179,7 @@ def _require_axe() -> str:
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     """Debian's Chromium, headless, fresh for the test."""
-    _require_browser()
+    require_browser()
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
@@ -244,9 +225,15 @@ async def phone(
 
 
 async def open_and_identify(
-    page: Page, server: SigningServer, token: str, *, lang: str | None = None
+    page: Page,
+    server: SigningServer,
+    token: str,
+    *,
+    lang: str | None = None,
+    pages: int | None = None,
 ) -> None:
-    """Open the link, identify with the code from Element: the decision section shows."""
+    """Open the link, identify with the code from Element: the decision section shows
+    (and, given their number, the decision's ``pages`` are loaded)."""
     from playwright.async_api import expect
 
     english = lang == "en"
@@ -256,6 +243,8 @@ async def open_and_identify(
     await page.locator("#code").fill(await server.last_code())
     await page.get_by_role("button", name="Continue" if english else "Fortsätt").tap()
     await expect(page.locator("#decide")).to_be_visible()
+    if pages is not None:
+        await pages_shown(page, pages)
 
 
 async def pages_shown(page: Page, count: int) -> None:
@@ -277,9 +266,11 @@ async def settled(page: Page) -> None:
     )
 
 
-async def document_page_count(server: SigningServer, token: str, folder: Path) -> int:
+async def new_request_and_its_page_count(server: SigningServer, folder: Path) -> tuple[str, int]:
+    """A new request for signing, and how many pages its document has (by poppler)."""
+    token = await server.new_request()
     request = await server.request(token)
-    return len(await pdf_pages(request.document, folder))
+    return token, len(await pdf_pages(request.document, folder))
 
 
 async def read_to_the_end_and_sign(
@@ -330,11 +321,9 @@ async def test_the_page_shows_the_decision_and_the_box_waits_for_its_last_page(
     signing_server: SigningServer, browser: Browser, tmp_path: Path
 ) -> None:
     server = signing_server
-    token = await server.new_request()
-    count = await document_page_count(server, token, tmp_path)
+    token, count = await new_request_and_its_page_count(server, tmp_path)
     page, problems = await phone(browser)
-    await open_and_identify(page, server, token)
-    await pages_shown(page, count)
+    await open_and_identify(page, server, token, pages=count)
     alts = await page.locator("#pages img").evaluate_all("imgs => imgs.map(i => i.alt)")
     assert alts == [f"Sida {n} av {count} av beslutet" for n in range(1, count + 1)]
     # The PDF is still there to download.
@@ -349,8 +338,7 @@ async def test_the_page_shows_the_decision_and_the_box_waits_for_its_last_page(
 async def test_without_intersection_observer_the_box_still_waits_for_the_last_page(
     signing_server: SigningServer, browser: Browser, tmp_path: Path
 ) -> None:
-    token = await signing_server.new_request()
-    count = await document_page_count(signing_server, token, tmp_path)
+    token, count = await new_request_and_its_page_count(signing_server, tmp_path)
     page, _ = await phone(
         browser,
         init_script="delete window.IntersectionObserver; delete window.IntersectionObserverEntry;",
@@ -414,15 +402,13 @@ async def test_axe_core_finds_nothing_serious_before_and_after_identification(
 
     server = signing_server
     for lang in (None, "en"):
-        token = await server.new_request()
-        count = await document_page_count(server, token, tmp_path)
+        token, count = await new_request_and_its_page_count(server, tmp_path)
         page, _ = await phone(browser, locale="en-GB" if lang else "sv-SE")
         await page.goto(server.page_url(token, lang=lang))
         await expect(page.locator("#identify")).to_be_visible()
         assert await serious_violations(page, axe) == [], lang
 
-        await open_and_identify(page, server, token, lang=lang)
-        await pages_shown(page, count)
+        await open_and_identify(page, server, token, lang=lang, pages=count)
         assert await serious_violations(page, axe) == [], lang
         await page.context.close()
 
@@ -478,15 +464,13 @@ async def test_usable_at_320_px_and_with_text_at_200_percent(
     from playwright.async_api import expect
 
     server = signing_server
-    token = await server.new_request()
-    count = await document_page_count(server, token, tmp_path)
+    token, count = await new_request_and_its_page_count(server, tmp_path)
     page, _ = await phone(browser, width=320, height=640)
     await page.goto(server.page_url(token))
     await expect(page.locator("#identify")).to_be_visible()
     assert await page.evaluate(LAYOUT_PROBLEMS) == []
 
-    await open_and_identify(page, server, token)
-    await pages_shown(page, count)
+    await open_and_identify(page, server, token, pages=count)
     assert await page.evaluate(LAYOUT_PROBLEMS) == []
 
     # Text at 200 %: the text really is twice as large, and still nothing is cut off.
@@ -520,11 +504,9 @@ async def test_a_phone_screenshot_shows_the_first_page_of_the_decision(
     signing_server: SigningServer, browser: Browser, tmp_path: Path
 ) -> None:
     server = signing_server
-    token = await server.new_request()
-    count = await document_page_count(server, token, tmp_path)
+    token, count = await new_request_and_its_page_count(server, tmp_path)
     page, _ = await phone(browser, width=360, height=740)
-    await open_and_identify(page, server, token)
-    await pages_shown(page, count)
+    await open_and_identify(page, server, token, pages=count)
     # From the heading "Beslutet" down: the PDF link and the whole first page under it.
     await page.locator("#decide h2").evaluate("h => h.scrollIntoView({block: 'start'})")
     await settled(page)

@@ -21,8 +21,8 @@ from tests.conftest import BotFactory, UserFactory
 from tests.matrix_helpers import BotProcess, MatrixUser, another_node
 from tests.storage_fixtures import postgres_database
 from tests.test_bot_matrix import join_duty_room
-from tests.test_decision_matrix import LVU6_ANSWERS, signing_config
-from tests.test_escalation_matrix import REMINDER, count, direct_alert, municipality, policy
+from tests.test_decision_matrix import LVU6_ANSWERS
+from tests.test_escalation_matrix import REMINDER, count, direct_alert, escalation_config
 from tests.test_inbox_matrix import asked, following, start_lvu6
 
 pytestmark = pytest.mark.integration
@@ -50,11 +50,8 @@ async def test_killing_the_leader_mid_dialogue_and_mid_escalation_loses_and_repe
 ) -> None:
     anna = await make_user("anna")
     dag = await make_user("dag")
-    extra = (
-        municipality([(dag, "Dag Dagsson")], anna.localpart, "ha")
-        + policy("ha", '{ after = "25s", action = "remind" }')
-        + signing_config(tmp_path)
-    )
+    remind = '{ after = "25s", action = "remind" }'
+    extra = escalation_config(tmp_path, [(dag, "Dag Dagsson")], anna.localpart, "ha", remind)
     async with postgres_database() as url:
         first = make_bot(members=[anna.user_id], database_url=url, extra=extra)
         second = another_node(first.process, tmp_path / "node-2")

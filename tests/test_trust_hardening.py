@@ -15,8 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from nio import (
@@ -31,12 +29,11 @@ from nio import (
 from bot.crosssigning import CrossSigningKeys, setup_cross_signing
 from bot.synapse_local import LocalSynapse
 from bot.trust import format_fingerprint, same_fingerprint
+from tests.bot_cli import run_bot
 from tests.conftest import BotFactory, BotSetup, UserFactory
 from tests.test_bot_matrix import join_duty_room, open_case
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def trust_cli(bot: BotSetup, *args: str) -> subprocess.CompletedProcess[str]:
@@ -44,15 +41,7 @@ def trust_cli(bot: BotSetup, *args: str) -> subprocess.CompletedProcess[str]:
     administrator runs it beside the running bot."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env["SOCIALJOUR_MATRIX_PASSWORD"] = bot.process.env["SOCIALJOUR_MATRIX_PASSWORD"]
-    return subprocess.run(
-        [sys.executable, "-m", "bot", "trust", "accept", *args, "--config", str(bot.config_path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-        cwd=ROOT,
-    )
+    return run_bot("trust", "accept", *args, "--config", str(bot.config_path), env=env)
 
 
 def test_fingerprints_compare_without_spaces_and_case() -> None:
