@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -438,13 +438,21 @@ class Escalator:
     # -- acknowledgement and the worker's requests (handlers.escalation_requests) --------
 
     async def acknowledge(
-        self, user_id: str, via: str, *, request_ids: Iterable[int] | None = None
+        self,
+        user_id: str,
+        via: str,
+        *,
+        request_ids: Iterable[int] | None = None,
+        tell_later: Callable[[Coroutine[Any, Any, None]], None] | None = None,
     ) -> int:
         """ "I am on it": their other channels stop, the policy pauses for ``ack_window``.
 
         Returns how many waiting cases were acknowledged (0: nothing to acknowledge).
+        ``tell_later``: run the telling of the case rooms in the background.
         """
-        return await escalation_requests.acknowledge(self, user_id, via, request_ids=request_ids)
+        return await escalation_requests.acknowledge(
+            self, user_id, via, request_ids=request_ids, tell_later=tell_later
+        )
 
     async def acknowledge_step(self, reference: str, via: str) -> bool:
         """An acknowledgement through a channel whose reference is its step id."""

@@ -9,9 +9,9 @@ alerts themselves go out as rows, keyed by row (see :mod:`handlers.escalation`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,11 +31,19 @@ Claim = Callable[[AsyncSession], Awaitable[None]]
 
 
 async def acknowledge(
-    esc: Escalator, user_id: str, via: str, *, request_ids: Iterable[int] | None = None
+    esc: Escalator,
+    user_id: str,
+    via: str,
+    *,
+    request_ids: Iterable[int] | None = None,
+    tell_later: Callable[[Coroutine[Any, Any, None]], None] | None = None,
 ) -> int:
     """ "I am on it": their other channels stop, the policy pauses for ``ack_window``.
 
     Returns how many waiting decisions were acknowledged (0: nothing to acknowledge).
+    ``tell_later`` takes the telling of the case rooms, to run it in the background (a
+    web request must not wait for Matrix); without it the rooms are told before this
+    returns. The acknowledgement itself is stored either way.
     """
     now = esc.clock()
     wanted = set(request_ids) if request_ids is not None else None
@@ -81,16 +89,23 @@ async def acknowledge(
     esc.wakeups.cancel(cancelled)
     for case_id in paused:
         await esc.schedule_case(case_id)
-    for case_id, name, window in told:
-        ctx = await esc.context(case_id)
-        log.info("case %s: a decision-maker acknowledged (%s)", ctx.case.number, via)
-        await esc.alerter.tell_case(
-            ctx.case,
-            "escalation.acknowledged",
-            name=name,
-            via=i18n.text(esc.lang, f"escalation.via.{via}"),
-            until=local_time(now + window),
-        )
+
+    async def tell() -> None:
+        for case_id, name, window in told:
+            ctx = await esc.context(case_id)
+            log.info("case %s: a decision-maker acknowledged (%s)", ctx.case.number, via)
+            await esc.alerter.tell_case(
+                ctx.case,
+                "escalation.acknowledged",
+                name=name,
+                via=i18n.text(esc.lang, f"escalation.via.{via}"),
+                until=local_time(now + window),
+            )
+
+    if tell_later is not None and told:
+        tell_later(tell())
+    elif told:
+        await tell()
     return len(paused)
 
 

@@ -26,7 +26,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -104,6 +104,8 @@ class SigningBackend:
     #: Told the seconds from a signature to its PDF in the case room (the bot's metrics).
     observe_sign_to_pdf: Callable[[float], None] | None = None
     _seal: Seal | None = field(default=None, init=False, repr=False)
+    #: Messages a web request started and did not wait for (telling the case room).
+    _background: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.outcomes = OutcomePoster(
@@ -136,11 +138,29 @@ class SigningBackend:
     def _seal_if_any(self) -> Seal | None:
         return self.seal() if self.signer is not None else None
 
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` (a message to a room) beside the web request that started it."""
+
+        async def guarded() -> None:
+            try:
+                await work
+            except Exception as exc:
+                log.warning("a message from the signing page failed (%s)", type(exc).__name__)
+
+        task = asyncio.create_task(guarded(), name="signing-page message")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def close(self) -> None:
-        """At shutdown: stop the background posts (recover() finishes them at the next
-        start) and the seal's worker thread."""
+        """At shutdown: give the page's messages a moment, stop the background posts
+        (recover() finishes them at the next start) and the seal's worker thread."""
         from signing.seal import Seal
 
+        if self._background:
+            _, late = await asyncio.wait(self._background, timeout=self.send_time_limit)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         await self.outcomes.close()
         seal = self.signer if isinstance(self.signer, Seal) else self._seal
         if seal is not None:
@@ -224,14 +244,14 @@ class SigningBackend:
             raise await self._already_decided(request.case_id)
         ctx = await self._context(request, "")
         if request.status == "pending" and self.escalator is not None:
-            try:  # opening the page is an acknowledgement: the person is on it
-                # (which tells the case room: never for longer than the time limit)
-                async with asyncio.timeout(self.send_time_limit):
-                    await self.escalator.acknowledge(
-                        request.signer_user_id, "page", request_ids=[request.id]
-                    )
-            except TimeoutError:
-                log.warning("signing request %d: acknowledging ran out of time", request.id)
+            try:  # opening the page is an acknowledgement: the person is on it. It is
+                # stored before the page answers; the case room is told in the background.
+                await self.escalator.acknowledge(
+                    request.signer_user_id,
+                    "page",
+                    request_ids=[request.id],
+                    tell_later=self._in_background,
+                )
             except Exception:
                 log.exception("signing request %d: acknowledging failed", request.id)
         return {
