@@ -30,6 +30,7 @@ import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -59,6 +60,19 @@ class Fenced(Exception):
     """This process no longer holds the lease and must not act."""
 
 
+def host_identity() -> str:
+    """This host as the lock row names it: the host name, and where Linux tells them, the
+    PID namespace and the boot. A process id is only checked for life ("gone at once")
+    on the same host; two containers or machines that share a host name are two hosts."""
+    name = socket.gethostname()
+    try:
+        namespace = os.readlink("/proc/self/ns/pid").removeprefix("pid:")
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:
+        return name[:255]
+    return f"{name} (pid ns {namespace}, boot {boot})"[:255]
+
+
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
         return False  # an earlier life of this very process id (a restarted container)
@@ -81,7 +95,7 @@ class InstanceLock:
     ) -> None:
         self.sessions = sessions
         self.holder = secrets.token_hex(16)
-        self.host = socket.gethostname()[:255]
+        self.host = host_identity()
         self.pid = os.getpid()
         self._task: asyncio.Task[None] | None = None
         self.lost = asyncio.Event()

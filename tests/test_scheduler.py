@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.instance_lock import NAME, AlreadyRunning, InstanceLock
+from bot.instance_lock import NAME, AlreadyRunning, InstanceLock, host_identity
 from bot.scheduler import Scheduler, sync_url
 from storage import escalation
 
@@ -133,6 +134,35 @@ async def test_a_dead_holder_on_this_host_is_taken_over_at_once(sessions: Sessio
         row = await escalation.get_lock(session, name=NAME)
     assert row is not None and row.holder == restarted.holder
     await restarted.release()
+
+
+async def test_a_holder_on_another_machine_with_the_same_host_name_is_not_taken_over(
+    sessions: Sessions,
+) -> None:
+    # Two containers (or machines) may share a host name: the process id of the other
+    # one means nothing here, so its live lease is not taken over as "gone".
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    here = host_identity()
+    assert socket.gethostname() in here
+    now = datetime.now(UTC)
+    async with sessions() as session, session.begin():
+        await escalation.acquire_lock(
+            session,
+            name=NAME,
+            holder="twin",
+            host=here.replace("boot ", "boot 0"),  # same name, another boot: another machine
+            pid=int(dead.stdout),
+            now=now,
+            stale_before=now - timedelta(seconds=30),
+        )
+    second = InstanceLock(sessions)
+    with pytest.raises(AlreadyRunning, match="another Socialjour is running"):
+        await second.acquire()
 
 
 async def test_a_stale_holder_elsewhere_is_taken_over(sessions: Sessions) -> None:
