@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -86,10 +87,32 @@ class SynapseError(RuntimeError):
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
+    """A TCP port on 127.0.0.1 that was free a moment ago, chosen at random *below* the
+    kernel's ephemeral range: a port from that range (what binding port 0 gives) can be
+    taken meanwhile as the local end of any outgoing connection, so a server restarted
+    on it (a bot after a kill) could find it in use."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(10_000, low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out for outgoing connections (Linux), or 32768."""
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        low = int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+    return low if low > 11_000 else 32768
 
 
 class LocalSynapse:
