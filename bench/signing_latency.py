@@ -37,6 +37,7 @@ import asyncio
 import hashlib
 import logging
 import math
+import os
 import re
 import sys
 import time
@@ -498,6 +499,10 @@ def make_signing_bot(
     tsa_url = stack.start_tsa().url if tsa else None
     extra = municipality(SimpleNamespace(user_id=accounts["dag"].user_id), stack.tag)  # type: ignore[arg-type]
     extra += signing_config(folder, tsa_url=tsa_url)  # creates the dev PKI in folder/pki
+    # SOCIALJOUR_BENCH_SEAL_PROCESSES=0 compares the seal processes with the seal thread.
+    processes = os.environ.get("SOCIALJOUR_BENCH_SEAL_PROCESSES")
+    if processes is not None:
+        extra = extra.replace("[signing]\n", f"[signing]\nseal_processes = {int(processes)}\n", 1)
     if stack.tsa is not None:
         stack.tsa.start()
     stack.make_bot(

@@ -568,14 +568,19 @@ def build_providers(
 
 
 def load_seal(settings: Settings) -> Any:
-    """The seal (key, trust roots, TSA client and its worker thread, made once), or
-    None when no seal key is configured (signing then refuses)."""
+    """The seal (key, trust roots, TSA client, made once), or None when no seal key is
+    configured (signing then refuses). With ``signing.seal_processes`` > 0 its seal
+    processes are started and hold the key before this returns (a second or two)."""
     if settings.signing.seal_pkcs12 is None and settings.signing.pkcs11 is None:
         log.warning("no seal key configured: decisions cannot be signed")
         return None
     from signing.seal import Seal
 
-    return Seal.from_settings(settings.signing)
+    # The signing backend renders the decided document where the seal works.
+    seal = Seal.from_settings(settings.signing, preload=("handlers.issuing",))
+    processes = len(seal.process_ids)
+    log.info("seal ready: %s", f"{processes} seal process(es)" if processes else "in a thread")
+    return seal
 
 
 async def run(settings: Settings) -> None:

@@ -72,6 +72,7 @@ from config.settings import (
     SigningSettings,
     StorageSettings,
     WebSettings,
+    default_seal_processes,
 )
 
 __all__ = ["delegate_warnings", "read_settings"]
@@ -149,6 +150,7 @@ _SIGNING_KEYS = (
     "pkcs11",
     "tsa_url",
     "trust_roots",
+    "seal_processes",
     "bankid",
     "oidc",
 )
@@ -702,6 +704,9 @@ def _signing(r: Reader, root: dict[str, Any]) -> SigningSettings:
             "an http:// or https:// URL like https://timestamp.example.org/tsa",
         ),
         trust_roots=_trust_roots(r, table),
+        seal_processes=r.integer(
+            table, "signing", "seal_processes", default_seal_processes(), minimum=0, maximum=32
+        ),
         bankid=bankid,
         oidc=oidc,
     )

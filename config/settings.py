@@ -7,6 +7,7 @@ Validation lives in ``config.loader``; these classes only hold the result.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -411,8 +412,21 @@ class SigningSettings:
     tsa_url: str | None = None
     #: Certificates that `socialjour verify` and the bot trust as roots.
     trust_roots: tuple[Path, ...] = ()
+    #: Processes that seal (and render) decisions beside the bot's, so that pyHanko's
+    #: CPU does not hold the GIL the event loop needs; 0: one thread in the bot's own
+    #: process. The config file's default is :func:`default_seal_processes`; 0 here
+    #: keeps a Seal built from these settings in code (tests) in-process.
+    seal_processes: int = 0
     bankid: BankIdSettings | None = None
     oidc: OidcSettings | None = None
+
+
+def default_seal_processes(cpus: int | None = None) -> int:
+    """``signing.seal_processes`` when the config file does not say: one process per
+    spare core, at most two (five decisions at once are rare), so 1 on two cores and
+    0 (a thread) on one, where another process would only compete for the core."""
+    count = cpus if cpus is not None else (os.cpu_count() or 1)
+    return max(0, min(2, count - 1))
 
 
 @dataclass(frozen=True, slots=True)

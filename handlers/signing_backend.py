@@ -6,16 +6,18 @@ about links, identification and "exactly one decision" lives here. The case side
 
 The decision is made by the signature, so its moment is the decision's: the
 document the signer reviewed says the decision date is the day of signing; at
-"sign" it is rendered again with that moment (in a worker thread, and only if
-rendering the reviewed version again gives the very document they were shown),
-that version is sealed, and the same moment is recorded as the decision time
-from which every deadline counts. A decision-maker whose appointment does not
-hold on that day cannot decide (LVU 6 § andra stycket, LVM 13 §).
+"sign" it is rendered again with that moment (where the seal works: in a seal
+process or a worker thread; and only if rendering the reviewed version again
+gives the very document they were shown), that version is sealed, and the same
+moment is recorded as the decision time from which every deadline counts. A
+decision-maker whose appointment does not hold on that day cannot decide (LVU 6 §
+andra stycket, LVM 13 §).
 
 Nothing here keeps a signer's page waiting on Matrix for long: sealing runs in
-the seal's worker thread, the decision goes into the case room in a background
-task (:class:`handlers.outcomes.OutcomePoster`), and what must still be sent
-while the page waits (the "on it" notice when the page opens) has a time limit.
+a seal process (or the seal's worker thread), the decision goes into the case
+room in a background task (:class:`handlers.outcomes.OutcomePoster`), and what
+must still be sent while the page waits (the "on it" notice when the page
+opens) has a time limit.
 """
 
 from __future__ import annotations
@@ -29,13 +31,13 @@ import secrets
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from config import Municipality, Settings
-from config.settings import Signer
+from config import FormTemplate, Municipality, Settings
+from config.settings import DutySettings, Signer
 from handlers import audit
 from handlers.case_state import CaseStatus, Effects, transition
 from handlers.context import LOCAL_TZ, Clock
@@ -466,7 +468,7 @@ class SigningBackend:
         ctx = await self._context(request, "")
         assert municipality is not None
         document, rendered = await self._decided_document(request, municipality, maker, decided_at)
-        # In the seal's worker thread: the event loop serves everyone else meanwhile.
+        # In a seal process (or thread): the event loop serves everyone else meanwhile.
         signed = await self.seal().sign(
             document,
             stamp=StampInfo(
@@ -585,10 +587,15 @@ class SigningBackend:
         submitted = report.submitted if report is not None else None
         decided: bytes | None = None
         if submitted:
+            seal = self.seal()
+            # Only what the render reads crosses to a seal process.
+            settings = _render_settings(self.settings, submitted) if seal.process_ids else None
             try:
-                decided = await asyncio.to_thread(  # reportlab: never on the event loop
+                # reportlab: never on the event loop, and where the seal works (its
+                # process when it has any: two renders hold the GIL for tens of ms).
+                decided = await seal.run(
                     decided_version,
-                    self.settings,
+                    settings or self.settings,
                     submitted,
                     municipality,
                     maker,
@@ -714,6 +721,23 @@ def same_browser(expected_hash: str | None, cookie: str | None) -> bool:
 def _state_key(state: str) -> bytes:
     """An AES key from the OIDC state; not its stored hash (a different input)."""
     return hashlib.sha256(b"socialjour oidc link\0" + state.encode()).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class _RenderSettings:
+    """What rendering a decision reads of the settings (:func:`handlers.issuing.render_for`:
+    the form and the language), for a seal process: the whole :class:`Settings` does
+    not pickle (read-only mappings), and the secrets in it have no business there."""
+
+    forms: Mapping[str, FormTemplate]
+    duty: DutySettings
+
+
+def _render_settings(settings: Settings, report: Mapping[str, Any]) -> Settings:
+    form_id = str(report.get("form", {}).get("id", ""))
+    form = settings.forms.get(form_id)
+    forms = {form_id: form} if form is not None else {}
+    return cast(Settings, _RenderSettings(forms=forms, duty=settings.duty))
 
 
 def seal_for_state(token: str, state: str) -> str:

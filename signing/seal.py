@@ -18,16 +18,26 @@ B-T with an RFC 3161 timestamp when a TSA is configured, B-B otherwise.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
+import importlib
 import io
 import json
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import threading
 import unicodedata
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
+from multiprocessing import util as multiprocessing_util
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ec import ECDSA, EllipticCurvePrivateKey
@@ -99,6 +109,9 @@ _STAMP_LABELS: Mapping[str, Mapping[str, str]] = {
         "record_evidence": "Identification of the social worker",
     },
 }
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
 _STAMP_LINES = ("signer", "role", "time", "method", "case", "seal")
 _APPLICATION = BuildProps(name="Socialjour", revision="0.1")
 
@@ -231,20 +244,27 @@ class Seal:
 
     Sealing is CPU work (hashing the file, the RSA signature, laying out the stamp,
     checking the seal certificate against the trust roots: a few hundred
-    milliseconds), so it runs in this object's own worker thread and never on the
-    event loop, where it would stall every Matrix room and the signing page while
-    a decision is signed. The trust roots are read and the validation context and
-    TSA client are built here, once, not per signature.
+    milliseconds), so it never runs on the event loop, where it would stall every
+    Matrix room and the signing page while a decision is signed. The trust roots
+    are read and the validation context and TSA client are built once, not per
+    signature. Where the work runs:
 
-    One worker thread: the work holds the GIL, so a second thread would not sign
-    any faster, and with one the signer (a PKCS#11 session) and the validation
-    context are never used from two threads at once. Signatures queue behind
-    each other, the TSA's answer included.
+    - In seal processes (:meth:`from_settings` with ``signing.seal_processes`` > 0,
+      how the bot runs): a small pool of processes, each of which loads the key,
+      trust roots, validation context and TSA client once when it starts. A worker
+      thread would still hold the GIL the event loop needs for the whole signature;
+      a process does not, so the bot's rooms go on at full speed meanwhile, and two
+      processes sign two decisions at once. See :class:`_SealProcesses`.
+    - In this object's own worker thread (a Seal built from a signer object, or
+      ``seal_processes = 0``): one thread, because the work holds the GIL, so a
+      second thread would not sign any faster, and with one the signer (a PKCS#11
+      session) and the validation context are never used from two threads at once.
+      Signatures queue behind each other, the TSA's answer included.
     """
 
     def __init__(
         self,
-        signer: Signer,
+        signer: Signer | None,
         *,
         trust_roots: Sequence[Path] = (),
         tsa_url: str | None = None,
@@ -252,6 +272,7 @@ class Seal:
     ) -> None:
         if tsa_url is not None and timestamper is not None:
             raise ValueError("give tsa_url or timestamper, not both")
+        #: The key, in this process; None when it lives in the seal processes.
         self.signer = signer
         self.validation_context = _validation_context(trust_roots)
         # One long-lived TSA client: pyHanko caches its size-estimation token per
@@ -260,14 +281,37 @@ class Seal:
             HTTPTimeStamper(tsa_url, timeout=15) if tsa_url is not None else timestamper
         )
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seal")
+        self._processes: _SealProcesses | None = None
         self._owns_signer = False
 
     @classmethod
-    def from_settings(cls, settings: SigningSettings, signer: Signer | None = None) -> Seal:
+    def from_settings(
+        cls,
+        settings: SigningSettings,
+        signer: Signer | None = None,
+        *,
+        preload: Sequence[str] = (),
+    ) -> Seal:
         """The configured seal key (or ``signer``) with the configured trust roots and TSA.
 
-        A key loaded here is the seal's own, and :meth:`close` releases it.
+        With ``settings.seal_processes`` > 0 (and no ``signer``: a key object cannot
+        move to another process) the key is loaded in that many seal processes, which
+        are started and warmed up here: this returns once each of them holds the key,
+        and raises :class:`SealError` if they cannot load it (wrong PIN, unreadable
+        trust root), as loading it here would. ``preload`` names the modules of the
+        work :meth:`run` will be given, imported by each process as it starts rather
+        than by the first decision it gets (a second under load). A key loaded here
+        is the seal's own, and :meth:`close` releases it.
         """
+        if signer is None and settings.seal_processes > 0:
+            seal = cls(None)
+            seal._processes = _SealProcesses(settings, preload)
+            try:
+                seal._processes.warm_up()
+            except BaseException:
+                seal._processes.close()
+                raise
+            return seal
         seal = cls(
             signer if signer is not None else load_signer(settings),
             trust_roots=settings.trust_roots,
@@ -275,6 +319,11 @@ class Seal:
         )
         seal._owns_signer = signer is None
         return seal
+
+    @property
+    def process_ids(self) -> tuple[int, ...]:
+        """The seal processes running now (none for a seal in a thread)."""
+        return self._processes.process_ids if self._processes is not None else ()
 
     async def sign(
         self,
@@ -284,7 +333,11 @@ class Seal:
         evidence: Mapping[str, Any] | None,
         box: SignatureBox | None = None,
     ) -> bytes:
-        """:func:`seal_pdf` in the seal's worker thread; the event loop goes on meanwhile."""
+        """:func:`seal_pdf` in a seal process or the seal's worker thread; the event loop
+        goes on meanwhile."""
+        if self._processes is not None:
+            return await self._processes.run(_seal_in_process, pdf, stamp, evidence, box)
+        assert self.signer is not None
         job = functools.partial(
             seal_pdf,
             pdf,
@@ -297,12 +350,221 @@ class Seal:
         )
         return await asyncio.get_running_loop().run_in_executor(self._worker, job)
 
+    async def run(self, function: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+        """Other blocking CPU work of a signature (rendering the decided document) where
+        the seal works: in a seal process when there are any, so it does not hold the
+        event loop's GIL either, else in a thread of its own. In a process,
+        ``function`` and its arguments must pickle (a module-level function and plain
+        data), and a test's monkeypatching in this process does not reach it."""
+        if self._processes is not None:
+            return await self._processes.run(functools.partial(function, *args, **kwargs))
+        return await asyncio.to_thread(function, *args, **kwargs)
+
     async def close(self) -> None:
-        """Finish the signatures under way, end the worker thread, and release the
-        key if the seal loaded it (else whoever loaded it does)."""
+        """Finish the signatures under way, end the worker thread and the seal processes
+        (which release their keys), and release the key if the seal loaded it here
+        (else whoever loaded it does)."""
         await asyncio.to_thread(self._worker.shutdown, wait=True)
-        if self._owns_signer:
+        if self._processes is not None:
+            await asyncio.to_thread(self._processes.close)
+        if self._owns_signer and self.signer is not None:
             close_signer(self.signer)
+
+
+#: How long start-up waits for the seal processes to start and load the key: a new
+#: interpreter importing pyHanko takes seconds on a busy machine, a PKCS#11 login more.
+WARM_UP_TIME_LIMIT = 120.0
+
+
+class _SealProcesses:
+    """A pool of seal processes, each holding the seal key, made once.
+
+    Started with "spawn": a fresh interpreter, never a fork of the bot's process,
+    which has threads (a lock held by one of them would stay locked forever in the
+    copy) and possibly a PKCS#11 session, which must not be shared with a child.
+    The settings, with the PKCS#12 password or the PKCS#11 PIN, reach the children
+    pickled through the pool's pipe, never on a command line or in the environment
+    (where ``ps`` or ``/proc`` would show them); only the signing settings cross,
+    without the identification services' secrets.
+
+    A process that dies (killed, out of memory, a crash in a PKCS#11 module) breaks
+    the whole pool in :mod:`concurrent.futures`; the signature under way is then
+    made again in a new pool. Sealing is a pure function of its input, so making it
+    twice is harmless.
+    """
+
+    def __init__(self, settings: SigningSettings, preload: Sequence[str] = ()) -> None:
+        self._settings = dataclasses.replace(settings, bankid=None, oidc=None)
+        self._preload = tuple(preload)
+        self._size = settings.seal_processes
+        self._context = multiprocessing.get_context("spawn")
+        self._closed = False
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self._size,
+            mp_context=self._context,
+            initializer=_start_seal_process,
+            initargs=(self._settings, self._preload),
+        )
+
+    def _start_all(self, pool: ProcessPoolExecutor) -> list[Future[int]]:
+        # One job each: a pool started with "spawn" starts a process per job submitted
+        # while none is idle, so this starts all of them now, not at the first burst.
+        return [pool.submit(_seal_process_ready) for _ in range(self._size)]
+
+    def warm_up(self) -> None:
+        """Start every process and wait until each holds the key (its error if not)."""
+        try:
+            for started in self._start_all(self._pool):
+                started.result(timeout=WARM_UP_TIME_LIMIT)
+        except BrokenProcessPool as error:
+            raise SealError(f"the seal processes could not start: {error}") from error
+        except TimeoutError as error:
+            raise SealError(
+                f"the seal processes did not start within {WARM_UP_TIME_LIMIT:.0f} s"
+            ) from error
+
+    @property
+    def process_ids(self) -> tuple[int, ...]:
+        # The pool's own table of its processes (no public API lists them).
+        processes = getattr(self._pool, "_processes", None) or {}
+        return tuple(sorted(processes))
+
+    async def run(self, function: Callable[..., _T], /, *args: Any) -> _T:
+        loop = asyncio.get_running_loop()
+        for attempt in (1, 2):
+            if self._closed:
+                raise RuntimeError("the seal is closed")
+            pool = self._pool
+            try:
+                return await loop.run_in_executor(pool, function, *args)
+            except BrokenProcessPool as error:
+                if attempt == 2:
+                    raise SealError("the seal processes stopped again while sealing") from error
+                log.warning("a seal process stopped (%s); starting them again", error)
+                self._replace(pool)
+        raise AssertionError("unreachable")
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        """A new pool for a broken one, once however many signatures saw it break."""
+        if self._closed or self._pool is not broken:
+            return
+        broken.shutdown(wait=False)
+        self._pool = self._new_pool()
+        for started in self._start_all(self._pool):
+            started.add_done_callback(_log_start_failure)
+
+    def close(self) -> None:
+        """Finish the work under way and wait until every process has ended."""
+        self._closed = True
+        self._pool.shutdown(wait=True)
+
+
+def _log_start_failure(started: Future[int]) -> None:
+    error = started.exception()
+    if error is not None:
+        log.error("a seal process could not start again: %s", error)
+
+
+@dataclass
+class _ProcessSeal:
+    """What a seal process keeps for its lifetime."""
+
+    signer: Signer
+    validation_context: ValidationContext | None
+    timestamper: TimeStamper | None
+
+
+#: In a seal process: its key, or why it has none (told to every job it gets).
+_PROCESS_SEAL: _ProcessSeal | SealError | None = None
+
+
+def _start_seal_process(settings: SigningSettings, preload: Sequence[str] = ()) -> None:
+    """A seal process's initializer: load the key and the rest once.
+
+    Never raises: an initializer's exception would only break the pool, with the
+    reason lost; the reason is kept and every job raises it instead.
+    """
+    global _PROCESS_SEAL
+    # Ctrl-C and a service manager's SIGTERM are for the bot, which finishes the
+    # signatures under way and then ends us (and if it dies, we end with it).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _end_with_the_bot()
+    try:
+        for module in preload:
+            importlib.import_module(module)
+        context = _validation_context(settings.trust_roots)
+        signer = load_signer(settings)
+    except SealError as error:
+        _PROCESS_SEAL = error
+        return
+    except Exception as error:
+        _PROCESS_SEAL = SealError(f"the seal process cannot start: {type(error).__name__}")
+        return
+    timestamper = (
+        HTTPTimeStamper(settings.tsa_url, timeout=15) if settings.tsa_url is not None else None
+    )
+    _PROCESS_SEAL = _ProcessSeal(signer, context, timestamper)
+    # Log out of a PKCS#11 token when the process ends (a pool's processes end
+    # through multiprocessing's exit, which runs these).
+    multiprocessing_util.Finalize(None, close_signer, args=(signer,), exitpriority=10)
+
+
+def _end_with_the_bot() -> None:
+    """End this seal process when the bot's process ends, however it ends.
+
+    A pool's process waits for work on a pipe whose writing end it holds itself, so
+    it would never notice a bot killed with SIGKILL and would stay behind, holding the
+    seal key (and a token session), until the machine restarts. A thread watches the
+    bot's process instead and ends this one the moment it is gone.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch(sentinel: int) -> None:
+        multiprocessing.connection.wait([sentinel])
+        os._exit(1)
+
+    threading.Thread(
+        target=watch, args=(parent.sentinel,), name="seal-watch-bot", daemon=True
+    ).start()
+
+
+def _process_seal() -> _ProcessSeal:
+    kept = _PROCESS_SEAL
+    if isinstance(kept, SealError):
+        raise kept
+    if kept is None:
+        raise SealError("this process is not a seal process")
+    return kept
+
+
+def _seal_process_ready() -> int:
+    """The warm-up job: the process's id once it holds the key, else its error."""
+    _process_seal()
+    return os.getpid()
+
+
+def _seal_in_process(
+    pdf: bytes,
+    stamp: StampInfo,
+    evidence: Mapping[str, Any] | None,
+    box: SignatureBox | None,
+) -> bytes:
+    kept = _process_seal()
+    return seal_pdf(
+        pdf,
+        signer=kept.signer,
+        stamp=stamp,
+        evidence=evidence,
+        validation_context=kept.validation_context,
+        timestamper=kept.timestamper,
+        box=box,
+    )
 
 
 async def sign_decision(
