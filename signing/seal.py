@@ -374,6 +374,8 @@ class Seal:
 #: How long start-up waits for the seal processes to start and load the key: a new
 #: interpreter importing pyHanko takes seconds on a busy machine, a PKCS#11 login more.
 WARM_UP_TIME_LIMIT = 120.0
+#: How long a stop waits for a seal process to finish its work and end.
+CLOSE_TIME_LIMIT = 15.0
 
 
 class _SealProcesses:
@@ -451,15 +453,31 @@ class _SealProcesses:
         """A new pool for a broken one, once however many signatures saw it break."""
         if self._closed or self._pool is not broken:
             return
-        broken.shutdown(wait=False)
+        # The broken pool's other processes stay otherwise (they ignore SIGTERM, and
+        # nobody sends them the end of work any more): end them, with their keys.
+        survivors = list((getattr(broken, "_processes", None) or {}).values())
+        broken.shutdown(wait=False, cancel_futures=True)
+        for process in survivors:
+            if process.is_alive():
+                process.kill()
+            process.join(timeout=5)
         self._pool = self._new_pool()
         for started in self._start_all(self._pool):
             started.add_done_callback(_log_start_failure)
 
     def close(self) -> None:
-        """Finish the work under way and wait until every process has ended."""
+        """Finish the work under way and wait until every process has ended; one that
+        has not ended after :data:`CLOSE_TIME_LIMIT` seconds is killed (a stop must
+        not hang on it)."""
         self._closed = True
-        self._pool.shutdown(wait=True)
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        self._pool.shutdown(wait=False)
+        for process in processes:
+            process.join(timeout=CLOSE_TIME_LIMIT)
+            if process.is_alive():
+                log.warning("a seal process did not end in time; killing it")
+                process.kill()
+                process.join(timeout=5)
 
 
 def _log_start_failure(started: Future[int]) -> None:
