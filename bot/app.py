@@ -76,16 +76,20 @@ class Socialjour:
     def __init__(self, settings: Settings, *, exit_when_fenced: bool = False) -> None:
         self.settings = settings
         self.engine = create_engine(settings.storage.database_url)
-        self.sessions = session_factory(self.engine)
-        self.readers = read_session_factory(self.engine)
         # The lease: on PostgreSQL other nodes wait as standbys, and everything that
-        # acts on the world (homeserver requests, SMS, calls, e-mail) asks it first.
+        # acts on the world (homeserver requests, SMS, calls, e-mail, every commit of
+        # the handlers' transactions) asks it first. The lease's own transactions,
+        # the standby's included, are not asked.
         self.lock = InstanceLock(
-            self.sessions,
+            session_factory(self.engine),
             fencing=self.engine.dialect.name == "postgresql",
             exit_when_fenced=exit_when_fenced,
         )
         fence = self.lock.ensure_leader
+        self.sessions = session_factory(
+            self.engine, check_before_commit=fence if self.lock.fencing else None
+        )
+        self.readers = read_session_factory(self.engine)
         self.matrix = MatrixConnection(settings, self.sessions, self.readers, fence=fence)
         # Health and metrics for the admin listener; each handler gets only the
         # ``observe`` of the histogram it feeds.

@@ -92,8 +92,11 @@ class InstanceLock:
         *,
         fencing: bool = False,
         exit_when_fenced: bool = False,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sessions = sessions
+        #: The clock the lease is counted on (never the wall clock, which may jump).
+        self.monotonic = monotonic
         self.holder = secrets.token_hex(16)
         self.host = host_identity()
         self.pid = os.getpid()
@@ -115,7 +118,7 @@ class InstanceLock:
     def holds(self) -> bool:
         if self.lost.is_set():
             return False
-        return not self.fencing or time.monotonic() < self._valid_until
+        return not self.fencing or self.monotonic() < self._valid_until
 
     def ensure_leader(self) -> None:
         """Raise :class:`Fenced` (after stopping the process, see the module) unless
@@ -160,14 +163,14 @@ class InstanceLock:
                 await asyncio.sleep(STANDBY_POLL)
                 continue
             if announced:
-                self.took_over_at = time.monotonic()
+                self.took_over_at = self.monotonic()
                 log.info("standby: the lease is ours; taking over")
             return
 
     async def acquire(self) -> None:
         take_over: list[str] = []
         for _ in range(2):
-            started = time.monotonic()
+            started = self.monotonic()
             now = datetime.now(UTC)
             async with self.sessions() as session, session.begin():
                 other = await escalation.acquire_lock(
@@ -207,7 +210,7 @@ class InstanceLock:
                 # standby may have taken over already.
                 self._fence_in_task("the lease lapsed before it could be renewed")
                 return
-            started = time.monotonic()
+            started = self.monotonic()
             try:
                 async with self.sessions() as session, session.begin():
                     held = await escalation.heartbeat(

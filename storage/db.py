@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+from sqlalchemy.orm import Session
 
 from storage.errors import UnsupportedDatabaseError
 
@@ -117,9 +119,29 @@ def create_engine(url: str | URL) -> AsyncEngine:
     return engine
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions for one unit of work each; objects stay readable after commit."""
-    return async_sessionmaker(engine, expire_on_commit=False)
+def session_factory(
+    engine: AsyncEngine, *, check_before_commit: Callable[[], None] | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions for one unit of work each; objects stay readable after commit.
+
+    ``check_before_commit`` is called as each transaction commits; if it raises, the
+    transaction is rolled back instead. The bot passes its lease's check there
+    (``bot.instance_lock``): a process that was paused past its lease, or lost it,
+    commits nothing (a claim, an answer, a claimed escalation step) that the node
+    that took over would then find done but never told anyone about.
+    """
+    if check_before_commit is None:
+        return async_sessionmaker(engine, expire_on_commit=False)
+    check = check_before_commit
+
+    class CheckedSession(Session):
+        """A session whose every commit asks ``check`` first."""
+
+    def before_commit(session: Session) -> None:
+        check()
+
+    event.listen(CheckedSession, "before_commit", before_commit)
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=CheckedSession)
 
 
 def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

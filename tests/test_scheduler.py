@@ -13,14 +13,22 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.instance_lock import NAME, AlreadyRunning, InstanceLock, host_identity
+from bot.instance_lock import (
+    NAME,
+    STALE_AFTER,
+    AlreadyRunning,
+    Fenced,
+    InstanceLock,
+    host_identity,
+)
 from bot.scheduler import Scheduler, sync_url
-from storage import escalation
+from storage import escalation, repo, session_factory
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -180,3 +188,27 @@ async def test_a_stale_holder_elsewhere_is_taken_over(sessions: Sessions) -> Non
     lock = InstanceLock(sessions)
     await lock.acquire()
     await lock.release()
+
+
+async def test_a_process_whose_lease_lapsed_commits_nothing(engine: AsyncEngine) -> None:
+    # The bot's handlers commit through sessions that ask the lease first: a leader
+    # paused (SIGSTOP) past its lease wakes up in the middle of a transaction, and
+    # that transaction must not land after a standby has taken over.
+    asleep = 0.0
+    lock = InstanceLock(
+        session_factory(engine), fencing=True, monotonic=lambda: time.monotonic() + asleep
+    )
+    await lock.acquire()
+    handlers = session_factory(engine, check_before_commit=lock.ensure_leader)
+    try:
+        async with handlers() as session, session.begin():
+            await repo.set_state(session, key="test.before", value="1")
+        asleep = STALE_AFTER.total_seconds()  # paused past the lease
+        with pytest.raises(Fenced):
+            async with handlers() as session, session.begin():
+                await repo.set_state(session, key="test.after", value="1")
+    finally:
+        await lock.release()
+    async with session_factory(engine)() as session:
+        assert await repo.get_state(session, key="test.before") == "1"
+        assert await repo.get_state(session, key="test.after") is None
