@@ -25,7 +25,7 @@ from sqlalchemy import event
 
 from bot.app import Socialjour
 from config import ConfigError, load_settings
-from storage import repo
+from storage import repo, session_factory
 from storage.models import Case
 from tests.conftest import BotFactory, UserFactory
 from tests.test_bot_matrix import join_duty_room, open_case
@@ -178,8 +178,12 @@ async def test_a_scrape_counts_open_cases_without_loading_them(bot: Socialjour) 
     def on_load(target: Case, _context: Any) -> None:
         loaded.append(target)
 
+    # Not bot.sessions: on PostgreSQL those commit only while this process holds the
+    # lease (bot.instance_lock), and this bot never started far enough to take it.
+    writer = session_factory(bot.engine)
+
     async def open_cases(count: int, status: str = "drafting") -> None:
-        async with bot.sessions() as session, session.begin():
+        async with writer() as session, session.begin():
             for _ in range(count):
                 await repo.create_case(
                     session,
