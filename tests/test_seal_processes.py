@@ -25,9 +25,6 @@ import pytest
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
-    NoEncryption,
-    PrivateFormat,
-    pkcs12,
 )
 
 import signing.document
@@ -43,9 +40,9 @@ from tests.test_signing_document import pdf_text, render
 from tests.test_signing_pki import (
     KEY_LABEL,
     PIN,
-    SO_PIN,
     TOKEN,
     _softhsm_module,
+    import_seal_key,
     tsa,  # noqa: F401 (a fixture)
 )
 from tests.test_signing_seal import EVIDENCE, pdfsig, stamp_info, validate
@@ -104,31 +101,7 @@ def token(pki: DevPki, tmp_path_factory: pytest.TempPathFactory) -> Token:
     )
     env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
 
-    def util(*args: str) -> None:
-        subprocess.run(
-            ["softhsm2-util", *args], check=True, capture_output=True, timeout=60, env=env
-        )
-
-    util("--init-token", "--free", "--label", TOKEN, "--so-pin", SO_PIN, "--pin", PIN)
-    key, certificate, _ = pkcs12.load_key_and_certificates(
-        pki.seal_pkcs12.read_bytes(), pki.seal_password().encode()
-    )
-    assert key is not None and certificate is not None
-    key_file = folder / "seal.key"
-    key_file.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
-    util(
-        "--import",
-        str(key_file),
-        "--token",
-        TOKEN,
-        "--label",
-        KEY_LABEL,
-        "--id",
-        "01",
-        "--pin",
-        PIN,
-    )
-    key_file.unlink()
+    certificate = import_seal_key(pki, folder, env)
     cert_file = folder / "seal.der"
     cert_file.write_bytes(certificate.public_bytes(Encoding.DER))
     subprocess.run(

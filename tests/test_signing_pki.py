@@ -7,7 +7,7 @@ import os
 import shutil
 import stat
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -210,29 +210,7 @@ def softhsm(pki: DevPki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     previous = os.environ.get("SOFTHSM2_CONF")
     os.environ["SOFTHSM2_CONF"] = str(conf)
 
-    def util(*args: str) -> None:
-        subprocess.run(["softhsm2-util", *args], check=True, capture_output=True, timeout=60)
-
-    util("--init-token", "--free", "--label", TOKEN, "--so-pin", SO_PIN, "--pin", PIN)
-    key, certificate, _ = pkcs12.load_key_and_certificates(
-        pki.seal_pkcs12.read_bytes(), pki.seal_password().encode()
-    )
-    assert key is not None and certificate is not None
-    key_file = folder / "seal.key"
-    key_file.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
-    util(
-        "--import",
-        str(key_file),
-        "--token",
-        TOKEN,
-        "--label",
-        KEY_LABEL,
-        "--id",
-        "01",
-        "--pin",
-        PIN,
-    )
-    key_file.unlink()
+    certificate = import_seal_key(pki, folder)
 
     token = pkcs11.lib(str(module)).get_token(token_label=TOKEN)
     with token.open(rw=True, user_pin=PIN) as session:
@@ -289,3 +267,28 @@ def test_a_wrong_pin_or_token_is_a_seal_error(softhsm: SoftHsm) -> None:
     ):
         with pytest.raises(SealError, match="cannot open PKCS#11 token"):
             load_signer(SigningSettings(pkcs11=wrong))
+
+
+def import_seal_key(
+    pki: DevPki, folder: Path, env: Mapping[str, str] | None = None
+) -> x509.Certificate:
+    """A new SoftHSM token (the one ``SOFTHSM2_CONF`` in ``env``, or in this process's
+    environment, names) holding the development seal key; returns its certificate,
+    which the caller puts on the token."""
+
+    def util(*args: str) -> None:
+        subprocess.run(
+            ["softhsm2-util", *args], check=True, capture_output=True, timeout=60, env=env
+        )
+
+    util("--init-token", "--free", "--label", TOKEN, "--so-pin", SO_PIN, "--pin", PIN)
+    key, certificate, _ = pkcs12.load_key_and_certificates(
+        pki.seal_pkcs12.read_bytes(), pki.seal_password().encode()
+    )
+    assert key is not None and certificate is not None
+    key_file = folder / "seal.key"
+    key_file.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    util("--import", str(key_file), "--token", TOKEN, "--label", KEY_LABEL, "--id", "01",
+         "--pin", PIN)  # fmt: skip
+    key_file.unlink()
+    return certificate
