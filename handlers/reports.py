@@ -74,7 +74,7 @@ class ReportCommands:
     # -- state ------------------------------------------------------------------
 
     async def load(self, session: AsyncSession, case: Case) -> Loaded:
-        report = await repo.get_report(session, case_id=case.id)
+        report = await repo.report_state(session, case_id=case.id)
         fresh = await repo.get_case(session, case_id=case.id)
         state = DialogueState.from_json(report.state) if report else DialogueState()
         if report is None:
@@ -242,7 +242,7 @@ class ReportCommands:
         """The one small write after a question went out. If someone answered in the
         meantime the state has moved on, and whoever moved it asks the next one."""
         async with self.sessions() as session, session.begin():
-            report = await repo.get_report(session, case_id=case_id)
+            report = await repo.report_state(session, case_id=case_id)
             if report is None or report.version != version:
                 return
             state = DialogueState.from_json(report.state)

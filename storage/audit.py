@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
@@ -45,6 +45,7 @@ from storage.models import (
     HandoverDocument,
     SigningRequest,
 )
+from storage.prepared import Insert, prepared, table_of
 
 #: ``prev_hash`` of the first row of an installation.
 GENESIS_HASH = "0" * 64
@@ -317,7 +318,7 @@ def _lock_head(session: Session) -> tuple[int, str]:
     A missing head (its row deleted) is made again from the newest row, so the bot
     goes on writing; that it was missing is what :func:`verify` reports.
     """
-    query = select(BotState.value).where(BotState.key == HEAD_KEY).with_for_update()
+    query = prepared(session, _head_statement)
     head = _parse_head(session.scalar(query))
     if head is not None:
         return head
@@ -349,10 +350,54 @@ def _chain(session: Session, entries: list[AuditEntry]) -> None:
             detail=entry.detail,
             prev_hash=entry.prev_hash,
         )
-    session.add_all(entries)
-    session.execute(
-        update(BotState).where(BotState.key == HEAD_KEY).values(value=_head_value(seq, prev))
+    insert = prepared(session, _insert_entry_statement)
+    for entry in entries:
+        entry.id = session.execute(
+            insert,
+            {
+                "b_case": entry.case_id,
+                "b_at": entry.at,
+                "b_actor": entry.actor,
+                "b_action": entry.action,
+                "b_detail": entry.detail,
+                "b_seq": entry.seq,
+                "b_prev": entry.prev_hash,
+                "b_hash": entry.hash,
+            },
+        ).scalar_one()
+    session.execute(prepared(session, _move_head_statement), {"b_value": _head_value(seq, prev)})
+
+
+# The chain's statements run at every commit that writes the trail (an answer's, say):
+# built once (storage.prepared), in Core, not through the ORM's flush.
+
+
+def _head_statement(_insert: Insert) -> Any:
+    table = table_of(BotState)
+    return select(table.c.value).where(table.c.key == HEAD_KEY).with_for_update()
+
+
+def _insert_entry_statement(insert: Insert) -> Any:
+    table = table_of(AuditEntry)
+    return (
+        insert(table)
+        .values(
+            case_id=bindparam("b_case"),
+            at=bindparam("b_at"),
+            actor=bindparam("b_actor"),
+            action=bindparam("b_action"),
+            detail=bindparam("b_detail"),
+            seq=bindparam("b_seq"),
+            prev_hash=bindparam("b_prev"),
+            hash=bindparam("b_hash"),
+        )
+        .returning(table.c.id)
     )
+
+
+def _move_head_statement(_insert: Insert) -> Any:
+    table = table_of(BotState)
+    return update(table).where(table.c.key == HEAD_KEY).values(value=bindparam("b_value"))
 
 
 @event.listens_for(Session, "before_commit")

@@ -17,7 +17,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, delete, exists, func, select, update
+from sqlalchemy import CursorResult, Result, Row, bindparam, delete, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.util import identity_key
@@ -34,6 +34,7 @@ from storage.models import (
     Report,
     TrustedMasterKey,
 )
+from storage.prepared import Insert, prepared, table_of
 
 #: The role of the worker who opened a case.
 CREATOR_ROLE = "worker"
@@ -81,15 +82,22 @@ async def _update_case(session: AsyncSession, case_id: int, **values: Any) -> No
 
 async def get_state(session: AsyncSession, *, key: str) -> str | None:
     """The value stored under `key`, or None if it was never set."""
-    return await session.scalar(select(BotState.value).where(BotState.key == key))
+    return await session.scalar(prepared(session, _get_state_statement), {"key": key})
+
+
+def _get_state_statement(_insert: Insert) -> Any:
+    table = table_of(BotState)
+    return select(table.c.value).where(table.c.key == bindparam("key"))
 
 
 async def set_state(session: AsyncSession, *, key: str, value: str) -> None:
     """Store `value` under `key`, replacing any earlier value."""
-    stmt = _insert(session, BotState).values(key=key, value=value)
-    await session.execute(
-        stmt.on_conflict_do_update(index_elements=["key"], set_={"value": stmt.excluded.value})
-    )
+    await session.execute(prepared(session, _set_state_statement), {"b_key": key, "b_value": value})
+
+
+def _set_state_statement(insert: Insert) -> Any:
+    stmt = insert(table_of(BotState)).values(key=bindparam("b_key"), value=bindparam("b_value"))
+    return stmt.on_conflict_do_update(index_elements=["key"], set_={"value": stmt.excluded.value})
 
 
 # --- event dedupe ----------------------------------------------------------------------
@@ -105,16 +113,27 @@ async def claim_event(session: AsyncSession, *, event_id: str, room_id: str, now
     upsert's WHERE lets the database pick exactly one winner. Claim in the same
     transaction as the change the event causes: if that rolls back, so does the claim.
     """
-    stmt = _insert(session, ProcessedEvent).values(
-        event_id=event_id, room_id=room_id, processed_at=now, state="done", payload=None
+    result = await session.execute(
+        prepared(session, _claim_statement),
+        {"b_event": event_id, "b_room": room_id, "b_now": now},
     )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["event_id"],
-        set_={"state": "done", "payload": None, "processed_at": now},
-        where=ProcessedEvent.state == "pending",
-    )
-    result = await session.execute(stmt)
     return _rowcount(result) == 1
+
+
+def _claim_statement(insert: Insert) -> Any:
+    table = table_of(ProcessedEvent)
+    stmt = insert(table).values(
+        event_id=bindparam("b_event"),
+        room_id=bindparam("b_room"),
+        processed_at=bindparam("b_now"),
+        state="done",
+        payload=None,
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=["event_id"],
+        set_={"state": "done", "payload": None, "processed_at": stmt.excluded.processed_at},
+        where=table.c.state == "pending",
+    )
 
 
 async def store_events(
@@ -126,21 +145,32 @@ async def store_events(
     is never handled twice. Returns how many were new.
     """
     added = 0
+    statement = prepared(session, _store_statement)
     for event_id, room_id, position, payload in events:
-        stmt = (
-            _insert(session, ProcessedEvent)
-            .values(
-                event_id=event_id,
-                room_id=room_id,
-                processed_at=now,
-                state="pending",
-                position=position,
-                payload=payload,
-            )
-            .on_conflict_do_nothing(index_elements=["event_id"])
-        )
-        added += _rowcount(await session.execute(stmt))
+        values = {
+            "b_event": event_id,
+            "b_room": room_id,
+            "b_now": now,
+            "b_position": position,
+            "b_payload": payload,
+        }
+        added += _rowcount(await session.execute(statement, values))
     return added
+
+
+def _store_statement(insert: Insert) -> Any:
+    return (
+        insert(table_of(ProcessedEvent))
+        .values(
+            event_id=bindparam("b_event"),
+            room_id=bindparam("b_room"),
+            processed_at=bindparam("b_now"),
+            state="pending",
+            position=bindparam("b_position"),
+            payload=bindparam("b_payload"),
+        )
+        .on_conflict_do_nothing(index_elements=["event_id"])
+    )
 
 
 async def known_events(session: AsyncSession, *, event_ids: Collection[str]) -> set[str]:
@@ -256,7 +286,11 @@ async def get_case(session: AsyncSession, *, case_id: int) -> Case | None:
 
 async def get_case_by_room(session: AsyncSession, *, room_id: str) -> Case | None:
     """The case whose Matrix room is `room_id`, or None (e.g. the duty room)."""
-    return await session.scalar(select(Case).where(Case.room_id == room_id))
+    return await session.scalar(prepared(session, _case_by_room_statement), {"room_id": room_id})
+
+
+def _case_by_room_statement(_insert: Insert) -> Any:
+    return select(Case).where(Case.room_id == bindparam("room_id"))
 
 
 async def get_case_by_number(session: AsyncSession, *, number: str) -> Case | None:
@@ -476,6 +510,24 @@ async def get_report(session: AsyncSession, *, case_id: int) -> Report | None:
     return await session.get(Report, case_id, populate_existing=True)
 
 
+async def report_state(session: AsyncSession, *, case_id: int) -> Row[Any] | None:
+    """What the dialogue needs of a report (``state``, ``version``, ``form_version``,
+    ``updated_at``, ``submitted_at``), read without the ORM: once per answer."""
+    result = await session.execute(prepared(session, _report_state_statement), {"b_case": case_id})
+    return result.first()
+
+
+def _report_state_statement(_insert: Insert) -> Any:
+    table = table_of(Report)
+    return select(
+        table.c.state,
+        table.c.version,
+        table.c.form_version,
+        table.c.updated_at,
+        table.c.submitted_at,
+    ).where(table.c.case_id == bindparam("b_case"))
+
+
 async def save_report_state(
     session: AsyncSession,
     *,
@@ -506,22 +558,37 @@ async def save_report_state(
         )
         return 1 if _rowcount(result) == 1 else None
     result = await session.execute(
-        update(Report)
-        .where(
-            Report.case_id == case_id,
-            Report.version == expected_version,
-            Report.submitted_at.is_(None),
-        )
-        .values(
-            form_id=form_id,
-            form_version=form_version,
-            state=state,
-            version=expected_version + 1,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
+        prepared(session, _save_report_statement),
+        {
+            "b_case": case_id,
+            "b_expected": expected_version,
+            "b_form": form_id,
+            "b_form_version": form_version,
+            "b_state": state,
+            "b_version": expected_version + 1,
+            "b_now": now,
+        },
     )
     return expected_version + 1 if _rowcount(result) == 1 else None
+
+
+def _save_report_statement(_insert: Insert) -> Any:
+    table = table_of(Report)
+    return (
+        update(table)
+        .where(
+            table.c.case_id == bindparam("b_case"),
+            table.c.version == bindparam("b_expected"),
+            table.c.submitted_at.is_(None),
+        )
+        .values(
+            form_id=bindparam("b_form"),
+            form_version=bindparam("b_form_version"),
+            state=bindparam("b_state"),
+            version=bindparam("b_version"),
+            updated_at=bindparam("b_now"),
+        )
+    )
 
 
 async def submit_report(
