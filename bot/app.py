@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib.metadata
 import logging
 import os
@@ -597,6 +598,11 @@ async def run(settings: Settings) -> None:
     app = Socialjour(settings, exit_when_fenced=True)
     try:
         await app.start()
+        # What start-up made (settings, templates, nio's state, compiled statements)
+        # lives as long as the process: moved out of the collector's sight, so that a
+        # collection during an answer does not walk it again every time.
+        gc.collect()
+        gc.freeze()
         lost = asyncio.create_task(app.lock.lost.wait())
         waiting = asyncio.create_task(stop.wait())
         await asyncio.wait({lost, waiting}, return_when=asyncio.FIRST_COMPLETED)

@@ -14,20 +14,24 @@ import aiosqlite
 from sqlalchemy import Connection, event
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from sqlalchemy.orm import Session
-from sqlalchemy.util import await_
 
 from storage.errors import UnsupportedDatabaseError
 
 #: How long (ms) a SQLite connection waits for the write lock before failing.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-#: How long (ms) SQLite itself may wait for a lock while the event loop waits with it
-#: (see :class:`InlineConnection`); a writer waits longer for the write lock, in
-#: :func:`_on_sqlite_begin`, but asleep on the loop, not inside SQLite.
-SQLITE_INLINE_BUSY_MS = 20
+#: How long (ms) SQLite itself waits for a lock on the bot's connections: not at all,
+#: since the event loop would wait with it; :class:`InlineConnection` waits instead,
+#: asleep on the loop, up to :data:`SQLITE_BUSY_TIMEOUT_MS`.
+SQLITE_INLINE_BUSY_MS = 0
+#: Commits between two write-ahead-log checkpoints of a SQLite file, which run on a
+#: worker thread (see :class:`Checkpointer`), never inside a commit on the loop.
+CHECKPOINT_EVERY = 200
+
+log = logging.getLogger(__name__)
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
@@ -76,6 +80,9 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
         inline = isinstance(getattr(dbapi_connection, "_connection", None), InlineConnection)
         busy = SQLITE_INLINE_BUSY_MS if inline else SQLITE_BUSY_TIMEOUT_MS
         cursor.execute(f"PRAGMA busy_timeout={busy}")
+        if inline and dbapi_connection._connection.checkpointer is not None:
+            # Checkpoints are the Checkpointer's, off the loop (they fsync).
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()
@@ -101,62 +108,117 @@ def _on_sqlite_begin(connection: Connection) -> None:
     """
     if connection.get_execution_options().get(READ_ONLY):
         connection.exec_driver_sql("BEGIN")
-        return
-    # On an inline connection SQLite waits for the lock only briefly (the loop waits
-    # with it); the rest of the wait is spent asleep on the loop, where the writer
-    # holding the lock, perhaps a coroutine of this process, can go on and commit.
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-    pause = 0.002
-    while True:
-        try:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-            return
-        except OperationalError as exc:
-            if not _is_busy(exc) or time.monotonic() >= deadline:
-                raise
-        await_(asyncio.sleep(pause))
-        pause = min(pause * 2, 0.05)
+    else:
+        # Waiting for the lock, if another writer holds it, is InlineConnection's.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _is_busy(exc: OperationalError) -> bool:
-    orig = exc.orig
-    return isinstance(orig, sqlite3.OperationalError) and (
-        getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
-        or "database is locked" in str(orig)
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """The database is locked by another connection, and trying again may succeed
+    (not SQLITE_BUSY_SNAPSHOT: a stale read transaction never can)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return "database is locked" in str(exc)
+    return code == sqlite3.SQLITE_BUSY or (
+        code & 0xFF == sqlite3.SQLITE_BUSY and code != BUSY_SNAPSHOT
     )
+
+
+#: SQLITE_BUSY_SNAPSHOT (extended result code).
+BUSY_SNAPSHOT = 517
+
+
+class Checkpointer:
+    """Moves a SQLite file's write-ahead log back into the file, on a worker thread.
+
+    SQLite does this itself inside a commit once the log passes 1,000 pages, and a
+    checkpoint waits for the disk twice (fsync). Commits run on the event loop (see
+    :class:`InlineConnection`), so the bot's connections turn that off and this runs
+    a passive checkpoint (it never waits for a reader or the writer) on a connection
+    of its own every :data:`CHECKPOINT_EVERY` commits, one at a time.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.commits = 0
+        self.running: asyncio.Future[None] | None = None
+
+    def committed(self) -> None:
+        self.commits += 1
+        if self.commits < CHECKPOINT_EVERY or self.running is not None:
+            return
+        self.commits = 0
+        self.running = asyncio.get_running_loop().run_in_executor(None, self._checkpoint)
+        self.running.add_done_callback(self._done)
+
+    def _checkpoint(self) -> None:
+        connection = sqlite3.connect(self.path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        try:
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            connection.close()
+
+    def _done(self, future: asyncio.Future[None]) -> None:
+        self.running = None
+        if not future.cancelled() and future.exception() is not None:
+            log.warning("WAL checkpoint failed (%s)", type(future.exception()).__name__)
 
 
 class InlineConnection(aiosqlite.Connection):
     """aiosqlite's connection, with statements run on the event loop's own thread.
 
-    aiosqlite hands every call (open a cursor, execute, fetch, close the cursor) to a
-    thread of its own and back, and each hand-off costs more CPU than the statement:
-    about 0.1 ms, three or four times per statement (measured: 0.55 against 0.15 ms
-    of CPU for a one-row statement). A statement on a small local file takes
-    microseconds, so it runs where it is called. What can wait on the disk stays on
-    the thread: the commit (a write-ahead-log checkpoint, with its fsync, runs
-    inside one now and then), rollback, close, ``VACUUM`` and explicit checkpoints.
+    aiosqlite hands every call (open a cursor, execute, fetch, close the cursor,
+    commit) to a thread of its own and back, and each hand-off costs more CPU than
+    the statement: about 0.1 ms, three or four times per statement (measured: 0.55
+    against 0.15 ms of CPU for a one-row statement). A statement or a commit on a
+    local file in WAL mode with ``synchronous=NORMAL`` takes microseconds and never
+    waits for the disk (the log is written, not synced), so it runs where it is
+    called. What can wait on the disk runs on aiosqlite's thread: ``VACUUM`` and
+    explicit checkpoints; the log's regular checkpoints run on a worker thread
+    (:class:`Checkpointer`). Rollback and close stay there too.
 
-    Waiting for a lock must not stop the loop: the connection's ``busy_timeout`` is
-    short (:data:`SQLITE_INLINE_BUSY_MS`), and a writer that finds the write lock
-    taken sleeps on the loop and tries again (:func:`_on_sqlite_begin`). In WAL mode
-    readers never wait for the writer.
+    Waiting for a lock must not stop the loop: SQLite's own ``busy_timeout`` is 0 on
+    these connections, and a statement that finds the database locked (the write
+    lock taken by another process or by another coroutine's transaction; a reader
+    during another connection's recovery) sleeps on the loop and is tried again, for
+    up to :data:`SQLITE_BUSY_TIMEOUT_MS`. A statement that failed with SQLITE_BUSY
+    changed nothing, so trying it again is safe.
     """
 
     _ON_THREAD = ("VACUUM", "PRAGMA WAL_CHECKPOINT")
+    _STATEMENTS = frozenset({"execute", "executemany", "executescript"})
+
+    def __init__(
+        self, connector: Callable[[], sqlite3.Connection], checkpointer: Checkpointer | None
+    ) -> None:
+        super().__init__(connector, 64)
+        self.checkpointer = checkpointer
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if not self._running or not self._connection:
-            raise ValueError("Connection closed")
-        if self._blocking(fn, args):
-            return await super()._execute(fn, *args, **kwargs)
-        return fn(*args, **kwargs)
-
-    def _blocking(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
         driver = self._connection
-        assert driver is not None
-        if fn == driver.commit or fn == driver.rollback or fn == driver.close:
-            return True
+        if not self._running or driver is None:
+            raise ValueError("Connection closed")
+        if fn == driver.commit:
+            fn()
+            if self.checkpointer is not None:
+                self.checkpointer.committed()
+            return None
+        if fn == driver.rollback or fn == driver.close or self._waits_on_disk(args):
+            return await super()._execute(fn, *args, **kwargs)
+        if getattr(fn, "__name__", None) not in self._STATEMENTS:
+            return fn(*args, **kwargs)  # a cursor, a fetch: never locked
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        pause = 0.001
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def _waits_on_disk(self, args: tuple[Any, ...]) -> bool:
         statement = args[0] if args and isinstance(args[0], str) else ""
         return statement.lstrip()[:22].upper().startswith(self._ON_THREAD)
 
@@ -168,9 +230,15 @@ def _inline_creator(url: URL) -> Callable[[], InlineConnection]:
     kwargs = dict(kwargs)
     # Opened on aiosqlite's thread, used on the loop's: the two never at once.
     kwargs["check_same_thread"] = False
+    kwargs["timeout"] = SQLITE_INLINE_BUSY_MS / 1000
+    path = _sqlite_file(url)
+    checkpointer = Checkpointer(str(path)) if path is not None else None
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(*args, **kwargs)  # type: ignore[call-overload]
 
     def create() -> InlineConnection:
-        connection = InlineConnection(lambda: sqlite3.connect(*args, **kwargs), 64)  # type: ignore[call-overload]
+        connection = InlineConnection(connect, checkpointer)
         connection._thread.daemon = True
         return connection
 

@@ -34,6 +34,7 @@ from storage import (
     session_factory,
     upgrade,
 )
+from storage import db as storage_db
 from storage.db import SQLITE_INLINE_BUSY_MS
 from tests.storage_fixtures import NOW, WORKER, Sessions, in_session
 
@@ -144,6 +145,40 @@ async def test_a_writer_waits_for_another_process_s_lock_without_stopping_the_lo
         return [await repo.get_state(session, key=key) for key in ("other", "mine")]
 
     assert await in_session(sessions, read) == ["1", "2"]
+
+
+async def test_the_write_ahead_log_is_checkpointed_off_the_loop(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commits run on the loop and never checkpoint (an fsync); the Checkpointer does,
+    every CHECKPOINT_EVERY commits, so the log does not grow with every answer."""
+    monkeypatch.setattr(storage_db, "CHECKPOINT_EVERY", 10)
+    path = tmp_path / "sj.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    await upgrade(url)
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+    wal = path.with_name("sj.db-wal")
+    try:
+        async with engine.connect() as connection:
+            pragma = connection.exec_driver_sql
+            assert (await pragma("PRAGMA wal_autocheckpoint")).scalar() == 0
+        for i in range(300):
+
+            async def write(session: AsyncSession, i: int = i) -> None:
+                await repo.set_state(session, key=f"k{i % 7}", value="x" * 3000 + str(i))
+
+            await in_session(sessions, write)
+            if i % 10 == 9:
+                await asyncio.sleep(0.05)  # (the checkpoint's thread gets its turn)
+        # 300 commits of a page or so each: 1.3 MB of log when nothing checkpoints it,
+        # about 0.12 MB when it is checkpointed (and then written again from its start).
+        assert wal.stat().st_size < 400_000, wal.stat().st_size
+        assert (
+            await in_session(sessions, lambda s: repo.get_state(s, key="k5")) == "x" * 3000 + "299"
+        )
+    finally:
+        await engine.dispose()
 
 
 async def test_foreign_keys_are_enforced(sessions: Sessions) -> None:
