@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import logging
@@ -34,10 +35,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from config import FormTemplate, Municipality, Settings
-from config.settings import DutySettings, Signer
+from config import Municipality, Settings
+from config.settings import Signer
 from handlers import audit
 from handlers.case_state import CaseStatus, Effects, transition
 from handlers.context import LOCAL_TZ, Clock
@@ -62,11 +63,12 @@ from signing.errors import (
     Unavailable,
     WrongBrowser,
 )
+from signing.evidence import decision_evidence
 from signing.evidence import embedded as embedded_evidence
 from signing.identity import Done, Failed, IdentityProvider, Pending, SigningContext
 from signing.identity.oidc import FLOW_TTL
-from storage import decisions, repo
-from storage.models import SigningRequest
+from storage import decisions, read_session_factory, repo
+from storage.models import Case, Report, SigningRequest
 
 if TYPE_CHECKING:
     from signing.seal import Seal
@@ -105,11 +107,17 @@ class SigningBackend:
     send_time_limit: float = WEB_SEND_TIME_LIMIT
     #: Told the seconds from a signature to its PDF in the case room (the bot's metrics).
     observe_sign_to_pdf: Callable[[float], None] | None = None
+    #: Sessions for work that only reads (no write lock on SQLite, so a link's page
+    #: and a signature never wait for the dialogues' writes to read); None: made from
+    #: ``sessions``' engine.
+    readers: async_sessionmaker[AsyncSession] | None = None
+    _reads: async_sessionmaker[AsyncSession] = field(init=False, repr=False)
     _seal: Seal | None = field(default=None, init=False, repr=False)
     #: Messages a web request started and did not wait for (telling the case room).
     _background: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._reads = self.readers or _readers_of(self.sessions)
         self.outcomes = OutcomePoster(
             self.settings,
             self.sessions,
@@ -173,7 +181,7 @@ class SigningBackend:
         return self.settings.duty.language
 
     async def _load(self, token: str) -> SigningRequest:
-        async with self.sessions() as session:
+        async with self._reads() as session:
             request = await decisions.get_by_token_hash(session, token_hash=token_hash(token))
         if request is None:
             raise NotFound("error.link_unknown")
@@ -191,7 +199,7 @@ class SigningBackend:
             raise Expired("error.link_expired")
 
     async def _already_decided(self, case_id: int) -> AlreadyDecided:
-        async with self.sessions() as session:
+        async with self._reads() as session:
             decided = await decisions.list_signing_requests(
                 session, case_id=case_id, statuses=decisions.DECIDED
             )
@@ -203,11 +211,15 @@ class SigningBackend:
         )
         return AlreadyDecided(key, name=winner.signer_name)
 
-    async def _context(self, request: SigningRequest, ip: str) -> SigningContext:
-        async with self.sessions() as session:
-            case = await repo.get_case(session, case_id=request.case_id)
-            report = await repo.get_report(session, case_id=request.case_id)
+    async def _case_and_report(self, case_id: int) -> tuple[Case, Report | None]:
+        async with self._reads() as session:
+            case = await repo.get_case(session, case_id=case_id)
+            report = await repo.get_report(session, case_id=case_id)
         assert case is not None
+        return case, report
+
+    async def _context(self, request: SigningRequest, ip: str) -> SigningContext:
+        case, report = await self._case_and_report(request.case_id)
         submitted = (report.submitted or {}) if report else {}
         _, maker = self._maker(request)
         return SigningContext(
@@ -462,34 +474,8 @@ class SigningBackend:
         if self.signer is None:
             raise Unavailable("error.no_seal")
         await self._check_reviewed(request, decided_at)
-        from signing.seal import StampInfo
-
-        identity = request.identity or {}
-        ctx = await self._context(request, "")
         assert municipality is not None
-        document, rendered = await self._decided_document(request, municipality, maker, decided_at)
-        # In a seal process (or thread): the event loop serves everyone else meanwhile.
-        signed = await self.seal().sign(
-            document,
-            stamp=StampInfo(
-                signer_name=request.signer_name,
-                signer_role=request.signer_role,
-                method_label=METHOD_LABELS.get(str(identity.get("method")), "?"),
-                signed_at=decided_at,
-                case_number=ctx.case_number,
-                language=self.lang,
-            ),
-            # Under the signature with the identification: the document the signer was
-            # shown (its SHA-256 is what BankID showed) and how the sealed one came from it.
-            evidence={
-                **embedded_evidence(identity),
-                "decision": {
-                    "decided_at": decided_at.isoformat(),
-                    "reviewed_sha256": request.document_sha256,
-                    "rendered_at_signing": rendered,
-                },
-            },
-        )
+        signed = await self._seal_decided(request, municipality, maker, decided_at)
         return await self._settle(request, "signed", signed=signed, now=decided_at)
 
     async def _check_reviewed(self, request: SigningRequest, now: datetime) -> None:
@@ -528,11 +514,9 @@ class SigningBackend:
             return None
         from signing.seal import StampInfo
 
-        async with self.sessions() as session:
-            case = await repo.get_case(session, case_id=request.case_id)
-            report = await repo.get_report(session, case_id=request.case_id)
+        case, report = await self._case_and_report(request.case_id)
         submitted = report.submitted if report is not None else None
-        if case is None or not submitted:
+        if not submitted:
             return None
         identity = request.identity or {}
         try:
@@ -572,46 +556,64 @@ class SigningBackend:
             )
             return None
 
-    async def _decided_document(
+    async def _seal_decided(
         self,
         request: SigningRequest,
         municipality: Municipality,
         maker: Signer,
         decided_at: datetime,
-    ) -> tuple[bytes, bool]:
-        """What to seal: the reviewed decision rendered again with the moment of the
-        decision (True), or, when that cannot be the same document, the reviewed one as
-        it is (False), which says the decision date is the day of signing."""
-        async with self.sessions() as session:
-            report = await repo.get_report(session, case_id=request.case_id)
+    ) -> bytes:
+        """The decision sealed: the reviewed decision rendered again with the moment of
+        the decision, or, when that cannot be the same document, the reviewed one as it
+        is, which says the decision date is the day of signing (the embedded evidence
+        says which). Rendering and sealing are one job where the seal works (a seal
+        process when it has any: reportlab and pyHanko never hold the event loop)."""
+        from signing.seal import StampInfo
+
+        case, report = await self._case_and_report(request.case_id)
         submitted = report.submitted if report is not None else None
-        decided: bytes | None = None
+        seal = self.seal()
+        render: Callable[[], bytes | None] | None = None  # nothing to render: as it is
         if submitted:
-            seal = self.seal()
             # Only what the render reads crosses to a seal process.
             settings = _render_settings(self.settings, submitted) if seal.process_ids else None
-            try:
-                # reportlab: never on the event loop, and where the seal works (its
-                # process when it has any: two renders hold the GIL for tens of ms).
-                decided = await seal.run(
-                    decided_version,
-                    settings or self.settings,
-                    submitted,
-                    municipality,
-                    maker,
-                    reviewed_sha256=request.document_sha256,
-                    decided_at=decided_at,
-                )
-            except Exception as exc:
-                log.warning(
-                    "signing request %d: the decided version failed (%s)",
-                    request.id,
-                    type(exc).__name__,
-                )
-        if decided is None:
+            render = functools.partial(
+                decided_version,
+                settings or self.settings,
+                submitted,
+                municipality,
+                maker,
+                reviewed_sha256=request.document_sha256,
+                decided_at=decided_at,
+            )
+        identity = request.identity or {}
+        sealed = await seal.sign_version(
+            render,
+            request.document,
+            stamp=StampInfo(
+                signer_name=request.signer_name,
+                signer_role=request.signer_role,
+                method_label=METHOD_LABELS.get(str(identity.get("method")), "?"),
+                signed_at=decided_at,
+                case_number=case.number,
+                language=self.lang,
+            ),
+            # Under the signature with the identification: the document the signer was
+            # shown (its SHA-256 is what BankID showed) and how the sealed one came from it.
+            evidence=functools.partial(
+                decision_evidence,
+                embedded_evidence(identity),
+                decided_at.isoformat(),
+                request.document_sha256,
+            ),
+        )
+        if sealed.failure is not None:
+            log.warning(
+                "signing request %d: the decided version failed (%s)", request.id, sealed.failure
+            )
+        if not sealed.rendered:
             log.warning("signing request %d: sealing the reviewed document as it is", request.id)
-            return request.document, False
-        return decided, True
+        return sealed.pdf
 
     async def _settle(
         self,
@@ -723,21 +725,22 @@ def _state_key(state: str) -> bytes:
     return hashlib.sha256(b"socialjour oidc link\0" + state.encode()).digest()
 
 
-@dataclass(frozen=True, slots=True)
-class _RenderSettings:
-    """What rendering a decision reads of the settings (:func:`handlers.issuing.render_for`:
-    the form and the language), for a seal process: the whole :class:`Settings` does
-    not pickle (read-only mappings), and the secrets in it have no business there."""
-
-    forms: Mapping[str, FormTemplate]
-    duty: DutySettings
+def _readers_of(sessions: async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:
+    """Read-only sessions on the engine ``sessions`` writes to (``sessions`` itself
+    when it is not bound to one engine)."""
+    bind = sessions.kw.get("bind")
+    return read_session_factory(bind) if isinstance(bind, AsyncEngine) else sessions
 
 
 def _render_settings(settings: Settings, report: Mapping[str, Any]) -> Settings:
+    """Only what rendering ``report`` reads of ``settings``, for a seal process
+    (:class:`signing.document.RenderSettings`)."""
+    from signing.document import RenderSettings
+
     form_id = str(report.get("form", {}).get("id", ""))
     form = settings.forms.get(form_id)
     forms = {form_id: form} if form is not None else {}
-    return cast(Settings, _RenderSettings(forms=forms, duty=settings.duty))
+    return cast(Settings, RenderSettings(forms=forms, duty=settings.duty))
 
 
 def seal_for_state(token: str, state: str) -> str:

@@ -58,7 +58,7 @@ from reportlab.platypus import (
 )
 
 from config.forms import FormTemplate
-from config.settings import DecisionMaker, Delegate, Signer
+from config.settings import DecisionMaker, Delegate, DutySettings, Signer
 
 __all__ = [
     "LOCAL_TIME",
@@ -267,6 +267,17 @@ def mandate_basis(form: FormTemplate, language: str) -> str | None:
     if isinstance(given, str) and given:
         return given
     return _MANDATE_BASIS.get(form.id, {}).get(language)
+
+
+@dataclass(frozen=True, slots=True)
+class RenderSettings:
+    """What rendering a decision reads of the settings (the forms and the duty
+    settings' language), for a seal process: the whole ``Settings`` does not pickle
+    (read-only mappings), and the secrets in it have no business there. Defined here,
+    in a module every seal process has loaded, so unpickling it costs no import."""
+
+    forms: Mapping[str, FormTemplate]
+    duty: DutySettings
 
 
 @dataclass(frozen=True)

@@ -67,3 +67,21 @@ def embedded(record: Mapping[str, Any]) -> dict[str, Any]:
     if method == "matrix-code":
         shown["subject"] = record.get("subject")
     return shown
+
+
+def decision_evidence(
+    identification: Mapping[str, Any], decided_at: str, reviewed_sha256: str, rendered: bool
+) -> dict[str, Any]:
+    """What goes under a decision's signature: the identification (:func:`embedded`),
+    the moment of the decision, the SHA-256 of the document the signer reviewed, and
+    whether the sealed document is that one rendered again with the moment (True) or
+    the reviewed one as it is (False). Here, light to import, because a seal process
+    calls it (``functools.partial`` of it crosses there)."""
+    return {
+        **identification,
+        "decision": {
+            "decided_at": decided_at,
+            "reviewed_sha256": reviewed_sha256,
+            "rendered_at_signing": rendered,
+        },
+    }

@@ -30,7 +30,7 @@ import os
 import signal
 import threading
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -63,6 +63,7 @@ from pyhanko.sign.signers.pdf_byterange import BuildProps
 from pyhanko.sign.timestamps import HTTPTimeStamper, TimeStamper
 from pyhanko.stamp import TextStampStyle
 from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.fetchers.aiohttp_fetchers.util import LazySession
 from pyhanko_certvalidator.util import get_pyca_cryptography_hash, process_pss_params
 
 from config.settings import Pkcs11Settings, SigningSettings
@@ -73,9 +74,11 @@ __all__ = [
     "EVIDENCE_FILE",
     "Seal",
     "SealError",
+    "SealedVersion",
     "StampInfo",
     "close_signer",
     "load_signer",
+    "render_and_seal",
     "seal_pdf",
     "sign_decision",
 ]
@@ -132,6 +135,17 @@ class StampInfo:
     language: str = "sv"
     #: A worker's record, not a decision: the stamp says "Dokumenterat av".
     record: bool = False
+
+
+@dataclass(frozen=True)
+class SealedVersion:
+    """What :meth:`Seal.sign_version` made: the sealed PDF, and which document it seals."""
+
+    pdf: bytes
+    #: True: the freshly rendered version; False: the fallback document as it was.
+    rendered: bool
+    #: Why rendering failed (the exception's class name), for the bot's log; None if it did not.
+    failure: str | None = None
 
 
 # -- the key ---------------------------------------------------------------------------
@@ -276,10 +290,10 @@ class Seal:
         self.signer = signer
         self.validation_context = _validation_context(trust_roots)
         # One long-lived TSA client: pyHanko caches its size-estimation token per
-        # client, so reusing it saves a round trip to the TSA on every signature.
-        self.timestamper = (
-            HTTPTimeStamper(tsa_url, timeout=15) if tsa_url is not None else timestamper
-        )
+        # client, so reusing it saves a round trip to the TSA on every signature; its
+        # connections stay open between signatures (see :class:`SigningLoop`).
+        self._loop = SigningLoop(tsa_url)
+        self.timestamper = self._loop.timestamper if tsa_url is not None else timestamper
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seal")
         self._processes: _SealProcesses | None = None
         self._owns_signer = False
@@ -347,13 +361,51 @@ class Seal:
             validation_context=self.validation_context,
             timestamper=self.timestamper,
             box=box,
+            loop=self._loop,
+        )
+        return await asyncio.get_running_loop().run_in_executor(self._worker, job)
+
+    async def sign_version(
+        self,
+        render: Callable[[], bytes | None] | None,
+        fallback: bytes,
+        *,
+        stamp: StampInfo,
+        evidence: Callable[[bool], Mapping[str, Any] | None],
+    ) -> SealedVersion:
+        """Render the document to seal and seal it, as one piece of work where the seal
+        works (:func:`render_and_seal`): ``render()`` gives the document (None, an
+        exception, or no ``render`` at all: seal ``fallback`` instead),
+        ``evidence(rendered)`` what to embed.
+
+        One job, not a render and then a seal: in a seal process the two would queue
+        apart, so with several decisions at once every render ran before the first
+        seal, and the document crossed between the processes twice. In a process
+        ``render`` and ``evidence`` must pickle (module-level functions, partials of
+        them over plain data)."""
+        if self._processes is not None:
+            return await self._processes.run(
+                _render_and_seal_in_process, render, fallback, stamp, evidence
+            )
+        assert self.signer is not None
+        job = functools.partial(
+            render_and_seal,
+            render,
+            fallback,
+            signer=self.signer,
+            stamp=stamp,
+            evidence=evidence,
+            validation_context=self.validation_context,
+            timestamper=self.timestamper,
+            loop=self._loop,
         )
         return await asyncio.get_running_loop().run_in_executor(self._worker, job)
 
     async def run(self, function: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
-        """Other blocking CPU work of a signature (rendering the decided document) where
-        the seal works: in a seal process when there are any, so it does not hold the
-        event loop's GIL either, else in a thread of its own. In a process,
+        """Other blocking CPU work where the seal works (a decision's render and seal
+        go together through :meth:`sign_version`): in a seal process when there are
+        any, so it does not hold the event loop's GIL either, else in a thread of its
+        own. In a process,
         ``function`` and its arguments must pickle (a module-level function and plain
         data), and a test's monkeypatching in this process does not reach it."""
         if self._processes is not None:
@@ -365,6 +417,9 @@ class Seal:
         (which release their keys), and release the key if the seal loaded it here
         (else whoever loaded it does)."""
         await asyncio.to_thread(self._worker.shutdown, wait=True)
+        # On a thread: this loop cannot run inside the caller's. The worker has ended,
+        # so nothing else runs on it any more.
+        await asyncio.to_thread(self._loop.close)
         if self._processes is not None:
             await asyncio.to_thread(self._processes.close)
         if self._owns_signer and self.signer is not None:
@@ -493,6 +548,7 @@ class _ProcessSeal:
     signer: Signer
     validation_context: ValidationContext | None
     timestamper: TimeStamper | None
+    loop: SigningLoop
 
 
 #: In a seal process: its key, or why it has none (told to every job it gets).
@@ -522,13 +578,41 @@ def _start_seal_process(settings: SigningSettings, preload: Sequence[str] = ()) 
     except Exception as error:
         _PROCESS_SEAL = SealError(f"the seal process cannot start: {type(error).__name__}")
         return
-    timestamper = (
-        HTTPTimeStamper(settings.tsa_url, timeout=15) if settings.tsa_url is not None else None
-    )
-    _PROCESS_SEAL = _ProcessSeal(signer, context, timestamper)
+    loop = SigningLoop(settings.tsa_url)
+    _PROCESS_SEAL = _ProcessSeal(signer, context, loop.timestamper, loop)
+    multiprocessing_util.Finalize(None, loop.close, exitpriority=20)
+    _warm_up(_PROCESS_SEAL)
     # Log out of a PKCS#11 token when the process ends (a pool's processes end
     # through multiprocessing's exit, which runs these).
     multiprocessing_util.Finalize(None, close_signer, args=(signer,), exitpriority=10)
+
+
+def _warm_up(kept: _ProcessSeal) -> None:
+    """Seal a blank page once, unseen, and fetch the TSA's sample token, as the process
+    starts: the first decision it seals then pays no first-time costs (pyHanko's and
+    reportlab's lazy imports and caches, the seal certificate's first validation,
+    the extra TSA request pyHanko makes once per client). A failure here is left
+    for the first real signature to report, as it was before."""
+    from reportlab.pdfgen.canvas import Canvas
+
+    try:
+        page = io.BytesIO()
+        canvas = Canvas(page)
+        canvas.showPage()
+        canvas.save()
+        seal_pdf(
+            page.getvalue(),
+            signer=kept.signer,
+            stamp=StampInfo("-", "-", "-", datetime.now().astimezone(), "-"),
+            evidence=None,
+            validation_context=kept.validation_context,
+            box=SignatureBox(page=0, x1=20, y1=20, x2=220, y2=100),
+            loop=kept.loop,
+        )
+        if kept.timestamper is not None:
+            kept.loop.run(kept.timestamper.async_dummy_response("sha256"))
+    except Exception:
+        return
 
 
 def _end_with_the_bot() -> None:
@@ -582,7 +666,59 @@ def _seal_in_process(
         validation_context=kept.validation_context,
         timestamper=kept.timestamper,
         box=box,
+        loop=kept.loop,
     )
+
+
+def _render_and_seal_in_process(
+    render: Callable[[], bytes | None] | None,
+    fallback: bytes,
+    stamp: StampInfo,
+    evidence: Callable[[bool], Mapping[str, Any] | None],
+) -> SealedVersion:
+    kept = _process_seal()
+    return render_and_seal(
+        render,
+        fallback,
+        signer=kept.signer,
+        stamp=stamp,
+        evidence=evidence,
+        validation_context=kept.validation_context,
+        timestamper=kept.timestamper,
+        loop=kept.loop,
+    )
+
+
+def render_and_seal(
+    render: Callable[[], bytes | None] | None,
+    fallback: bytes,
+    *,
+    signer: Signer,
+    stamp: StampInfo,
+    evidence: Callable[[bool], Mapping[str, Any] | None],
+    validation_context: ValidationContext | None = None,
+    timestamper: TimeStamper | None = None,
+    loop: SigningLoop | None = None,
+) -> SealedVersion:
+    """:func:`seal_pdf` on what ``render()`` gives, or on ``fallback`` when it gives None
+    or fails (the failure's class name is returned, for the caller's log: a seal
+    process logs nothing). Blocking: see :func:`seal_pdf`."""
+    failure: str | None = None
+    try:
+        document = render() if render is not None else None
+    except Exception as error:
+        document, failure = None, type(error).__name__
+    rendered = document is not None
+    pdf = seal_pdf(
+        document if document is not None else fallback,
+        signer=signer,
+        stamp=stamp,
+        evidence=evidence(rendered),
+        validation_context=validation_context,
+        timestamper=timestamper,
+        loop=loop,
+    )
+    return SealedVersion(pdf, rendered, failure)
 
 
 async def sign_decision(
@@ -638,6 +774,7 @@ def seal_pdf(
     validation_context: ValidationContext | None = None,
     timestamper: TimeStamper | None = None,
     box: SignatureBox | None = None,
+    loop: SigningLoop | None = None,
 ) -> bytes:
     """Seal ``pdf`` in its reserved signature field and return the signed PDF.
 
@@ -649,7 +786,8 @@ def seal_pdf(
     signature covers it. With ``validation_context`` the seal certificate (and
     the TSA's) is validated before signing, so a misconfigured key fails here and
     not in a verifier's hands. ``timestamper`` makes it PAdES B-T. ``box`` places
-    the stamp in a PDF that has no reserved field (not one of ours).
+    the stamp in a PDF that has no reserved field (not one of ours). ``loop``: the
+    kept event loop to run pyHanko on (else it makes one for this signature).
     """
     labels = _STAMP_LABELS.get(stamp.language, _STAMP_LABELS["sv"])
     if stamp.record:
@@ -684,20 +822,73 @@ def seal_pdf(
         new_field_spec=field_spec,
     )
     output = io.BytesIO()
+    options: dict[str, Any] = {
+        "output": output,
+        "appearance_text_params": _stamp_text(stamp, labels, signer),
+        # A fixed reservation spares pyHanko its dry-run signature, which it makes
+        # only to estimate the size: half of the CPU a seal costs.
+        "bytes_reserved": SIGNATURE_BYTES_RESERVED,
+    }
     try:
-        pdf_signer.sign_pdf(
-            writer,
-            output=output,
-            appearance_text_params=_stamp_text(stamp, labels, signer),
-            # A fixed reservation spares pyHanko its dry-run signature, which it makes
-            # only to estimate the size: half of the CPU a seal costs.
-            bytes_reserved=SIGNATURE_BYTES_RESERVED,
-        )
+        if loop is None:
+            pdf_signer.sign_pdf(writer, **options)
+        else:
+            loop.run(_sign_and_release(pdf_signer, writer, options, validation_context))
     except SealError:
         raise
     except Exception as error:
         raise SealError(f"sealing failed: {type(error).__name__}: {error}") from error
     return output.getvalue()
+
+
+async def _sign_and_release(
+    pdf_signer: PdfSigner,
+    writer: IncrementalPdfFileWriter,
+    options: Mapping[str, Any],
+    validation_context: ValidationContext | None,
+) -> None:
+    """What pyHanko's synchronous ``sign_pdf`` runs, on a kept loop: sign, then let the
+    validation context release what it opened for this signature."""
+    try:
+        await pdf_signer.async_sign_pdf(writer, **options)
+    finally:
+        if validation_context is not None:
+            await validation_context.aclose()
+
+
+class SigningLoop:
+    """An event loop kept for a seal's signatures, with the TSA client that uses it.
+
+    pyHanko's synchronous API starts an event loop per signature, and its TSA client
+    then opens a client session (with a TLS context loaded from the CA bundle) and a
+    connection for each request: tens of milliseconds of CPU and a connection set-up
+    per decision. Kept here, the TSA's connection is reused between signatures. Used
+    by one thread at a time (the seal's worker, or a seal process's only one).
+    """
+
+    def __init__(self, tsa_url: str | None = None) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._session = LazySession()
+        self.timestamper = (
+            HTTPTimeStamper(tsa_url, timeout=15, session=self._session)
+            if tsa_url is not None
+            else None
+        )
+
+    def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        if self._loop is None or self._loop.is_closed():
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(coroutine)
+
+    def close(self) -> None:
+        """Close the TSA's connections and the loop (when nothing runs on it)."""
+        loop, self._loop = self._loop, None
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.run_until_complete(self._session.close())
+        finally:
+            loop.close()
 
 
 def _embed_evidence(
