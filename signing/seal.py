@@ -578,9 +578,10 @@ def _start_seal_process(settings: SigningSettings, preload: Sequence[str] = ()) 
     except Exception as error:
         _PROCESS_SEAL = SealError(f"the seal process cannot start: {type(error).__name__}")
         return
+    # Its loop and TSA connections end with the process (closing them in an exit
+    # finalizer made the process outlive the pool's shutdown, and the stop kill it).
     loop = SigningLoop(settings.tsa_url)
     _PROCESS_SEAL = _ProcessSeal(signer, context, loop.timestamper, loop)
-    multiprocessing_util.Finalize(None, loop.close, exitpriority=20)
     _warm_up(_PROCESS_SEAL)
     # Log out of a PKCS#11 token when the process ends (a pool's processes end
     # through multiprocessing's exit, which runs these).
@@ -588,11 +589,13 @@ def _start_seal_process(settings: SigningSettings, preload: Sequence[str] = ()) 
 
 
 def _warm_up(kept: _ProcessSeal) -> None:
-    """Seal a blank page once, unseen, and fetch the TSA's sample token, as the process
-    starts: the first decision it seals then pays no first-time costs (pyHanko's and
-    reportlab's lazy imports and caches, the seal certificate's first validation,
-    the extra TSA request pyHanko makes once per client). A failure here is left
-    for the first real signature to report, as it was before."""
+    """Seal a blank page once, unseen, as the process starts: the first decision it
+    seals then pays no first-time costs (pyHanko's and reportlab's lazy imports and
+    caches, the seal certificate's first validation). The TSA is not asked here: the
+    bot's start must not wait for it (a TSA that is down or slow would hold the start
+    for its whole time limit); pyHanko's one extra request per client (a sample token)
+    falls to the first decision. A failure here is left for the first real signature
+    to report, as it was before."""
     from reportlab.pdfgen.canvas import Canvas
 
     try:
@@ -609,8 +612,6 @@ def _warm_up(kept: _ProcessSeal) -> None:
             box=SignatureBox(page=0, x1=20, y1=20, x2=220, y2=100),
             loop=kept.loop,
         )
-        if kept.timestamper is not None:
-            kept.loop.run(kept.timestamper.async_dummy_response("sha256"))
     except Exception:
         return
 

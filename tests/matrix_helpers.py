@@ -44,6 +44,7 @@ from nio import (
     UnknownEvent,
 )
 from nio.crypto.attachments import decrypt_attachment
+from nio.exceptions import OlmUnverifiedDeviceError
 
 from bot.crosssigning import CrossSigningKeys, setup_cross_signing
 from bot.synapse_local import LocalSynapse, free_port
@@ -211,8 +212,18 @@ class MatrixUser:
         return await self.send_event(room_id, "m.room.message", {"msgtype": "m.text", "body": body})
 
     async def send_event(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
-        await self.trust.prepare_room(room_id)
-        resp = await self.client.room_send(room_id, event_type, content)
+        for attempt in range(3):
+            await self.trust.prepare_room(room_id)
+            try:
+                resp = await self.client.room_send(room_id, event_type, content)
+                break
+            except OlmUnverifiedDeviceError as exc:
+                # Someone joined between deciding the members' devices and the send (a
+                # sync ran in between) with a session nobody verified: left out, as
+                # Element leaves out insecure devices, and the message sent without it.
+                if attempt == 2:
+                    raise
+                self.client.blacklist_device(exc.device)
         assert isinstance(resp, RoomSendResponse), resp
         return resp.event_id
 
