@@ -28,6 +28,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import sys
 import threading
 import unicodedata
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -295,6 +296,10 @@ class Seal:
         self._loop = SigningLoop(tsa_url)
         self.timestamper = self._loop.timestamper if tsa_url is not None else timestamper
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seal")
+        # The seal's thread holds the GIL while it signs; the event loop's thread then
+        # gets it back after this long at the most (Python's default is 5 ms), which
+        # bounds how long a database statement or a message waits behind a signature.
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL))
         self._processes: _SealProcesses | None = None
         self._owns_signer = False
 
@@ -429,6 +434,9 @@ class Seal:
 #: How long start-up waits for the seal processes to start and load the key: a new
 #: interpreter importing pyHanko takes seconds on a busy machine, a PKCS#11 login more.
 WARM_UP_TIME_LIMIT = 120.0
+#: The interpreter's GIL switch interval (seconds) in a process that seals in a thread.
+GIL_SWITCH_INTERVAL = 0.001
+
 #: How long a stop waits for a seal process to finish its work and end.
 CLOSE_TIME_LIMIT = 15.0
 

@@ -207,6 +207,11 @@ class InlineConnection(aiosqlite.Connection):
             return await super()._execute(fn, *args, **kwargs)
         if getattr(fn, "__name__", None) not in self._STATEMENTS:
             return fn(*args, **kwargs)  # a cursor, a fetch: never locked
+        # Let the rest of the loop run first: a transaction's statements would
+        # otherwise run back to back without it, and each may wait for the GIL (SQLite
+        # lets go of it while it works) as long as a busy thread holds it (a seal or a
+        # page preview in a worker thread: 5 ms at a time).
+        await asyncio.sleep(0)
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
         pause = 0.001
         while True:
