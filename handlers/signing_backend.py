@@ -71,7 +71,7 @@ from storage import decisions, read_session_factory, repo
 from storage.models import Case, Report, SigningRequest
 
 if TYPE_CHECKING:
-    from signing.seal import Seal
+    from signing.seal import Seal, StampInfo
 
 log = logging.getLogger(__name__)
 
@@ -512,8 +512,6 @@ class SigningBackend:
         if self.signer is None:
             log.warning("signing request %d: no seal; the refusal has no document", request.id)
             return None
-        from signing.seal import StampInfo
-
         case, report = await self._case_and_report(request.case_id)
         submitted = report.submitted if report is not None else None
         if not submitted:
@@ -531,14 +529,7 @@ class SigningBackend:
             )
             return await self.seal().sign(
                 pdf,
-                stamp=StampInfo(
-                    signer_name=request.signer_name,
-                    signer_role=request.signer_role,
-                    method_label=METHOD_LABELS.get(str(identity.get("method")), "?"),
-                    signed_at=decided_at,
-                    case_number=case.number,
-                    language=self.lang,
-                ),
+                stamp=self._stamp(request, decided_at, case.number),
                 evidence={
                     **embedded_evidence(identity),
                     "decision": {
@@ -556,6 +547,20 @@ class SigningBackend:
             )
             return None
 
+    def _stamp(self, request: SigningRequest, decided_at: datetime, case_number: str) -> StampInfo:
+        """The visible signature's text: who decided, in which role, identified how, when."""
+        from signing.seal import StampInfo
+
+        method = str((request.identity or {}).get("method"))
+        return StampInfo(
+            signer_name=request.signer_name,
+            signer_role=request.signer_role,
+            method_label=METHOD_LABELS.get(method, "?"),
+            signed_at=decided_at,
+            case_number=case_number,
+            language=self.lang,
+        )
+
     async def _seal_decided(
         self,
         request: SigningRequest,
@@ -568,7 +573,6 @@ class SigningBackend:
         is, which says the decision date is the day of signing (the embedded evidence
         says which). Rendering and sealing are one job where the seal works (a seal
         process when it has any: reportlab and pyHanko never hold the event loop)."""
-        from signing.seal import StampInfo
 
         case, report = await self._case_and_report(request.case_id)
         submitted = report.submitted if report is not None else None
@@ -590,14 +594,7 @@ class SigningBackend:
         sealed = await seal.sign_version(
             render,
             request.document,
-            stamp=StampInfo(
-                signer_name=request.signer_name,
-                signer_role=request.signer_role,
-                method_label=METHOD_LABELS.get(str(identity.get("method")), "?"),
-                signed_at=decided_at,
-                case_number=case.number,
-                language=self.lang,
-            ),
+            stamp=self._stamp(request, decided_at, case.number),
             # Under the signature with the identification: the document the signer was
             # shown (its SHA-256 is what BankID showed) and how the sealed one came from it.
             evidence=functools.partial(
