@@ -97,8 +97,9 @@ def _on_sqlite_begin(connection: Connection) -> None:
 
     A deferred transaction that reads and then writes fails with "database is
     locked" (SQLITE_BUSY_SNAPSHOT) if another writer committed in between, and
-    busy_timeout cannot wait that out. Taking the lock up front makes a concurrent
-    unit of work wait (up to busy_timeout) and then run as if alone: serialisable,
+    no wait can help it then. Taking the lock up front makes a concurrent unit of
+    work wait (asleep on the loop, up to :data:`SQLITE_BUSY_TIMEOUT_MS`: see
+    :class:`InlineConnection`) and then run as if alone: serialisable,
     no lost updates. The cost is that SQLite runs one transaction at a time, which
     a bot handling a few cases an hour never notices; keep sessions short.
 
