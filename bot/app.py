@@ -144,6 +144,7 @@ class Socialjour:
             providers=build_providers(settings, self._send_code),
             signer=load_seal(settings),
             observe_sign_to_pdf=observe_seconds(self.metrics.sign_to_pdf.observe),
+            readers=self.readers,
         )
         self.decisions.records = self.backend.records  # forms nobody signs: sealed records
         self.dispatcher = Dispatcher(

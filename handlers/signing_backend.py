@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config import Municipality, Settings
 from config.settings import Signer
@@ -67,7 +67,7 @@ from signing.evidence import decision_evidence
 from signing.evidence import embedded as embedded_evidence
 from signing.identity import Done, Failed, IdentityProvider, Pending, SigningContext
 from signing.identity.oidc import FLOW_TTL
-from storage import decisions, read_session_factory, repo
+from storage import decisions, repo
 from storage.models import Case, Report, SigningRequest
 
 if TYPE_CHECKING:
@@ -108,8 +108,7 @@ class SigningBackend:
     #: Told the seconds from a signature to its PDF in the case room (the bot's metrics).
     observe_sign_to_pdf: Callable[[float], None] | None = None
     #: Sessions for work that only reads (no write lock on SQLite, so a link's page
-    #: and a signature never wait for the dialogues' writes to read); None: made from
-    #: ``sessions``' engine.
+    #: and a signature never wait for the dialogues' writes to read); None: ``sessions``.
     readers: async_sessionmaker[AsyncSession] | None = None
     _reads: async_sessionmaker[AsyncSession] = field(init=False, repr=False)
     _seal: Seal | None = field(default=None, init=False, repr=False)
@@ -117,7 +116,7 @@ class SigningBackend:
     _background: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._reads = self.readers or _readers_of(self.sessions)
+        self._reads = self.readers or self.sessions
         self.outcomes = OutcomePoster(
             self.settings,
             self.sessions,
@@ -720,13 +719,6 @@ def same_browser(expected_hash: str | None, cookie: str | None) -> bool:
 def _state_key(state: str) -> bytes:
     """An AES key from the OIDC state; not its stored hash (a different input)."""
     return hashlib.sha256(b"socialjour oidc link\0" + state.encode()).digest()
-
-
-def _readers_of(sessions: async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:
-    """Read-only sessions on the engine ``sessions`` writes to (``sessions`` itself
-    when it is not bound to one engine)."""
-    bind = sessions.kw.get("bind")
-    return read_session_factory(bind) if isinstance(bind, AsyncEngine) else sessions
 
 
 def _render_settings(settings: Settings, report: Mapping[str, Any]) -> Settings:

@@ -35,7 +35,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from multiprocessing import util as multiprocessing_util
 from pathlib import Path
 from typing import Any, TypeVar
@@ -596,6 +596,10 @@ def _start_seal_process(settings: SigningSettings, preload: Sequence[str] = ()) 
     multiprocessing_util.Finalize(None, close_signer, args=(signer,), exitpriority=10)
 
 
+#: The blank warm-up seal's stamp time: it is never seen, so no clock is read for it.
+WARM_UP_MOMENT = datetime(2000, 1, 1, tzinfo=UTC)
+
+
 def _warm_up(kept: _ProcessSeal) -> None:
     """Seal a blank page once, unseen, as the process starts: the first decision it
     seals then pays no first-time costs (pyHanko's and reportlab's lazy imports and
@@ -614,7 +618,7 @@ def _warm_up(kept: _ProcessSeal) -> None:
         seal_pdf(
             page.getvalue(),
             signer=kept.signer,
-            stamp=StampInfo("-", "-", "-", datetime.now().astimezone(), "-"),
+            stamp=StampInfo("-", "-", "-", WARM_UP_MOMENT, "-"),
             evidence=None,
             validation_context=kept.validation_context,
             box=SignatureBox(page=0, x1=20, y1=20, x2=220, y2=100),
