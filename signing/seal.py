@@ -518,12 +518,7 @@ class _SealProcesses:
             return
         # The broken pool's other processes stay otherwise (they ignore SIGTERM, and
         # nobody sends them the end of work any more): end them, with their keys.
-        survivors = list((getattr(broken, "_processes", None) or {}).values())
-        broken.shutdown(wait=False, cancel_futures=True)
-        for process in survivors:
-            if process.is_alive():
-                process.kill()
-            process.join(timeout=5)
+        _end_pool(broken, wait=0.0, cancel=True)
         self._pool = self._new_pool()
         for started in self._start_all(self._pool):
             started.add_done_callback(_log_start_failure)
@@ -533,14 +528,27 @@ class _SealProcesses:
         has not ended after :data:`CLOSE_TIME_LIMIT` seconds is killed (a stop must
         not hang on it)."""
         self._closed = True
-        processes = list((getattr(self._pool, "_processes", None) or {}).values())
-        self._pool.shutdown(wait=False)
-        for process in processes:
-            process.join(timeout=CLOSE_TIME_LIMIT)
-            if process.is_alive():
-                log.warning("a seal process did not end in time; killing it")
-                process.kill()
-                process.join(timeout=5)
+        _end_pool(self._pool, wait=CLOSE_TIME_LIMIT, cancel=False)
+
+
+def _end_pool(pool: ProcessPoolExecutor, *, wait: float, cancel: bool) -> None:
+    """Shut a pool down (``cancel``: drop the work not yet started); kill the
+    processes still running after ``wait`` seconds."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    # The pool's manager thread reaps its processes (no public API gives it). Waiting
+    # for the processes here as well would race it for their exit status: the loser's
+    # ``waitpid`` fails, and multiprocessing then takes an ended process for a live one.
+    manager = getattr(pool, "_executor_manager_thread", None)
+    pool.shutdown(wait=False, cancel_futures=cancel)
+    if manager is not None:
+        manager.join(timeout=wait)
+    stuck = [process for process in processes if process.is_alive()]
+    for process in stuck:
+        if wait:
+            log.warning("a seal process did not end in time; killing it")
+        process.kill()
+    if stuck and manager is not None:
+        manager.join(timeout=5)
 
 
 def _log_start_failure(started: Future[int]) -> None:
