@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sqlite3
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,13 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: since the event loop would wait with it; :class:`InlineConnection` waits instead,
 #: asleep on the loop, up to :data:`SQLITE_BUSY_TIMEOUT_MS`.
 SQLITE_INLINE_BUSY_MS = 0
+#: SQLite connections kept open for reuse. Units of work waiting for the write lock
+#: (see :class:`WriteGate`) each hold one: with SQLAlchemy's default of 5, a burst
+#: of answers in many rooms closed and reopened connections (a thread, a file and
+#: five PRAGMAs each) on every answer beyond the fifth.
+SQLITE_POOL_SIZE = 20
+#: Connections opened beyond those in a burst, and closed again afterwards.
+SQLITE_POOL_OVERFLOW = 40
 #: Commits between two write-ahead-log checkpoints of a SQLite file, which run on a
 #: worker thread (see :class:`Checkpointer`), never inside a commit on the loop.
 CHECKPOINT_EVERY = 200
@@ -88,6 +96,9 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+#: How a writing transaction starts on SQLite (see :func:`_on_sqlite_begin`).
+BEGIN_WRITE = "BEGIN IMMEDIATE"
+
 #: Execution option marking a read-only engine (see :func:`read_session_factory`).
 READ_ONLY = "socialjour_read_only"
 
@@ -111,7 +122,7 @@ def _on_sqlite_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN")
     else:
         # Waiting for the lock, if another writer holds it, is InlineConnection's.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql(BEGIN_WRITE)
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
@@ -165,6 +176,33 @@ class Checkpointer:
             log.warning("WAL checkpoint failed (%s)", type(future.exception()).__name__)
 
 
+class WriteGate:
+    """One writing transaction at a time per database file in this process, in turn.
+
+    SQLite lets one connection write at a time; the others' ``BEGIN IMMEDIATE`` fails
+    with SQLITE_BUSY. Without this, each waiting unit of work tried again on a timer
+    (1 ms, doubling to 50 ms): a busy room polled the lock, and the lock could sit
+    free for up to 50 ms while every writer slept. Here they queue on an
+    :class:`asyncio.Lock` (first come, first served) and each is woken the moment the
+    transaction before it commits or rolls back. Another process holding the lock is
+    still waited for by polling (:class:`InlineConnection`).
+    """
+
+    def __init__(self) -> None:
+        # One lock per event loop: a lock belongs to the loop it first waited on, and
+        # an engine may be used from more than one loop (one after the other).
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
+        return lock
+
+
 class InlineConnection(aiosqlite.Connection):
     """aiosqlite's connection, with statements run on the event loop's own thread.
 
@@ -178,22 +216,29 @@ class InlineConnection(aiosqlite.Connection):
     explicit checkpoints; the log's regular checkpoints run on a worker thread
     (:class:`Checkpointer`). Rollback and close stay there too.
 
-    Waiting for a lock must not stop the loop: SQLite's own ``busy_timeout`` is 0 on
-    these connections, and a statement that finds the database locked (the write
-    lock taken by another process or by another coroutine's transaction; a reader
-    during another connection's recovery) sleeps on the loop and is tried again, for
-    up to :data:`SQLITE_BUSY_TIMEOUT_MS`. A statement that failed with SQLITE_BUSY
-    changed nothing, so trying it again is safe.
+    Waiting for a lock must not stop the loop. The writing transactions of this
+    process take turns at a :class:`WriteGate` before their ``BEGIN IMMEDIATE``.
+    SQLite's own ``busy_timeout`` is 0 on these connections, and a statement that
+    still finds the database locked (the write lock taken by another process; a
+    reader during another connection's recovery) sleeps on the loop and is tried
+    again, for up to :data:`SQLITE_BUSY_TIMEOUT_MS`. A statement that failed with
+    SQLITE_BUSY changed nothing, so trying it again is safe.
     """
 
     _ON_THREAD = ("VACUUM", "PRAGMA WAL_CHECKPOINT")
     _STATEMENTS = frozenset({"execute", "executemany", "executescript"})
 
     def __init__(
-        self, connector: Callable[[], sqlite3.Connection], checkpointer: Checkpointer | None
+        self,
+        connector: Callable[[], sqlite3.Connection],
+        checkpointer: Checkpointer | None,
+        gate: WriteGate | None = None,
     ) -> None:
         super().__init__(connector, 64)
         self.checkpointer = checkpointer
+        self.gate = gate
+        #: The gate's lock while this connection's writing transaction is open.
+        self._writing: asyncio.Lock | None = None
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         driver = self._connection
@@ -201,13 +246,37 @@ class InlineConnection(aiosqlite.Connection):
             raise ValueError("Connection closed")
         if fn == driver.commit:
             fn()
+            self._done_writing()
             if self.checkpointer is not None:
                 self.checkpointer.committed()
             return None
-        if fn == driver.rollback or fn == driver.close or self._waits_on_disk(args):
+        if fn == driver.rollback or fn == driver.close:
+            try:
+                return await super()._execute(fn, *args, **kwargs)
+            finally:
+                self._done_writing()
+        if self._waits_on_disk(args):
             return await super()._execute(fn, *args, **kwargs)
         if getattr(fn, "__name__", None) not in self._STATEMENTS:
             return fn(*args, **kwargs)  # a cursor, a fetch: never locked
+        if self.gate is not None and self._writing is None and args[:1] == (BEGIN_WRITE,):
+            # Wait for this process's writer before us, asleep, then take our turn.
+            lock = self.gate.lock()
+            await lock.acquire()
+            self._writing = lock
+            try:
+                return await self._run(fn, *args, **kwargs)
+            except BaseException:
+                self._done_writing()
+                raise
+        return await self._run(fn, *args, **kwargs)
+
+    def _done_writing(self) -> None:
+        lock, self._writing = self._writing, None
+        if lock is not None:
+            lock.release()
+
+    async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         # Let the rest of the loop run first: a transaction's statements would
         # otherwise run back to back without it, and each may wait for the GIL (SQLite
         # lets go of it while it works) as long as a busy thread holds it (a seal or a
@@ -239,12 +308,13 @@ def _inline_creator(url: URL) -> Callable[[], InlineConnection]:
     kwargs["timeout"] = SQLITE_INLINE_BUSY_MS / 1000
     path = _sqlite_file(url)
     checkpointer = Checkpointer(str(path)) if path is not None else None
+    gate = WriteGate()
 
     def connect() -> sqlite3.Connection:
         return sqlite3.connect(*args, **kwargs)  # type: ignore[call-overload]
 
     def create() -> InlineConnection:
-        connection = InlineConnection(connect, checkpointer)
+        connection = InlineConnection(connect, checkpointer, gate)
         connection._thread.daemon = True
         return connection
 
@@ -272,7 +342,11 @@ def create_engine(url: str | URL) -> AsyncEngine:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     engine = _create_async_engine(
-        parsed, hide_parameters=True, async_creator=_inline_creator(parsed)
+        parsed,
+        hide_parameters=True,
+        async_creator=_inline_creator(parsed),
+        pool_size=SQLITE_POOL_SIZE,
+        max_overflow=SQLITE_POOL_OVERFLOW,
     )
     event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
     event.listen(engine.sync_engine, "begin", _on_sqlite_begin)

@@ -147,6 +147,52 @@ async def test_a_writer_waits_for_another_process_s_lock_without_stopping_the_lo
     assert await in_session(sessions, read) == ["1", "2"]
 
 
+async def test_writers_in_this_process_take_turns_in_order_without_polling_the_lock(
+    migrated_url: str, sessions: Sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answers in many rooms at once: their writing transactions queue for SQLite's one
+    write lock (storage.db.WriteGate) and are served in the order they came, each as
+    soon as the one before commits; none hits the lock and sleeps on a timer."""
+    if not is_sqlite(migrated_url):
+        pytest.skip("the write gate is SQLite's (PostgreSQL has row locks)")
+    found_locked = 0
+    busy = storage_db._busy
+
+    def counting(exc: sqlite3.OperationalError) -> bool:
+        nonlocal found_locked
+        found_locked += 1
+        return busy(exc)
+
+    monkeypatch.setattr(storage_db, "_busy", counting)
+    served: list[int] = []
+
+    async def write(i: int) -> None:
+        async with sessions() as session, session.begin():
+            current = await repo.get_state(session, key="count")
+            await asyncio.sleep(0.002)  # (a handler's await inside the transaction)
+            served.append(i)
+            await repo.set_state(session, key="count", value=str(int(current or 0) + 1))
+
+    async def read(_i: int) -> None:
+        async with sessions() as session:
+            await repo.get_state(session, key="count")
+            await asyncio.sleep(0.01)
+
+    # The connections exist already, as in a running bot (opening one takes a thread).
+    writers = storage_db.SQLITE_POOL_SIZE - 5
+    await asyncio.gather(*(read(i) for i in range(writers)))
+    # Each starts one loop turn after the one before, so "first come" is well defined.
+    tasks = []
+    for i in range(writers):
+        tasks.append(asyncio.create_task(write(i)))
+        await asyncio.sleep(0)
+    await asyncio.gather(*tasks)
+
+    assert served == list(range(writers))
+    assert found_locked == 0
+    assert await in_session(sessions, lambda s: repo.get_state(s, key="count")) == str(writers)
+
+
 async def test_the_write_ahead_log_is_checkpointed_off_the_loop(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
