@@ -37,7 +37,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
@@ -480,66 +479,91 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
 
 
 class TsaServer:
-    """``signing.devtsa`` on 127.0.0.1, served from its own thread and event loop.
+    """``signing.devtsa`` on 127.0.0.1, served by a process of its own
+    (``python -m bench.harness tsa``).
 
-    Neither the driver's clients nor anything else in this process can delay a
-    time-stamp answer by holding the driver's loop, as a real TSA on another
-    machine would not be delayed by them either. :meth:`start` needs the dev PKI,
-    which ``tests.test_decision_matrix.signing_config`` creates.
+    A real TSA runs on another machine: nothing the driver does can delay its
+    answer. On a thread of this process it could: the driver's twenty-odd E2EE
+    clients hold the GIL for most of a burst, and a time-stamp answer then took
+    70–320 ms instead of a few. Its own process still shares this machine's cores.
+    :meth:`start` needs the dev PKI, which
+    ``tests.test_decision_matrix.signing_config`` creates.
     """
 
     def __init__(self, pki_folder: Path, port: int) -> None:
         self.pki_folder = pki_folder
         self.port = port
         self.url = f"http://127.0.0.1:{port}/"
-        #: Server-side handling time of every request, in ms (loop thread only appends).
-        self.handled_ms: list[float] = []
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="dev-tsa", daemon=True)
-        self._runner: web.AppRunner | None = None
+        #: The server's handling time of each request, one line (ms) each.
+        self._times = pki_folder.parent / f"tsa-{port}.times"
+        self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        self._thread.start()
-        future = asyncio.run_coroutine_threadsafe(self._serve(), self._loop)
-        self._runner = future.result(timeout=30)
+    def start(self, timeout: float = 30) -> None:
+        self._times.write_text("")
+        command = ["tsa", str(self.pki_folder), str(self.port), str(self._times)]
+        self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "bench.harness", *command],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+        )
+        assert self._process.stdout is not None
+        ready, _, _ = select.select([self._process.stdout], [], [], timeout)
+        if not ready or not self._process.stdout.readline().startswith(b"READY"):
+            self.stop()
+            raise BenchError("the development TSA did not start")
 
-    async def _serve(self) -> web.AppRunner:
-        from signing.devpki import DevPki
-        from signing.devtsa import create_tsa_app
-
-        pki = DevPki(self.pki_folder)
-        app = create_tsa_app(pki.tsa_cert, pki.tsa_key)
-
-        @web.middleware
-        async def timed(
-            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-        ) -> web.StreamResponse:
-            began = time.perf_counter()
-            try:
-                return await handler(request)
-            finally:
-                self.handled_ms.append((time.perf_counter() - began) * 1000)
-
-        app.middlewares.append(timed)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.port).start()
-        return runner
+    @property
+    def handled_ms(self) -> list[float]:
+        """Server-side handling time of every request so far, in ms."""
+        text = self._times.read_text() if self._times.exists() else ""
+        return [float(line) for line in text.splitlines() if line]
 
     @property
     def requests(self) -> int:
         return len(self.handled_ms)
 
     def stop(self) -> None:
-        if not self._thread.is_alive():
-            return
-        if self._runner is not None:
-            with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        if not self._thread.is_alive():
-            self._loop.close()
+        if self._process is not None:
+            stop_process(self._process)
+            self._process = None
+
+
+def _serve_tsa(pki_folder: Path, port: int, times: Path) -> None:
+    """The TSA process: ``signing.devtsa`` until SIGTERM, each request timed."""
+    from signing.devpki import DevPki
+    from signing.devtsa import create_tsa_app
+
+    pki = DevPki(pki_folder)
+    app = create_tsa_app(pki.tsa_cert, pki.tsa_key)
+    out = times.open("a", buffering=1)
+
+    @web.middleware
+    async def timed(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        began = time.perf_counter()
+        try:
+            return await handler(request)
+        finally:
+            out.write(f"{(time.perf_counter() - began) * 1000:.3f}\n")
+
+    app.middlewares.append(timed)
+
+    async def serve() -> None:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        print("READY", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+            out.close()
+
+    asyncio.run(serve())
 
 
 # -- the signing API, as the page's script uses it ---------------------------------------------
@@ -836,3 +860,10 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     log(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["tsa"] and len(sys.argv) == 5:
+        _serve_tsa(Path(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]))
+    else:
+        sys.exit("usage: python -m bench.harness tsa PKI_FOLDER PORT TIMES_FILE")
