@@ -504,6 +504,7 @@ class TsaServer:
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", "bench.harness", *command],
             cwd=ROOT,
+            stdin=subprocess.PIPE,  # closed when this process ends, however it ends
             stdout=subprocess.PIPE,
         )
         assert self._process.stdout is not None
@@ -557,6 +558,8 @@ def _serve_tsa(pki_folder: Path, port: int, times: Path) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
+        # The driver's end closes our stdin, even a SIGKILL that skips its clean-up.
+        loop.add_reader(sys.stdin.fileno(), lambda: sys.stdin.buffer.read1() or stop.set())
         try:
             await stop.wait()
         finally:
