@@ -106,6 +106,9 @@ class QuietMessenger:
     async def can_decrypt(self, room_id: str, user_id: str) -> bool:
         return await self.real.can_decrypt(room_id, user_id)
 
+    async def close_room(self, room_id: str) -> None:
+        await self.real.close_room(room_id)
+
     def tail(self, room_id: str) -> list[str]:
         return [text[:120] for text in self.sent.get(room_id, [])[-TAIL:]]
 

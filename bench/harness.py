@@ -558,8 +558,13 @@ def _serve_tsa(pki_folder: Path, port: int, times: Path) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
+
         # The driver's end closes our stdin, even a SIGKILL that skips its clean-up.
-        loop.add_reader(sys.stdin.fileno(), lambda: sys.stdin.buffer.read1() or stop.set())
+        def stdin_readable() -> None:
+            if not os.read(sys.stdin.fileno(), 4096):
+                stop.set()
+
+        loop.add_reader(sys.stdin.fileno(), stdin_readable)
         try:
             await stop.wait()
         finally:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import signal
@@ -95,7 +96,9 @@ async def measure(
         leader.stop(signal.SIGKILL)
         await anna.send(duty, "!hjälp")
         try:
-            await anna.wait(lambda m=mark: answers(anna, duty, m), timeout=args.trial_timeout)
+            await anna.wait(
+                functools.partial(answers, anna, duty, mark), timeout=args.trial_timeout
+            )
         except TimeoutError:
             lost += 1
             log(f"trial {trial + 1}: no answer within {args.trial_timeout:.0f} s")
@@ -148,9 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         second = another_node(first, stack.base / "node-2")
         second.start(120, until="standby")
         assert stack.synapse is not None
+        synapse = stack.synapse
 
         async def run() -> dict[str, Any]:
-            anna = TimedUser(stack.synapse.base_url, accounts["anna"], stack.base / "anna")
+            anna = TimedUser(synapse.base_url, accounts["anna"], stack.base / "anna")
             await anna.start()
             try:
                 return await measure(args, stack, anna, [first, second])
