@@ -354,21 +354,7 @@ class Seal:
     ) -> bytes:
         """:func:`seal_pdf` in a seal process or the seal's worker thread; the event loop
         goes on meanwhile."""
-        if self._processes is not None:
-            return await self._processes.run(_seal_in_process, pdf, stamp, evidence, box)
-        assert self.signer is not None
-        job = functools.partial(
-            seal_pdf,
-            pdf,
-            signer=self.signer,
-            stamp=stamp,
-            evidence=evidence,
-            validation_context=self.validation_context,
-            timestamper=self.timestamper,
-            box=box,
-            loop=self._loop,
-        )
-        return await asyncio.get_running_loop().run_in_executor(self._worker, job)
+        return await self._sealing(seal_pdf, pdf, stamp=stamp, evidence=evidence, box=box)
 
     async def sign_version(
         self,
@@ -388,21 +374,27 @@ class Seal:
         seal, and the document crossed between the processes twice. In a process
         ``render`` and ``evidence`` must pickle (module-level functions, partials of
         them over plain data)."""
+        return await self._sealing(
+            render_and_seal, render, fallback, stamp=stamp, evidence=evidence
+        )
+
+    async def _sealing(self, function: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+        """``function(*args, **kwargs)`` with what the seal keeps (the key, the
+        validation context, the TSA client, the kept loop) passed as keywords, where
+        the seal works: a seal process, else the seal's worker thread."""
         if self._processes is not None:
             return await self._processes.run(
-                _render_and_seal_in_process, render, fallback, stamp, evidence
+                functools.partial(_with_process_seal, function, *args, **kwargs)
             )
         assert self.signer is not None
         job = functools.partial(
-            render_and_seal,
-            render,
-            fallback,
+            function,
+            *args,
             signer=self.signer,
-            stamp=stamp,
-            evidence=evidence,
             validation_context=self.validation_context,
             timestamper=self.timestamper,
             loop=self._loop,
+            **kwargs,
         )
         return await asyncio.get_running_loop().run_in_executor(self._worker, job)
 
@@ -672,41 +664,16 @@ def _seal_process_ready() -> int:
     return os.getpid()
 
 
-def _seal_in_process(
-    pdf: bytes,
-    stamp: StampInfo,
-    evidence: Mapping[str, Any] | None,
-    box: SignatureBox | None,
-) -> bytes:
+def _with_process_seal(function: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+    """In a seal process: :meth:`Seal._sealing`'s call, with this process's seal."""
     kept = _process_seal()
-    return seal_pdf(
-        pdf,
+    return function(
+        *args,
         signer=kept.signer,
-        stamp=stamp,
-        evidence=evidence,
-        validation_context=kept.validation_context,
-        timestamper=kept.timestamper,
-        box=box,
-        loop=kept.loop,
-    )
-
-
-def _render_and_seal_in_process(
-    render: Callable[[], bytes | None] | None,
-    fallback: bytes,
-    stamp: StampInfo,
-    evidence: Callable[[bool], Mapping[str, Any] | None],
-) -> SealedVersion:
-    kept = _process_seal()
-    return render_and_seal(
-        render,
-        fallback,
-        signer=kept.signer,
-        stamp=stamp,
-        evidence=evidence,
         validation_context=kept.validation_context,
         timestamper=kept.timestamper,
         loop=kept.loop,
+        **kwargs,
     )
 
 

@@ -214,7 +214,7 @@ class InlineConnection(aiosqlite.Connection):
     waits for the disk (the log is written, not synced), so it runs where it is
     called. What can wait on the disk runs on aiosqlite's thread: ``VACUUM`` and
     explicit checkpoints; the log's regular checkpoints run on a worker thread
-    (:class:`Checkpointer`). Rollback and close stay there too.
+    (:class:`Checkpointer`). Closing a connection stays there too.
 
     Waiting for a lock must not stop the loop. The writing transactions of this
     process take turns at a :class:`WriteGate` before their ``BEGIN IMMEDIATE``.
@@ -250,7 +250,16 @@ class InlineConnection(aiosqlite.Connection):
             if self.checkpointer is not None:
                 self.checkpointer.committed()
             return None
-        if fn == driver.rollback or fn == driver.close:
+        if fn == driver.rollback:
+            # In WAL mode a rollback never waits for the disk (what the transaction
+            # wrote is dropped, not undone), and most are the pool's reset of a
+            # connection whose transaction has ended already: nothing to do at all.
+            try:
+                fn()
+            finally:
+                self._done_writing()
+            return None
+        if fn == driver.close:
             try:
                 return await super()._execute(fn, *args, **kwargs)
             finally:
@@ -260,9 +269,15 @@ class InlineConnection(aiosqlite.Connection):
         if getattr(fn, "__name__", None) not in self._STATEMENTS:
             return fn(*args, **kwargs)  # a cursor, a fetch: never locked
         if self.gate is not None and self._writing is None and args[:1] == (BEGIN_WRITE,):
-            # Wait for this process's writer before us, asleep, then take our turn.
+            # Wait for this process's writer before us, asleep, then take our turn; as
+            # long as SQLite would have waited, and failing as SQLite would have (a
+            # unit of work that opened another while holding the lock must not hang).
             lock = self.gate.lock()
-            await lock.acquire()
+            try:
+                async with asyncio.timeout(SQLITE_BUSY_TIMEOUT_MS / 1000):
+                    await lock.acquire()
+            except TimeoutError:
+                raise sqlite3.OperationalError("database is locked") from None
             self._writing = lock
             try:
                 return await self._run(fn, *args, **kwargs)

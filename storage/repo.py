@@ -20,6 +20,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Result, Row, bindparam, delete, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.util import identity_key
 
 from storage import audit
@@ -286,11 +287,18 @@ async def get_case(session: AsyncSession, *, case_id: int) -> Case | None:
 
 async def get_case_by_room(session: AsyncSession, *, room_id: str) -> Case | None:
     """The case whose Matrix room is `room_id`, or None (e.g. the duty room)."""
-    return await session.scalar(prepared(session, _case_by_room_statement), {"room_id": room_id})
+    found = await session.execute(prepared(session, _case_by_room_statement), {"room_id": room_id})
+    return found.unique().scalar_one_or_none()
 
 
 def _case_by_room_statement(_insert: Insert) -> Any:
-    return select(Case).where(Case.room_id == bindparam("room_id"))
+    # The participants in the same statement (a join), not in a second one as the
+    # relationship's own "selectin" does: this runs on every answer.
+    return (
+        select(Case)
+        .options(joinedload(Case.participants))
+        .where(Case.room_id == bindparam("room_id"))
+    )
 
 
 async def get_case_by_number(session: AsyncSession, *, number: str) -> Case | None:

@@ -193,6 +193,27 @@ async def test_writers_in_this_process_take_turns_in_order_without_polling_the_l
     assert await in_session(sessions, lambda s: repo.get_state(s, key="count")) == str(writers)
 
 
+async def test_a_writer_that_waits_for_itself_fails_as_sqlite_would_instead_of_hanging(
+    migrated_url: str, sessions: Sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A unit of work that opens a second writing one while it holds the write lock
+    can never get it: after SQLITE_BUSY_TIMEOUT_MS it fails ("database is locked"),
+    as SQLite's own wait did, and the first still commits."""
+    if not is_sqlite(migrated_url):
+        pytest.skip("the write gate is SQLite's (PostgreSQL has row locks)")
+    monkeypatch.setattr(storage_db, "SQLITE_BUSY_TIMEOUT_MS", 300)
+    async with sessions() as outer, outer.begin():
+        await repo.set_state(outer, key="outer", value="1")
+        with pytest.raises(sa.exc.OperationalError, match="database is locked"):
+            async with sessions() as inner, inner.begin():
+                await repo.set_state(inner, key="inner", value="1")
+
+    async def read(session: AsyncSession) -> list[str | None]:
+        return [await repo.get_state(session, key=key) for key in ("outer", "inner")]
+
+    assert await in_session(sessions, read) == ["1", None]
+
+
 async def test_the_write_ahead_log_is_checkpointed_off_the_loop(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

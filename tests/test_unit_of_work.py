@@ -26,8 +26,9 @@ WITH_POLL = 2
 #: Statements of an answer followed by a poll (7 on both backends when this was
 #: written: the claim, the case with its participants, the report, its update; the
 #: poll id's read and update; 10 since each answer is on the audit trail (which
-#: question): the chain's head locked, the row inserted, the head moved).
-STATEMENTS = 11
+#: question): the chain's head locked, the row inserted, the head moved; 9 since the
+#: participants come in the case's statement, joined, instead of a second one).
+STATEMENTS = 9
 
 
 @dataclass
