@@ -226,6 +226,8 @@ class InlineConnection(aiosqlite.Connection):
     """
 
     _ON_THREAD = ("VACUUM", "PRAGMA WAL_CHECKPOINT")
+    #: What those may start with (they may have leading white space too).
+    _ON_THREAD_FIRST = frozenset("VvPp \t\n\r")
     _STATEMENTS = frozenset({"execute", "executemany", "executescript"})
 
     def __init__(
@@ -264,10 +266,10 @@ class InlineConnection(aiosqlite.Connection):
                 return await super()._execute(fn, *args, **kwargs)
             finally:
                 self._done_writing()
-        if self._waits_on_disk(args):
-            return await super()._execute(fn, *args, **kwargs)
         if getattr(fn, "__name__", None) not in self._STATEMENTS:
             return fn(*args, **kwargs)  # a cursor, a fetch: never locked
+        if self._waits_on_disk(args):
+            return await super()._execute(fn, *args, **kwargs)
         if self.gate is not None and self._writing is None and args[:1] == (BEGIN_WRITE,):
             # Wait for this process's writer before us, asleep, then take our turn; as
             # long as SQLite would have waited, and failing as SQLite would have (a
@@ -310,6 +312,8 @@ class InlineConnection(aiosqlite.Connection):
 
     def _waits_on_disk(self, args: tuple[Any, ...]) -> bool:
         statement = args[0] if args and isinstance(args[0], str) else ""
+        if statement[:1] not in self._ON_THREAD_FIRST:
+            return False  # (most statements: SELECT, INSERT, UPDATE, BEGIN)
         return statement.lstrip()[:22].upper().startswith(self._ON_THREAD)
 
 
