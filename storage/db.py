@@ -317,6 +317,21 @@ class InlineConnection(aiosqlite.Connection):
         return statement.lstrip()[:22].upper().startswith(self._ON_THREAD)
 
 
+#: The gate of each database file in this process, shared by its engines (the bot's
+#: and, say, a command's in the same process), kept while one of them uses it.
+_GATES: weakref.WeakValueDictionary[str, WriteGate] = weakref.WeakValueDictionary()
+
+
+def _gate_of(path: Path | None) -> WriteGate:
+    if path is None:
+        return WriteGate()  # in memory: each engine has a database of its own
+    key = str(path.resolve())
+    gate = _GATES.get(key)
+    if gate is None:
+        gate = _GATES[key] = WriteGate()
+    return gate
+
+
 def _inline_creator(url: URL) -> Callable[[], InlineConnection]:
     """SQLAlchemy's ``async_creator`` for an :class:`InlineConnection` to ``url``,
     opened with the arguments SQLAlchemy's own aiosqlite dialect would use."""
@@ -327,7 +342,7 @@ def _inline_creator(url: URL) -> Callable[[], InlineConnection]:
     kwargs["timeout"] = SQLITE_INLINE_BUSY_MS / 1000
     path = _sqlite_file(url)
     checkpointer = Checkpointer(str(path)) if path is not None else None
-    gate = WriteGate()
+    gate = _gate_of(path)
 
     def connect() -> sqlite3.Connection:
         return sqlite3.connect(*args, **kwargs)  # type: ignore[call-overload]

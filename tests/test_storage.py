@@ -152,7 +152,9 @@ async def test_writers_in_this_process_take_turns_in_order_without_polling_the_l
 ) -> None:
     """Answers in many rooms at once: their writing transactions queue for SQLite's one
     write lock (storage.db.WriteGate) and are served in the order they came, each as
-    soon as the one before commits; none hits the lock and sleeps on a timer."""
+    soon as the one before commits; none hits the lock and sleeps on a timer. A second
+    engine on the same file in the same process (a command run by the bot, a test's
+    own) queues at the same gate."""
     if not is_sqlite(migrated_url):
         pytest.skip("the write gate is SQLite's (PostgreSQL has row locks)")
     found_locked = 0
@@ -164,29 +166,35 @@ async def test_writers_in_this_process_take_turns_in_order_without_polling_the_l
         return busy(exc)
 
     monkeypatch.setattr(storage_db, "_busy", counting)
+    other_engine = create_engine(migrated_url)
+    factories = (sessions, session_factory(other_engine))
     served: list[int] = []
 
     async def write(i: int) -> None:
-        async with sessions() as session, session.begin():
+        async with factories[i % 2]() as session, session.begin():
             current = await repo.get_state(session, key="count")
             await asyncio.sleep(0.002)  # (a handler's await inside the transaction)
             served.append(i)
             await repo.set_state(session, key="count", value=str(int(current or 0) + 1))
 
-    async def read(_i: int) -> None:
-        async with sessions() as session:
+    async def read(i: int) -> None:
+        async with factories[i % 2]() as session:
             await repo.get_state(session, key="count")
             await asyncio.sleep(0.01)
 
-    # The connections exist already, as in a running bot (opening one takes a thread).
-    writers = storage_db.SQLITE_POOL_SIZE - 5
-    await asyncio.gather(*(read(i) for i in range(writers)))
-    # Each starts one loop turn after the one before, so "first come" is well defined.
-    tasks = []
-    for i in range(writers):
-        tasks.append(asyncio.create_task(write(i)))
-        await asyncio.sleep(0)
-    await asyncio.gather(*tasks)
+    try:
+        # The connections exist already, as in a running bot (opening one takes a
+        # thread).
+        writers = storage_db.SQLITE_POOL_SIZE - 5
+        await asyncio.gather(*(read(i) for i in range(2 * writers)))
+        # Each starts one loop turn after the one before: "first come" is well defined.
+        tasks = []
+        for i in range(writers):
+            tasks.append(asyncio.create_task(write(i)))
+            await asyncio.sleep(0)
+        await asyncio.gather(*tasks)
+    finally:
+        await other_engine.dispose()
 
     assert served == list(range(writers))
     assert found_locked == 0
