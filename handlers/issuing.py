@@ -23,7 +23,7 @@ import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,6 +33,26 @@ from handlers import audit
 from handlers.links import LinkSealer, new_token, token_hash
 from storage import decisions
 from storage.models import SigningRequest
+
+if TYPE_CHECKING:
+    from signing.seal import Seal
+
+
+def settings_for_render(settings: Settings, report: Mapping[str, Any], seal: Seal) -> Settings:
+    """The settings to give :func:`decided_version`, :func:`refusal_for` or
+    :func:`record_for` when they run where ``seal`` works (:meth:`Seal.run`,
+    :meth:`Seal.sign_version`): ``settings`` in the bot's process; in a seal process
+    only what rendering ``report`` reads (its form and the duty settings:
+    :class:`signing.document.RenderSettings`), since the whole ``Settings`` does not
+    pickle and its secrets have no business there."""
+    if not seal.process_ids:
+        return settings
+    from signing.document import RenderSettings
+
+    form_id = str(report.get("form", {}).get("id", ""))
+    form = settings.forms.get(form_id)
+    forms = {form_id: form} if form is not None else {}
+    return cast(Settings, RenderSettings(forms=forms, duty=settings.duty))
 
 
 class RenderFailed(Exception):
@@ -178,8 +198,8 @@ def decided_version(
     signer was shown (``reviewed_sha256``): then the two differ in the decision
     date and time and nothing else. None when it does not (the configuration or
     the form template changed since): the caller seals the reviewed document as it
-    is, which says the decision date is the day of signing. Blocking: call it in a
-    worker thread.
+    is, which says the decision date is the day of signing. Blocking: run it where
+    the seal works (:meth:`Seal.sign_version`).
     """
     again = render_for(settings, report, municipality, maker)
     if hashlib.sha256(again).hexdigest() != reviewed_sha256:
@@ -198,7 +218,7 @@ def refusal_for(
 ) -> bytes:
     """The refusal ``maker`` decided at ``decided_at``, with ``reason`` as its grounds:
     "{body} beslutade att inte ..." in the form's words, to be sealed. Blocking
-    (reportlab): call it in a worker thread."""
+    (reportlab): run it where the seal works (:meth:`Seal.run`)."""
     from signing.document import mandate_of, render_refusal
 
     form = settings.forms.get(str(report.get("form", {}).get("id", "")))
@@ -227,7 +247,7 @@ def record_for(
     recorded_at: datetime,
 ) -> bytes:
     """The report of a ``signer = "none"`` form as ``worker``'s record, to be sealed.
-    Blocking (reportlab): call it in a worker thread."""
+    Blocking (reportlab): run it where the seal works (:meth:`Seal.run`)."""
     from signing.document import render_record
 
     form = settings.forms.get(str(report.get("form", {}).get("id", "")))

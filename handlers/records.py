@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from config import Municipality, Settings
 from handlers import i18n
 from handlers.context import Clock
-from handlers.issuing import record_for
+from handlers.issuing import record_for, settings_for_render
 from handlers.messenger import Messenger
 from storage import audit, records, repo
 
@@ -90,8 +90,14 @@ class Recorder:
             raise NoSeal()
         from signing.seal import StampInfo
 
-        pdf = await asyncio.to_thread(
-            record_for, self.settings, report, municipality, worker=worker, recorded_at=at
+        # reportlab: where the seal works (its process when it has any).
+        pdf = await seal.run(
+            record_for,
+            settings_for_render(self.settings, report, seal),
+            report,
+            municipality,
+            worker=worker,
+            recorded_at=at,
         )
         return await seal.sign(
             pdf,

@@ -32,7 +32,7 @@ import secrets
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -46,7 +46,7 @@ from handlers.deadlines import start_clocks
 from handlers.errors import ConcurrentChange
 from handlers.escalation import Escalator
 from handlers.fields import strip_invisible
-from handlers.issuing import decided_version, refusal_for, signer_in
+from handlers.issuing import decided_version, refusal_for, settings_for_render, signer_in
 from handlers.links import token_hash
 from handlers.messenger import Messenger
 from handlers.outcomes import OutcomePoster
@@ -516,17 +516,20 @@ class SigningBackend:
         if not submitted:
             return None
         identity = request.identity or {}
+        seal = self.seal()
         try:
-            pdf = await asyncio.to_thread(  # reportlab: never on the event loop
+            # reportlab: where the seal works (its process when it has any), so that
+            # it holds neither the event loop nor its GIL.
+            pdf = await seal.run(
                 refusal_for,
-                self.settings,
+                settings_for_render(self.settings, submitted, seal),
                 submitted,
                 municipality,
                 maker,
                 reason=reason,
                 decided_at=decided_at,
             )
-            return await self.seal().sign(
+            return await seal.sign(
                 pdf,
                 stamp=self._stamp(request, decided_at, case.number),
                 evidence={
@@ -578,11 +581,9 @@ class SigningBackend:
         seal = self.seal()
         render: Callable[[], bytes | None] | None = None  # nothing to render: as it is
         if submitted:
-            # Only what the render reads crosses to a seal process.
-            settings = _render_settings(self.settings, submitted) if seal.process_ids else None
             render = functools.partial(
                 decided_version,
-                settings or self.settings,
+                settings_for_render(self.settings, submitted, seal),
                 submitted,
                 municipality,
                 maker,
@@ -719,17 +720,6 @@ def same_browser(expected_hash: str | None, cookie: str | None) -> bool:
 def _state_key(state: str) -> bytes:
     """An AES key from the OIDC state; not its stored hash (a different input)."""
     return hashlib.sha256(b"socialjour oidc link\0" + state.encode()).digest()
-
-
-def _render_settings(settings: Settings, report: Mapping[str, Any]) -> Settings:
-    """Only what rendering ``report`` reads of ``settings``, for a seal process
-    (:class:`signing.document.RenderSettings`)."""
-    from signing.document import RenderSettings
-
-    form_id = str(report.get("form", {}).get("id", ""))
-    form = settings.forms.get(form_id)
-    forms = {form_id: form} if form is not None else {}
-    return cast(Settings, RenderSettings(forms=forms, duty=settings.duty))
 
 
 def seal_for_state(token: str, state: str) -> str:

@@ -237,6 +237,32 @@ async def test_the_decided_document_is_rendered_and_sealed_in_the_seal_process(
     assert report.evidence["decision"]["rendered_at_signing"] is True
 
 
+async def test_a_refusal_is_rendered_and_sealed_in_the_seal_process(
+    sqlite_sessions: Sessions,  # noqa: F811
+    make_env: MakeEnv,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Declined through the signing API: the refusal, a decision of its own, is
+    rendered in the seal process too (reportlab is made to fail in this one)."""
+    env = await make_env(sqlite_sessions)
+    sub = await env.submit()
+    env.service.signer = in_processes(env.settings.signing)
+    cookie = await env.identify(sub.token)
+
+    def not_here(*args: Any, **kwargs: Any) -> bytes:
+        raise AssertionError("rendered in the bot's process")
+
+    monkeypatch.setattr(signing.document, "render_refusal", not_here)
+    answer = await env.decline(sub.token, "Fel paragraf, se LVU 2 §.", cookie)
+
+    assert answer.status == 200, answer.body
+    request = await env.request(sub.token)
+    assert request.status == "declined" and request.signed_document is not None
+    assert "Fel paragraf, se LVU 2 §." in pdf_text(request.signed_document, tmp_path)
+    assert (await env.verify(request.signed_document)).ok
+
+
 def test_a_wrong_pin_stops_the_start_as_it_did_in_process(
     token: Token, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
